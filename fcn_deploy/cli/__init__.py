@@ -1,0 +1,1 @@
+"""Thin command-line front ends; each parses its arguments and calls one library function."""

@@ -1,0 +1,52 @@
+"""What every command shares: the user-error wrapper and options defined once."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from fcn_deploy.errors import FCNError
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None],
+             argv: Sequence[str] | None = None) -> int:
+    """Run a command's ``main``; a user error is printed as one line (no traceback), exit 2.
+
+    Ctrl-C exits 130 with a short message; artifacts are written atomically so nothing is lost.
+    """
+    try:
+        rc = main(argv)
+    except FCNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for inference (default: the library's default)")
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None,
+                        help="cpu or cuda[:N] (default: cuda when available, else cpu)")
+
+
+def add_seed_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """Parse ``1x3x500x500`` into a tuple; used by every command that takes shapes."""
+    try:
+        dims = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"shape {text!r} is not of the form NxCxHxW (e.g. 1x3x500x500)") from None
+    if len(dims) != 4 or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(
+            f"shape {text!r} must have 4 positive dimensions NxCxHxW (e.g. 1x3x500x500)")
+    return dims

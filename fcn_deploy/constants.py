@@ -1,0 +1,33 @@
+"""Reference constants of the FCN paper and PASCAL VOC."""
+from __future__ import annotations
+
+#: PASCAL VOC classes in label order (label 0 is background).
+VOC_CLASSES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+#: Per-channel mean subtracted by the reference nets, in **BGR** order (Caffe's ImageNet mean).
+VGG_MEAN_BGR: tuple[float, float, float] = (104.00698793, 116.66876762, 122.67891434)
+
+#: Label value excluded from the loss and from scoring.
+IGNORE_LABEL = 255
+
+
+def voc_palette(num_colors: int = 256) -> list[tuple[int, int, int]]:
+    """The PASCAL VOC colour map (RGB), as written into VOC's palette PNGs.
+
+    Colour of label i: the bits of i are spread over the high bits of R, G and B in turn.
+    """
+    palette = []
+    for i in range(num_colors):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette.append((r, g, b))
+    return palette

@@ -1,0 +1,107 @@
+"""Reading images and labels the way every stage expects them, with clear errors.
+
+Images come back as uint8 HxWx3 **BGR** (OpenCV's order); labels as uint8 HxW class indices.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fcn_deploy.errors import FCNError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def to_bgr8(image: np.ndarray, *, rgb: bool = False, name: str = "image") -> np.ndarray:
+    """Convert an array as apps hold it into uint8 HxWx3 BGR, or say why it cannot be.
+
+    Accepted: HxW grayscale, HxWx1, HxWx3 (BGR, or RGB with ``rgb=True``), HxWx4 (alpha dropped),
+    uint8 or uint16 (16-bit is scaled down by 257). Anything else is refused with the reason.
+    """
+    if not isinstance(image, np.ndarray):
+        raise FCNError(f"{name}: expected a numpy array HxWx3, got {type(image).__name__}")
+    if image.size == 0 or image.ndim < 2 or min(image.shape[:2]) == 0:
+        raise FCNError(f"{name}: the image is empty (shape {image.shape}); expected HxWx3 with H, W > 0")
+    if image.dtype == np.uint16:
+        image = (image.astype(np.uint32) // 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise FCNError(f"{name}: pixel type {image.dtype} is not supported; expected uint8 or "
+                       "uint16 (convert float images to 0..255 uint8 first)")
+    if image.ndim == 2:
+        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise FCNError(f"{name}: shape {image.shape} is not an image; expected HxW, HxWx1, "
+                       "HxWx3 or HxWx4")
+    channels = image.shape[2]
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(image, 3, axis=2))
+    image = image[:, :, :3]
+    if rgb:
+        image = image[:, :, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 HxWx3 BGR; grayscale, RGBA and 16-bit files are converted."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FCNError(f"image {path} does not exist")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise FCNError(f"image {path} could not be decoded; expected a readable image file "
+                       f"({', '.join(IMAGE_EXTENSIONS)})")
+    return to_bgr8(image, name=f"image {path}")
+
+
+def read_label(path: str | os.PathLike) -> np.ndarray:
+    """Read a label PNG as uint8 HxW class indices (palette PNGs keep their indices)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FCNError(f"label {path} does not exist")
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L", "I", "I;16"):
+                raise FCNError(f"label {path} has mode {img.mode}; expected a palette (P) or "
+                               "grayscale (L) PNG of class indices")
+            label = np.array(img)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise FCNError(f"label {path} could not be decoded: {exc}") from None
+    if label.dtype != np.uint8:
+        if label.size and (label.min() < 0 or label.max() > 255):
+            raise FCNError(f"label {path} has values outside 0..255")
+        label = label.astype(np.uint8)
+    return label
+
+
+def write_label_png(path: str | os.PathLike, label: np.ndarray, palette) -> None:
+    """Write a label map as a VOC-style palette PNG, atomically."""
+    from PIL import Image
+
+    from fcn_deploy.fileio import atomic_path
+
+    flat = [v for rgb in palette for v in rgb][:768]
+    flat += [0] * (768 - len(flat))
+    img = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
+    img.putpalette(flat)
+    with atomic_path(path, suffix=".png") as tmp:
+        img.save(tmp, format="PNG")
+
+
+def write_image(path: str | os.PathLike, image_bgr: np.ndarray) -> None:
+    """Write a BGR image (format from the extension), atomically."""
+    import cv2
+
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".png", image_bgr)
+    if not ok:
+        raise FCNError(f"could not encode {path}; use .png or .jpg")
+    from fcn_deploy.fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, buf.tobytes())
