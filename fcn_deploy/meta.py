@@ -126,3 +126,32 @@ class ModelMeta:
         if not data:
             raise FCNError("the ONNX file carries no fcn-deploy metadata (no 'fcn.*' metadata_props)")
         return cls.from_dict(data)
+
+
+def read_onnx_meta(path) -> ModelMeta:
+    """Read the toolkit metadata from an ONNX file's metadata_props (weights are not loaded)."""
+    from pathlib import Path
+
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FCNError(f"ONNX file {path} does not exist")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises several types on corrupt input
+        raise FCNError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        return ModelMeta.from_onnx_props(props)
+    except FCNError as exc:
+        raise FCNError(f"{path}: {exc}") from None
+
+
+def write_onnx_meta(model, meta: ModelMeta) -> None:
+    """Replace the toolkit's keys in an in-memory ``onnx.ModelProto``'s metadata_props."""
+    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(ONNX_PREFIX)]
+    del model.metadata_props[:]
+    for key, value in keep + sorted(meta.to_onnx_props().items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
