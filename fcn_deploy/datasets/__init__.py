@@ -1,0 +1,92 @@
+"""Segmentation datasets shared by training, evaluation and INT8 calibration (numpy only).
+
+Every dataset is an indexable sequence of :class:`Sample` (image uint8 HxWx3 BGR, label uint8 HxW
+or None, name) with ``num_classes``, ``class_names``, ``palette`` and ``ignore_label`` (255).
+:func:`create_dataset` builds one from a spec string, which is what commands take.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from fcn_deploy.datasets.base import (Sample, SegmentationDataset, check_same_size,
+                                      validate_label)
+from fcn_deploy.datasets.folder import FolderDataset, ImageFolder, list_images
+from fcn_deploy.datasets.sbd import SBDSegmentation, read_sbd_label
+from fcn_deploy.datasets.synthetic import SHAPES, SyntheticShapes, stride_oracle
+from fcn_deploy.datasets.voc import VOCSegmentation, resolve_voc_root, write_voc_layout
+from fcn_deploy.errors import FCNError
+
+__all__ = [
+    "Sample", "SegmentationDataset", "VOCSegmentation", "SBDSegmentation", "FolderDataset",
+    "ImageFolder", "SyntheticShapes", "SHAPES", "create_dataset", "write_voc_layout",
+    "stride_oracle", "validate_label", "check_same_size", "read_sbd_label", "resolve_voc_root",
+    "list_images", "SPEC_FORMS",
+]
+
+#: The accepted spec strings, as shown in error messages and help texts.
+SPEC_FORMS = (
+    "voc:<VOCdevkit or VOCdevkit/VOC2012>[:<image set name or list file>]  (default set: val)",
+    "sbd:<benchmark_RELEASE or its dataset/>[:train|val|<list file>]  (default: train)",
+    "folder:<images dir>[,<masks dir>]  (masks matched by file stem; none = unlabelled)",
+    "synthetic[:<number of images>]  (SyntheticShapes, default 200 images)",
+)
+
+
+def _split_optional(rest: str, sep: str) -> tuple[str, str | None]:
+    """Split ``path<sep>option`` from the right, unless the whole string is an existing path."""
+    if sep in rest and not Path(rest).exists():
+        head, tail = rest.rsplit(sep, 1)
+        return head, (tail or None)
+    return rest, None
+
+
+def _construct(cls: type, args: tuple, kwargs: dict[str, Any], spec: str) -> SegmentationDataset:
+    accepted = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+                if p.kind == inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(k for k, v in kwargs.items() if k not in accepted and v is not None)
+    if unknown:
+        raise FCNError(f"dataset {spec!r} ({cls.__name__}) does not take option(s) "
+                       f"{', '.join(unknown)}; it takes {', '.join(accepted)}")
+    return cls(*args, **{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def create_dataset(spec: str, **kwargs: Any) -> SegmentationDataset:
+    """Build a dataset from a spec string (see ``SPEC_FORMS``); ``kwargs`` go to its constructor.
+
+    Examples: ``voc:/data/VOCdevkit`` (VOC2012 val), ``voc:/data/VOCdevkit:train``,
+    ``voc:/data/VOCdevkit:/lists/seg11valid.txt`` with ``year="2011"``, ``sbd:/data/benchmark_RELEASE``,
+    ``folder:/data/images,/data/masks``, ``folder:/data/calib`` (label None), ``synthetic:64`` with
+    ``seed=1, min_size=48``. The image set defaults to ``val`` for VOC because VOC is what the
+    reference evaluates on (SBD, its training set, defaults to ``train``). Keyword options a
+    dataset does not take raise FCNError unless their value is None (None means "default").
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise FCNError(f"dataset spec {spec!r} is empty; expected one of: " + "; ".join(SPEC_FORMS))
+    scheme, _, rest = spec.partition(":")
+    scheme = scheme.strip().lower()
+    if scheme == "voc" and rest:
+        root, image_set = _split_optional(rest, ":")
+        if image_set is not None:
+            kwargs = {**kwargs, "image_set": image_set}
+        return _construct(VOCSegmentation, (root,), kwargs, spec)
+    if scheme == "sbd" and rest:
+        root, image_set = _split_optional(rest, ":")
+        if image_set is not None:
+            kwargs = {**kwargs, "image_set": image_set}
+        return _construct(SBDSegmentation, (root,), kwargs, spec)
+    if scheme == "folder" and rest:
+        images, masks = _split_optional(rest, ",")
+        return _construct(FolderDataset, (images, masks), kwargs, spec)
+    if scheme == "synthetic":
+        if rest:
+            try:
+                count = int(rest)
+            except ValueError:
+                raise FCNError(f"dataset spec {spec!r}: {rest!r} is not a number of images; "
+                               "expected synthetic[:<number of images>]") from None
+            kwargs = {**kwargs, "num_images": count}
+        return _construct(SyntheticShapes, (), kwargs, spec)
+    raise FCNError(f"dataset spec {spec!r} is not understood; expected one of: "
+                   + "; ".join(SPEC_FORMS))

@@ -1,0 +1,115 @@
+"""SBD, the Semantic Boundaries Dataset (Hariharan et al.), the reference's training set.
+
+Layout (``benchmark_RELEASE/dataset``): ``img/<id>.jpg``, ``cls/<id>.mat`` holding a MATLAB struct
+``GTcls`` whose field ``Segmentation`` is the HxW class map (VOC's 21 classes), and the id lists
+``train.txt`` (8,498 ids) and ``val.txt``. ``root`` may be ``benchmark_RELEASE`` or its ``dataset``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from fcn_deploy.constants import VOC_CLASSES
+from fcn_deploy.datasets.base import SegmentationDataset, Sample, format_missing, read_id_list
+from fcn_deploy.errors import FCNError
+
+
+def resolve_sbd_root(root: str | os.PathLike) -> Path:
+    """The folder holding img/ and cls/, for ``root`` = benchmark_RELEASE/ or its dataset/."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FCNError(f"SBD root {root} does not exist; expected benchmark_RELEASE/ or its "
+                       "dataset/ folder")
+    for candidate in (root, root / "dataset"):
+        if (candidate / "img").is_dir() and (candidate / "cls").is_dir():
+            return candidate
+    raise FCNError(f"SBD root {root} has no img/ and cls/ folders (nor dataset/img, dataset/cls); "
+                   "expected the benchmark_RELEASE/dataset layout")
+
+
+def read_sbd_label(path: Path) -> np.ndarray:
+    """Read ``GTcls.Segmentation`` from an SBD .mat file as an integer HxW array."""
+    import scipy.io
+
+    if not path.is_file():
+        raise FCNError(f"SBD label {path} does not exist")
+    try:
+        mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    except Exception as exc:  # scipy raises many types for a damaged file; all mean "unreadable"
+        raise FCNError(f"SBD label {path} could not be read as a MATLAB file: {exc}") from None
+    if "GTcls" not in mat:
+        keys = ", ".join(k for k in mat if not k.startswith("__")) or "none"
+        raise FCNError(f"SBD label {path} has no GTcls struct (variables: {keys}); expected "
+                       "GTcls.Segmentation")
+    gt = mat["GTcls"]
+    seg = getattr(gt, "Segmentation", None)
+    if seg is None and isinstance(gt, np.ndarray) and gt.dtype.names \
+            and "Segmentation" in gt.dtype.names:
+        seg = gt["Segmentation"].item() if gt.size == 1 else None
+    if seg is None:
+        raise FCNError(f"SBD label {path}: GTcls has no Segmentation field; expected "
+                       "GTcls.Segmentation (HxW class map)")
+    seg = np.asarray(seg)
+    if seg.ndim != 2 or seg.dtype.kind not in "uif":
+        raise FCNError(f"SBD label {path}: GTcls.Segmentation has shape {seg.shape} and dtype "
+                       f"{seg.dtype}; expected a 2-D numeric class map")
+    if seg.dtype.kind == "f":
+        if not np.all(np.isfinite(seg)) or np.any(seg != np.round(seg)):
+            raise FCNError(f"SBD label {path}: GTcls.Segmentation holds non-integer values; "
+                           "expected class indices")
+        seg = seg.astype(np.int64)
+    return seg
+
+
+class SBDSegmentation(SegmentationDataset):
+    """SBD images with their ``cls/*.mat`` class maps; ``image_set`` is train, val or a list file."""
+
+    def __init__(self, root: str | os.PathLike, *, image_set: str | None = None,
+                 list_file: str | os.PathLike | None = None, num_classes: int | None = None,
+                 class_names: Sequence[str] | None = None,
+                 palette: Sequence[Sequence[int]] | None = None) -> None:
+        if num_classes is None:
+            num_classes = len(class_names) if class_names is not None else len(VOC_CLASSES)
+        super().__init__(num_classes=num_classes, class_names=class_names, palette=palette)
+        self.root = resolve_sbd_root(root)
+        image_set = image_set or "train"
+        if list_file is None:
+            candidate = Path(image_set)
+            if candidate.suffix == ".txt" or len(candidate.parts) > 1:
+                list_file = candidate
+        if list_file is not None:
+            self.list_path = Path(list_file)
+            self.image_set = self.list_path.stem
+        else:
+            self.list_path = self.root / f"{image_set}.txt"
+            self.image_set = image_set
+            if not self.list_path.is_file():
+                found = sorted(p.stem for p in self.root.glob("*.txt"))
+                hint = f"; available sets: {', '.join(found)}" if found else ""
+                raise FCNError(f"SBD image set list {self.list_path} does not exist{hint}")
+        self.image_dir = self.root / "img"
+        self.label_dir = self.root / "cls"
+        self.ids = read_id_list(self.list_path, what="SBD image list")
+        missing = [p for i in self.ids for p in (self.image_path(i), self.label_path(i))
+                   if not p.is_file()]
+        if missing:
+            raise FCNError(f"{len(missing)} files listed by {self.list_path} are missing: "
+                           f"{format_missing(missing)}")
+
+    def image_path(self, image_id: str) -> Path:
+        return self.image_dir / f"{image_id}.jpg"
+
+    def label_path(self, image_id: str) -> Path:
+        return self.label_dir / f"{image_id}.mat"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _load(self, index: int) -> Sample:
+        image_id = self.ids[index]
+        label_path = self.label_path(image_id)
+        return self.load_pair(self.image_path(image_id), read_sbd_label(label_path), label_path,
+                              image_id)

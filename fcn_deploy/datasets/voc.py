@@ -1,0 +1,148 @@
+"""PASCAL VOC segmentation in the VOCdevkit layout.
+
+``root`` is either the ``VOCdevkit`` folder (the year folder ``VOC<year>`` is used) or the year folder
+itself. Images are ``JPEGImages/<id>.jpg``; labels are the palette PNGs ``SegmentationClass/<id>.png``
+whose *indices* are the classes (255 = boundary/void, ignored). The ids come from
+``ImageSets/Segmentation/<image_set>.txt`` or from an explicit list file such as the reference's
+``seg11valid.txt`` (736 VOC2011 ids).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from fcn_deploy.constants import VOC_CLASSES
+from fcn_deploy.datasets.base import (SegmentationDataset, Sample, format_missing, read_id_list)
+from fcn_deploy.errors import FCNError
+
+
+def resolve_voc_root(root: str | os.PathLike, *, year: str | int = "2012") -> Path:
+    """The VOC year folder (holding JPEGImages) for ``root`` = VOCdevkit/ or VOCdevkit/VOC<year>/."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FCNError(f"VOC root {root} does not exist; expected a VOCdevkit folder or its "
+                       f"VOC{year} folder")
+    if (root / "JPEGImages").is_dir():
+        return root
+    year_dir = root / f"VOC{year}"
+    if year_dir.is_dir():
+        return year_dir
+    found = sorted(p.name for p in root.glob("VOC*") if p.is_dir())
+    hint = f" (found {', '.join(found)}: pass year=...)" if found else ""
+    raise FCNError(f"VOC root {root} has neither JPEGImages/ nor VOC{year}/{hint}; expected a "
+                   "VOCdevkit folder or its year folder")
+
+
+class VOCSegmentation(SegmentationDataset):
+    """PASCAL VOC semantic segmentation (images + palette-index labels).
+
+    ``image_set`` is a set name (``ImageSets/Segmentation/<name>.txt``) or a path to a list file;
+    ``list_file`` forces a list file path. All listed images and labels are checked to exist up front.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, image_set: str | None = None,
+                 year: str | int | None = None, list_file: str | os.PathLike | None = None,
+                 num_classes: int | None = None, class_names: Sequence[str] | None = None,
+                 palette: Sequence[Sequence[int]] | None = None) -> None:
+        if num_classes is None:
+            num_classes = len(class_names) if class_names is not None else len(VOC_CLASSES)
+        super().__init__(num_classes=num_classes, class_names=class_names, palette=palette)
+        year = str(year) if year is not None else "2012"
+        self.root = resolve_voc_root(root, year=year)
+        image_set = image_set or "val"
+        if list_file is None:
+            candidate = Path(image_set)
+            if candidate.suffix == ".txt" or len(candidate.parts) > 1:
+                list_file = candidate  # the image_set names a list file, not a set
+        if list_file is not None:
+            self.list_path = Path(list_file)
+            self.image_set = self.list_path.stem
+        else:
+            self.list_path = self.root / "ImageSets" / "Segmentation" / f"{image_set}.txt"
+            self.image_set = image_set
+            if not self.list_path.is_file():
+                sets_dir = self.list_path.parent
+                found = sorted(p.stem for p in sets_dir.glob("*.txt")) if sets_dir.is_dir() else []
+                hint = f"; available sets: {', '.join(found)}" if found else ""
+                raise FCNError(f"VOC image set list {self.list_path} does not exist{hint}")
+        self.image_dir = self.root / "JPEGImages"
+        self.label_dir = self.root / "SegmentationClass"
+        for folder in (self.image_dir, self.label_dir):
+            if not folder.is_dir():
+                raise FCNError(f"VOC folder {folder} does not exist; expected the VOCdevkit layout "
+                               "(JPEGImages/, SegmentationClass/, ImageSets/Segmentation/)")
+        self.ids = read_id_list(self.list_path, what="VOC image list")
+        missing = [p for i in self.ids for p in (self.image_path(i), self.label_path(i))
+                   if not p.is_file()]
+        if missing:
+            raise FCNError(f"{len(missing)} files listed by {self.list_path} are missing: "
+                           f"{format_missing(missing)}")
+
+    def image_path(self, image_id: str) -> Path:
+        return self.image_dir / f"{image_id}.jpg"
+
+    def label_path(self, image_id: str) -> Path:
+        return self.label_dir / f"{image_id}.png"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _load(self, index: int) -> Sample:
+        from fcn_deploy.imageio import read_label
+
+        image_id = self.ids[index]
+        label_path = self.label_path(image_id)
+        return self.load_pair(self.image_path(image_id), read_label(label_path), label_path,
+                              image_id)
+
+
+def write_voc_layout(root: str | os.PathLike, dataset: SegmentationDataset, *,
+                     image_set: str | None = None, year: str | int | None = None,
+                     jpeg_quality: int | None = None, progress: bool = False) -> Path:
+    """Write ``dataset`` as a VOCdevkit tree under ``root`` (the VOCdevkit folder, created).
+
+    Writes ``VOC<year>/JPEGImages/<name>.jpg``, ``SegmentationClass/<name>.png`` (palette PNG with
+    the dataset's colours, 255 kept) and ``ImageSets/Segmentation/<image_set>.txt`` (replaced).
+    Files already there for other sets are kept, so several sets can share one tree. Returns the
+    ``VOC<year>`` folder. Every sample needs a label.
+    """
+    import cv2
+
+    from fcn_deploy.constants import voc_palette
+    from fcn_deploy.fileio import atomic_write_bytes, atomic_write_text
+    from fcn_deploy.imageio import write_label_png
+
+    image_set = image_set or "train"
+    year_dir = Path(root) / f"VOC{year or '2012'}"
+    folders = {name: year_dir / name for name in ("JPEGImages", "SegmentationClass")}
+    sets_dir = year_dir / "ImageSets" / "Segmentation"
+    for folder in (*folders.values(), sets_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    palette = [list(c) for c in voc_palette(256)]
+    palette[:len(dataset.palette)] = [list(c) for c in dataset.palette]
+    quality = 95 if jpeg_quality is None else int(jpeg_quality)
+    names: list[str] = []
+    seen: set[str] = set()
+    indices = range(len(dataset))
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc=f"writing VOC {image_set}", unit="img")
+    for i in indices:
+        sample = dataset[i]
+        if sample.label is None:
+            raise FCNError(f"sample {sample.name} has no label; a VOC tree needs a label per image")
+        name = sample.name
+        if name in seen or not name or "/" in name or "\\" in name or name.split() != [name]:
+            raise FCNError(f"sample name {name!r} is duplicated or not usable as a VOC id "
+                           "(expected unique names without spaces or slashes)")
+        seen.add(sample.name)
+        ok, jpg = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:  # pragma: no cover - cv2 encodes any uint8 BGR image
+            raise RuntimeError(f"JPEG encoding failed for {sample.name}")
+        atomic_write_bytes(folders["JPEGImages"] / f"{sample.name}.jpg", jpg.tobytes())
+        write_label_png(folders["SegmentationClass"] / f"{sample.name}.png", sample.label, palette)
+        names.append(sample.name)
+    atomic_write_text(sets_dir / f"{image_set}.txt", "".join(f"{n}\n" for n in names))
+    return year_dir
