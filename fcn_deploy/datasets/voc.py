@@ -102,7 +102,7 @@ def write_voc_layout(root: str | os.PathLike, dataset: SegmentationDataset, *,
                      jpeg_quality: int | None = None, progress: bool = False) -> Path:
     """Write ``dataset`` as a VOCdevkit tree under ``root`` (the VOCdevkit folder, created).
 
-    Writes ``VOC<year>/JPEGImages/<name>.jpg``, ``SegmentationClass/<name>.png`` (palette PNG with
+    Writes ``VOC<year>/JPEGImages/<name>.jpg`` (quality 95, no chroma subsampling), ``SegmentationClass/<name>.png`` (palette PNG with
     the dataset's colours, 255 kept) and ``ImageSets/Segmentation/<image_set>.txt`` (replaced).
     Files already there for other sets are kept, so several sets can share one tree. Returns the
     ``VOC<year>`` folder. Every sample needs a label.
@@ -138,7 +138,9 @@ def write_voc_layout(root: str | os.PathLike, dataset: SegmentationDataset, *,
             raise FCNError(f"sample name {name!r} is duplicated or not usable as a VOC id "
                            "(expected unique names without spaces or slashes)")
         seen.add(sample.name)
-        ok, jpg = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, jpg = cv2.imencode(".jpg", sample.image, [
+            cv2.IMWRITE_JPEG_QUALITY, quality,  # 4:4:4: thin coloured parts keep their colour
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
         if not ok:  # pragma: no cover - cv2 encodes any uint8 BGR image
             raise RuntimeError(f"JPEG encoding failed for {sample.name}")
         atomic_write_bytes(folders["JPEGImages"] / f"{sample.name}.jpg", jpg.tobytes())
