@@ -42,14 +42,22 @@ def _split_optional(rest: str, sep: str) -> tuple[str, str | None]:
     return rest, None
 
 
+_DATASET_TYPES = (VOCSegmentation, SBDSegmentation, FolderDataset, SyntheticShapes)
+
+
+def _options(cls: type) -> list[str]:
+    return [name for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.kind == inspect.Parameter.KEYWORD_ONLY]
+
+
 def _construct(cls: type, args: tuple, kwargs: dict[str, Any], spec: str) -> SegmentationDataset:
-    accepted = [name for name, p in inspect.signature(cls.__init__).parameters.items()
-                if p.kind == inspect.Parameter.KEYWORD_ONLY]
-    unknown = sorted(k for k, v in kwargs.items() if k not in accepted and v is not None)
+    accepted = _options(cls)
+    known = sorted({name for t in _DATASET_TYPES for name in _options(t)})
+    unknown = sorted(k for k in kwargs if k not in known)
     if unknown:
-        raise FCNError(f"dataset {spec!r} ({cls.__name__}) does not take option(s) "
-                       f"{', '.join(unknown)}; it takes {', '.join(accepted)}")
-    return cls(*args, **{k: v for k, v in kwargs.items() if k in accepted})
+        raise FCNError(f"dataset option(s) {', '.join(unknown)} not understood (for {spec!r}); "
+                       f"dataset options are {', '.join(known)}")
+    return cls(*args, **{k: v for k, v in kwargs.items() if k in accepted and v is not None})
 
 
 def create_dataset(spec: str, **kwargs: Any) -> SegmentationDataset:
@@ -59,8 +67,11 @@ def create_dataset(spec: str, **kwargs: Any) -> SegmentationDataset:
     ``voc:/data/VOCdevkit:/lists/seg11valid.txt`` with ``year="2011"``, ``sbd:/data/benchmark_RELEASE``,
     ``folder:/data/images,/data/masks``, ``folder:/data/calib`` (label None), ``synthetic:64`` with
     ``seed=1, min_size=48``. The image set defaults to ``val`` for VOC because VOC is what the
-    reference evaluates on (SBD, its training set, defaults to ``train``). Keyword options a
-    dataset does not take raise FCNError unless their value is None (None means "default").
+    reference evaluates on (SBD, its training set, defaults to ``train``).
+
+    Options are shared by all kinds so one set can serve a training and a validation spec: an
+    option some other kind takes (``year`` given to ``sbd:``, ``seed`` to ``voc:``) is dropped, a
+    None value means "default", and a name no dataset takes (a typo) raises FCNError.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise FCNError(f"dataset spec {spec!r} is empty; expected one of: " + "; ".join(SPEC_FORMS))
