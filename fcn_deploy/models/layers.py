@@ -1,0 +1,128 @@
+"""Building blocks shared by the FCN architectures: bilinear kernels, crops, channel scaling.
+
+Also the common base class :class:`FCNBase`, which knows which layers are score layers (zero at
+start) and which are upsampling layers (bilinear, frozen unless asked otherwise), so that the
+factory, surgery and checkpoints treat every architecture alike.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def bilinear_kernel(k: int, channels: int) -> torch.Tensor:
+    """Bilinear upsampling weights for a ``ConvTranspose2d(channels, channels, k)``.
+
+    factor = (k + 1) // 2; the centre is factor - 1 for odd k and factor - 0.5 for even k;
+    w[i, j] = (1 - |i - centre| / factor) * (1 - |j - centre| / factor). The filter sits only on
+    the channel diagonal (class c feeds class c), every other entry is zero, as in the reference.
+    Returns float32 of shape (channels, channels, k, k).
+    """
+    if int(k) != k or k < 1:
+        raise ValueError(f"kernel size must be a positive integer, got {k!r}")
+    if int(channels) != channels or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+    k, channels = int(k), int(channels)
+    factor = (k + 1) // 2
+    centre = factor - 1 if k % 2 == 1 else factor - 0.5
+    pos = torch.arange(k, dtype=torch.float64)
+    profile = 1.0 - (pos - centre).abs() / factor
+    filt = (profile[:, None] * profile[None, :]).to(torch.float32)
+    weight = torch.zeros(channels, channels, k, k, dtype=torch.float32)
+    idx = torch.arange(channels)
+    weight[idx, idx] = filt
+    return weight
+
+
+def crop(x: torch.Tensor, ref: torch.Tensor, offset: int) -> torch.Tensor:
+    """``x[..., offset:offset + H_ref, offset:offset + W_ref]`` (Caffe's Crop layer, axis 2)."""
+    return x[:, :, offset:offset + ref.shape[2], offset:offset + ref.shape[3]]
+
+
+def scaled_channels(channels: int, width: float, *, multiple: int = 1) -> int:
+    """``channels * width`` rounded half up to a multiple of ``multiple`` (at least ``multiple``)."""
+    units = math.floor(channels * width / multiple + 0.5)
+    return max(1, units) * multiple
+
+
+class FixedScale(nn.Module):
+    """Multiply by a constant that is neither learned nor stored (FCN-8s at-once skip scaling)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"
+
+
+def conv_relu(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, padding: int = 0,
+              groups: int = 1) -> tuple[nn.Conv2d, nn.ReLU]:
+    return (nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, groups=groups),
+            nn.ReLU(inplace=True))
+
+
+class FCNBase(nn.Module):
+    """Common behaviour of every FCN: rebuild arguments, weight init, score/upsampling resets.
+
+    Subclasses set ``arch`` and the names in ``score_layers`` (zero-initialised),
+    ``upsample_layers`` (bilinear, frozen) and ``learnable_upsample_layers`` (the intermediate
+    ones the paper learned; trainable when ``learn_upsampling=True``), and ``crop_offsets``.
+    """
+
+    arch: str = ""
+    score_layers: tuple[str, ...] = ()
+    upsample_layers: tuple[str, ...] = ()
+    learnable_upsample_layers: tuple[str, ...] = ()
+    crop_offsets: dict[str, int] = {}
+
+    def __init__(self, *, num_classes: int, width: float, learn_upsampling: bool) -> None:
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.width = float(width)
+        self.learn_upsampling = bool(learn_upsampling)
+
+    @property
+    def arch_kwargs(self) -> dict[str, Any]:
+        """The factory arguments that rebuild this architecture (plain types only)."""
+        return {"num_classes": self.num_classes, "width": self.width,
+                "learn_upsampling": self.learn_upsampling}
+
+    def init_weights(self) -> None:
+        """Initialisation for training from scratch: Kaiming for the backbone, zero scores,
+        bilinear upsampling."""
+        special = set(self.score_layers) | set(self.upsample_layers)
+        for name, module in self.named_modules():
+            if name in special:
+                continue
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        self.reset_score_layers()
+        self.reset_upsampling()
+
+    def reset_score_layers(self) -> None:
+        """Zero the score layers (the reference starts them at zero)."""
+        for name in self.score_layers:
+            layer = self.get_submodule(name)
+            with torch.no_grad():
+                layer.weight.zero_()
+                if layer.bias is not None:
+                    layer.bias.zero_()
+
+    def reset_upsampling(self) -> None:
+        """Bilinear weights in every upsampling layer; frozen unless learnable was asked for."""
+        for name in self.upsample_layers:
+            layer = self.get_submodule(name)
+            k = layer.kernel_size[0]
+            with torch.no_grad():
+                layer.weight.copy_(bilinear_kernel(k, layer.in_channels))
+            learn = self.learn_upsampling and name in self.learnable_upsample_layers
+            layer.weight.requires_grad_(learn)

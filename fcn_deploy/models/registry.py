@@ -1,0 +1,74 @@
+"""Model registry: every architecture is registered by name and built by one factory."""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable, TypeVar
+
+from fcn_deploy.errors import FCNError
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+T = TypeVar("T")
+
+
+def register_model(name: str) -> Callable[[T], T]:
+    """Class/function decorator: make ``create_model(name, ...)`` build it."""
+
+    def decorator(builder: T) -> T:
+        if name in _REGISTRY and _REGISTRY[name] is not builder:
+            raise ValueError(f"model name {name!r} is already registered")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, sorted."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    # Importing the architecture modules registers them (lazy to avoid import cycles).
+    from fcn_deploy.models import alexnet, googlenet, vgg  # noqa: F401
+
+
+def check_num_classes(num_classes: Any) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise FCNError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    return num_classes
+
+
+def check_width(width: Any) -> float:
+    if (isinstance(width, bool) or not isinstance(width, (int, float))
+            or not math.isfinite(width) or width <= 0):
+        raise FCNError(f"width must be a finite number > 0 (channel multiplier, 1.0 = the "
+                       f"reference net), got {width!r}")
+    return float(width)
+
+
+def create_model(name: str, *, num_classes: int = 21, width: float = 1.0,
+                 learn_upsampling: bool = False, **kwargs: Any):
+    """Build the registered FCN ``name`` (weights initialised for training from scratch).
+
+    ``width`` multiplies every channel count (1.0 = the reference net); ``learn_upsampling``
+    makes the intermediate upsampling layers trainable (the final one stays bilinear and frozen).
+    """
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise FCNError(f"unknown model {name!r}; valid names: {', '.join(sorted(_REGISTRY))}")
+    num_classes = check_num_classes(num_classes)
+    width = check_width(width)
+    if not isinstance(learn_upsampling, bool):
+        raise FCNError(f"learn_upsampling must be True or False, got {learn_upsampling!r}")
+    builder = _REGISTRY[name]
+    params = inspect.signature(builder).parameters
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        accepted = [p for p in params if p not in ("self",)]
+        raise FCNError(f"model {name!r} does not take {', '.join(unknown)}; "
+                       f"accepted arguments: {', '.join(accepted)}")
+    return builder(num_classes=num_classes, width=width, learn_upsampling=learn_upsampling,
+                   **kwargs)
