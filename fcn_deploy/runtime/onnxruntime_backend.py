@@ -1,0 +1,146 @@
+"""ONNX Runtime backend: runs a ``.onnx`` on the CPU, or on the GPU with onnxruntime-gpu.
+
+Provider choice (``device=None``): TensorRT and CUDA execution providers when onnxruntime-gpu is
+installed and a GPU is present, else the CPU provider. ``device="cpu"`` forces the CPU;
+``device="cuda[:N]"`` requires the CUDA provider. ``providers=[...]`` overrides all of this.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from fcn_deploy.errors import FCNError
+from fcn_deploy.runtime.base import Runner, TensorInfo
+
+GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+}
+
+
+def _gpu_providers_wanted(available: Sequence[str]) -> list[Any]:
+    """GPU providers to try, best first, when onnxruntime-gpu and a GPU are present."""
+    from fcn_deploy.engine.cuda import gpu_count
+
+    gpu_eps = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+    if not gpu_eps or gpu_count() == 0:
+        return []
+    import importlib.util
+
+    if "TensorrtExecutionProvider" in gpu_eps and importlib.util.find_spec("tensorrt") is None:
+        gpu_eps.remove("TensorrtExecutionProvider")  # the EP needs TensorRT's libraries
+    return gpu_eps
+
+
+def choose_providers(device: str | None, available: Sequence[str]) -> list[Any]:
+    """Execution providers for ``device`` (None = best available), CPU always last."""
+    if device is None:
+        return _gpu_providers_wanted(available) + ["CPUExecutionProvider"]
+    text = str(device).lower()
+    if text == "cpu":
+        return ["CPUExecutionProvider"]
+    if text == "cuda" or text.startswith("cuda:"):
+        if "CUDAExecutionProvider" not in available:
+            raise FCNError(f"device {device!r} needs onnxruntime-gpu (the CUDA execution provider); "
+                           f"this onnxruntime has {', '.join(available)}. Install onnxruntime-gpu "
+                           "instead of onnxruntime, or use device='cpu'")
+        index = int(text[5:]) if text.startswith("cuda:") and text[5:].isdigit() else 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    raise FCNError(f"device {device!r} is not understood; use 'cpu', 'cuda' or 'cuda:N'")
+
+
+class OnnxRuntimeRunner(Runner):
+    """An ``onnxruntime.InferenceSession`` behind the runner contract.
+
+    Options: ``device``; ``providers`` (list passed to ONNX Runtime as is); ``intra_op_threads``
+    (CPU threads per operator, default ONNX Runtime's); ``graph_optimization_level`` (one of
+    "disable", "basic", "extended", "layout", "all"; default "all").
+
+    Thread-safety: an ONNX Runtime session may run from several threads at once, so ``infer`` is
+    not serialized (``concurrent = True``).
+    """
+
+    backend = "onnxruntime"
+    concurrent = True
+
+    def __init__(self, path: str | os.PathLike, *, device: str | None = None,
+                 providers: Sequence[Any] | None = None, intra_op_threads: int | None = None,
+                 graph_optimization_level: str | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        from fcn_deploy.meta import read_onnx_meta
+
+        self.path = Path(path)
+        self.meta = read_onnx_meta(self.path)  # also checks existence and readability
+        options = ort.SessionOptions()
+        if intra_op_threads is not None:
+            if intra_op_threads < 0:
+                raise FCNError(f"intra_op_threads must be >= 0 (0 = ONNX Runtime's default), "
+                               f"got {intra_op_threads}")
+            options.intra_op_num_threads = int(intra_op_threads)
+        level = graph_optimization_level or "all"
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        if hasattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT"):
+            levels["layout"] = ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT
+        if level not in levels:
+            raise FCNError(f"graph_optimization_level {level!r} is not one of "
+                           f"{', '.join(levels)}")
+        options.graph_optimization_level = levels[level]
+        options.log_severity_level = 3  # errors only; our own messages say what went wrong
+
+        available = ort.get_available_providers()
+        chosen = list(providers) if providers is not None else choose_providers(device, available)
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options,
+                                                providers=chosen)
+        except Exception as exc:
+            if providers is None and device is None and chosen != ["CPUExecutionProvider"]:
+                warnings.warn(f"GPU providers failed for {self.path} ({exc}); using the CPU",
+                              stacklevel=2)
+                self.session = ort.InferenceSession(str(self.path), sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+            else:
+                raise FCNError(f"ONNX Runtime could not load {self.path}: {exc}") from None
+        self.providers = self.session.get_providers()
+        self.inputs = [self._info(i) for i in self.session.get_inputs()]
+        self.outputs = [self._info(o) for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _info(node) -> TensorInfo:
+        shape, names = [], []
+        for d in node.shape:
+            if isinstance(d, int) and d >= 0:
+                shape.append(d)
+                names.append(None)
+            else:
+                shape.append(None)
+                names.append(d if isinstance(d, str) else None)
+        dtype = _ORT_TYPES.get(node.type)
+        if dtype is None:
+            raise FCNError(f"tensor {node.name!r} has type {node.type}, which the runtime does not "
+                           "handle")
+        return TensorInfo(name=node.name, shape=tuple(shape), dtype=np.dtype(dtype),
+                          dim_names=tuple(names))
+
+    def _infer(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        try:
+            values = self.session.run(outputs, feeds)
+        except Exception as exc:  # ORT raises its own exception types on bad shapes
+            raise FCNError(f"ONNX Runtime failed on {self.path} with input shape "
+                           f"{tuple(next(iter(feeds.values())).shape)}: {exc}") from None
+        return dict(zip(outputs, values))
+
+    def close(self) -> None:
+        super().close()
+        self.session = None

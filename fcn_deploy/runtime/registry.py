@@ -1,0 +1,175 @@
+"""The registry of backends and ``open_runner``, which picks one from the file and the machine.
+
+Each backend says which artifacts it opens and whether this machine can run it (without importing
+heavy modules), so tests and benchmarks can iterate :func:`available_backends`.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from fcn_deploy.errors import FCNError
+from fcn_deploy.runtime.base import Runner
+
+PLAN_SUFFIXES = (".plan", ".engine", ".trt")
+ONNX_SUFFIXES = (".onnx",)
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend: its name, the artifacts it opens, an availability probe and its opener.
+
+    ``probe()`` returns None when the backend can run here, else the reason it cannot.
+    ``opener`` is ``"module:callable"`` (imported only when used) or a callable
+    ``(path, **options) -> Runner``.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    probe: Callable[[], str | None]
+    opener: str | Callable[..., Runner]
+    description: str = ""
+
+    def open(self, path: Path, **options: Any) -> Runner:
+        opener = self.opener
+        if isinstance(opener, str):
+            module, _, attr = opener.partition(":")
+            opener = getattr(importlib.import_module(module), attr)
+        return opener(path, **options)
+
+
+_REGISTRY: dict[str, BackendSpec] = {}
+
+
+def register_backend(spec: BackendSpec, *, replace: bool = False) -> None:
+    if spec.name in _REGISTRY and not replace:
+        raise ValueError(f"backend {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+
+
+def list_backends() -> list[str]:
+    """Every registered backend, available here or not."""
+    return list(_REGISTRY)
+
+
+def backend_status() -> dict[str, str | None]:
+    """``{name: None if available else the reason it is not}``."""
+    return {name: spec.probe() for name, spec in _REGISTRY.items()}
+
+
+def available_backends() -> list[str]:
+    """The backends this machine can run (for parametrizing tests and benchmarks)."""
+    return [name for name, reason in backend_status().items() if reason is None]
+
+
+def get_backend(name: str) -> BackendSpec:
+    if name not in _REGISTRY:
+        raise FCNError(f"unknown backend {name!r}; choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        return "onnx"
+    if suffix in PLAN_SUFFIXES:
+        return "plan"
+    if suffix in CHECKPOINT_SUFFIXES:
+        return "checkpoint"
+    raise FCNError(f"{path}: cannot tell the model format from the extension {suffix or '(none)'!r}; "
+                   f"expected .onnx, a TensorRT plan ({', '.join(PLAN_SUFFIXES)}) or a checkpoint "
+                   f"({', '.join(CHECKPOINT_SUFFIXES)})")
+
+
+def default_backend(path: str | os.PathLike) -> str:
+    """The backend for an artifact: plans -> tensorrt, ONNX -> onnxruntime, checkpoints -> torch."""
+    return {"onnx": "onnxruntime", "plan": "tensorrt", "checkpoint": "torch"}[_kind(Path(path))]
+
+
+def open_runner(path: str | os.PathLike, *, backend: str | None = None, **options: Any) -> Runner:
+    """Open ``path`` (model.pt, .onnx or .plan) with ``backend`` (None = from the file).
+
+    ``options`` go to the backend (``device``, ``intra_op_threads``, ``providers``, ...). A
+    backend that cannot open this kind of file, or is not installed here, is an FCNError that
+    says what to use or install instead.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FCNError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise FCNError(f"{path} is a folder; expected a model file (.onnx, .plan or .pt)")
+    name = backend or default_backend(path)
+    spec = get_backend(name)
+    kind = _kind(path)
+    if path.suffix.lower() not in spec.suffixes:
+        hints = {"checkpoint": "Export it to ONNX with fcn-export first",
+                 "onnx": "Use backend 'onnxruntime', or build a plan with fcn-build",
+                 "plan": "TensorRT plans run only with backend 'tensorrt'"}
+        raise FCNError(f"backend {name!r} cannot open {path} ({kind}); it opens "
+                       f"{', '.join(spec.suffixes)} files. {hints[kind]}")
+    reason = spec.probe()
+    if reason is not None:
+        raise FCNError(f"backend {name!r} is not available here: {reason}")
+    return spec.open(path, **options)
+
+
+# -- built-in backends ----------------------------------------------------------------------
+def _probe_module(module: str, hint: str) -> Callable[[], str | None]:
+    def probe() -> str | None:
+        return None if importlib.util.find_spec(module) is not None else f"{module} is not installed ({hint})"
+
+    return probe
+
+
+def _probe_tensorrt() -> str | None:
+    if importlib.util.find_spec("tensorrt") is None:
+        return "tensorrt is not installed (pip install 'fcn-deploy[tensorrt]' on a GPU machine)"
+    try:
+        found = importlib.util.find_spec("cuda.bindings") is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        return "cuda-python is not installed (pip install cuda-python)"
+    from fcn_deploy.engine.cuda import gpu_count
+
+    if gpu_count() == 0:
+        return "no CUDA GPU is visible"
+    return None
+
+
+def _open_tensorrt(path: Path, *, profiles=None, cache_dir=None, device=None,
+                   allow_other_gpu: bool = False, **build: Any) -> Runner:
+    """Open a plan, or an ONNX file through the engine cache (built once per GPU/TensorRT)."""
+    from fcn_deploy.engine.runner import TensorRTRunner
+
+    if path.suffix.lower() in ONNX_SUFFIXES:
+        from fcn_deploy.engine.build import BuildOptions
+        from fcn_deploy.engine.cache import EngineCache
+        from fcn_deploy.engine.cuda import parse_device
+
+        options = BuildOptions(device=parse_device(device), **build)
+        if profiles is not None:
+            options.profiles = list(profiles)
+        path = EngineCache(cache_dir).get_or_build(path, options).plan_path
+    elif profiles is not None or cache_dir is not None or build:
+        raise FCNError(f"{path} is already a plan: profiles and build options apply only when "
+                       "opening an .onnx with backend 'tensorrt'")
+    return TensorRTRunner(path, device=device, allow_other_gpu=allow_other_gpu)
+
+
+register_backend(BackendSpec(
+    "onnxruntime", ONNX_SUFFIXES, _probe_module("onnxruntime", "pip install onnxruntime"),
+    "fcn_deploy.runtime.onnxruntime_backend:OnnxRuntimeRunner",
+    "ONNX Runtime: CPU, or CUDA/TensorRT execution providers with onnxruntime-gpu"))
+register_backend(BackendSpec(
+    "torch", CHECKPOINT_SUFFIXES, _probe_module("torch", "pip install 'fcn-deploy[torch]'"),
+    "fcn_deploy.runtime.torch_backend:TorchRunner",
+    "PyTorch eager on a training checkpoint (parity reference)"))
+register_backend(BackendSpec(
+    "tensorrt", PLAN_SUFFIXES + ONNX_SUFFIXES, _probe_tensorrt, _open_tensorrt,
+    "native TensorRT 10/11 (plans from fcn-build; .onnx through the engine cache)"))

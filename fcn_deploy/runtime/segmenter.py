@@ -1,0 +1,199 @@
+"""The Segmenter: image in, label map out, over any backend.
+
+It reads the preprocessing (channel order, mean, layout) from the artifact's metadata, runs the
+runner, and returns the label map at the image's size. No resizing, no scaling: FCNs take the
+image at its own size.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+
+from fcn_deploy.errors import FCNError
+from fcn_deploy.meta import ModelMeta
+from fcn_deploy.runtime.base import LABELS, SCORES, Runner, argmax_labels
+
+ImageLike = Union[np.ndarray, str, os.PathLike]
+
+
+class Segmenter:
+    """Semantic segmentation with a model.pt, .onnx or .plan.
+
+    >>> seg = Segmenter.open("fcn8s.onnx")           # backend picked from the file
+    >>> labels = seg.predict(cv2.imread("cat.jpg"))  # uint8 HxW class indices
+    >>> labels, scores = seg.predict("cat.jpg", scores=True)  # + float32 CxHxW scores
+
+    Thread-safety: as the underlying runner's (see its docstring); the Segmenter itself keeps no
+    per-call state.
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        if runner.meta is None:
+            raise FCNError(f"{runner.path}: no model metadata; the Segmenter needs the mean and "
+                           "class list (export with fcn-export, build with fcn-build)")
+        if runner.meta.input_layout not in ("NCHW", "NHWC"):
+            raise FCNError(f"{runner.path}: input layout {runner.meta.input_layout!r} is not "
+                           "supported; expected NCHW or NHWC")
+        self.runner = runner
+        self.meta: ModelMeta = runner.meta
+        names = runner.output_names
+        if SCORES not in names and LABELS not in names:
+            raise FCNError(f"{runner.path}: outputs are {names}; expected 'scores' and/or 'labels'")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, backend: str | None = None, device: str | None = None,
+             **options: Any) -> "Segmenter":
+        """Open an artifact; ``backend`` None picks it from the file and what is installed."""
+        from fcn_deploy.runtime.registry import open_runner
+
+        if device is not None:
+            options["device"] = device
+        return cls(open_runner(path, backend=backend, **options))
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.class_names)
+
+    @property
+    def palette(self) -> list[list[int]]:
+        return [list(c) for c in self.meta.palette]
+
+    @property
+    def has_scores(self) -> bool:
+        return SCORES in self.runner.output_names
+
+    # -- inference ---------------------------------------------------------------------------
+    def predict(self, image: ImageLike, *, rgb: bool = False, scores: bool = False):
+        """Label map (uint8 HxW) of one image; with ``scores=True`` also its float32 CxHxW scores.
+
+        ``image``: a numpy array as apps hold it (HxWx3 BGR as OpenCV reads it; ``rgb=True`` for
+        RGB; grayscale, RGBA and 16-bit are converted) or an image file path.
+        """
+        result = self.predict_batch([image], rgb=rgb, scores=scores)
+        if scores:
+            return result[0][0], result[1][0]
+        return result[0]
+
+    def predict_batch(self, images: Sequence[ImageLike] | np.ndarray, *, rgb: bool = False,
+                      scores: bool = False):
+        """Label maps (uint8 NxHxW) of equally sized images; ``scores=True`` adds NxCxHxW scores.
+
+        Batches larger than the model takes (a static batch dim, an engine profile's max batch)
+        are run in chunks.
+        """
+        bgr = self._load_images(images, rgb=rgb)
+        wanted = self._wanted_outputs(scores)
+        x = self._preprocess(bgr)
+        limit = self.runner.batch_limit(x.shape) or len(bgr)
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+        for start in range(0, len(bgr), limit):
+            out = self.runner.infer({"image": x[start:start + limit]}, outputs=wanted)
+            for name in wanted:
+                parts[name].append(out[name])
+        merged = {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()}
+        height, width = bgr[0].shape[:2]
+        score_maps = merged.get(SCORES)
+        if score_maps is not None:
+            score_maps = np.asarray(score_maps, dtype=np.float32)
+            self._check_size(SCORES, score_maps.shape[2:], (height, width))
+        labels = merged.get(LABELS)
+        if labels is None:
+            labels = argmax_labels(score_maps)
+        elif labels.ndim == 4 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        self._check_size(LABELS, labels.shape[1:], (height, width))
+        if labels.dtype != np.uint8 and self.meta.num_classes <= 256:
+            labels = labels.astype(np.uint8)
+        return (labels, score_maps) if scores else labels
+
+    def _wanted_outputs(self, scores: bool) -> list[str]:
+        names = self.runner.output_names
+        if scores:
+            if SCORES not in names:
+                raise FCNError(f"{self.runner.path} has only a 'labels' output (argmax inside the "
+                               "graph), so scores=True cannot be served; export the model with "
+                               "scores (outputs 'scores' or 'both') to get class scores")
+            return [SCORES] + ([LABELS] if LABELS in names else [])
+        return [LABELS] if LABELS in names else [SCORES]
+
+    def _load_images(self, images, *, rgb: bool) -> list[np.ndarray]:
+        from fcn_deploy.imageio import read_image, to_bgr8
+
+        if isinstance(images, np.ndarray):
+            if images.ndim != 4:
+                raise FCNError(f"predict_batch takes a list of images or an NxHxWxC array; got an "
+                               f"array of shape {images.shape} (use predict() for one image)")
+            images = list(images)
+        if isinstance(images, (str, os.PathLike)):
+            raise FCNError("predict_batch takes a list of images; use predict() for one path")
+        images = list(images)
+        if not images:
+            raise FCNError("empty batch: predict_batch needs at least one image")
+        out = []
+        for i, image in enumerate(images):
+            if isinstance(image, (str, os.PathLike)):
+                out.append(read_image(Path(image)))
+            else:
+                name = "image" if len(images) == 1 else f"image #{i}"
+                out.append(to_bgr8(image, rgb=rgb, name=name))
+        sizes = {im.shape[:2] for im in out}
+        if len(sizes) > 1:
+            listing = ", ".join(f"#{i} {im.shape[0]}x{im.shape[1]}" for i, im in enumerate(out[:6]))
+            raise FCNError(f"a batch needs images of one size (HxW); got {listing}"
+                           f"{' ...' if len(out) > 6 else ''}. Use predict() per image for mixed "
+                           "sizes")
+        return out
+
+    def _preprocess(self, images: list[np.ndarray]) -> np.ndarray:
+        from fcn_deploy.preprocess import preprocess_batch
+
+        x = preprocess_batch(images, self.meta.mean, channel_order=self.meta.channel_order)
+        if self.meta.input_layout == "NHWC":
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return x
+
+    def _check_size(self, name: str, got: tuple[int, ...], expected: tuple[int, int]) -> None:
+        if tuple(got) != tuple(expected):
+            raise FCNError(f"{self.runner.path}: output {name!r} is {got[0]}x{got[1]} for an "
+                           f"image of {expected[0]}x{expected[1]}; an FCN must return the "
+                           "input's size (re-export the model)")
+
+    # -- visualization -----------------------------------------------------------------------
+    def colorize(self, label: np.ndarray) -> np.ndarray:
+        from fcn_deploy.runtime.visualize import colorize
+
+        return colorize(label, self.meta.palette, ignore_label=self.meta.ignore_label)
+
+    def overlay(self, image_bgr: np.ndarray, label: np.ndarray, *, opacity: float = 0.5,
+                legend: bool = False) -> np.ndarray:
+        """Class colours blended onto the image; ``legend=True`` appends the classes present."""
+        from fcn_deploy.runtime.visualize import add_legend, overlay
+
+        out = overlay(image_bgr, label, self.meta.palette, opacity=opacity,
+                      ignore_label=self.meta.ignore_label)
+        if legend:
+            out = add_legend(out, label, self.meta.class_names, self.meta.palette,
+                             ignore_label=self.meta.ignore_label)
+        return out
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<Segmenter {self.meta.arch} ({self.meta.num_classes} classes) "
+                f"{self.backend} {self.runner.path}>")

@@ -1,0 +1,197 @@
+"""The runner contract on the ONNX Runtime backend, and the backend registry."""
+from __future__ import annotations
+
+import importlib.util
+import threading
+
+import numpy as np
+import pytest
+
+from fcn_deploy.errors import FCNError
+from fcn_deploy.runtime import (Runner, TensorInfo, available_backends, backend_status,
+                                default_backend, list_backends, open_runner)
+from runtime_fixtures import reference_scores
+
+
+def _x(n=1, h=20, w=24, seed=0):
+    return np.random.default_rng(seed).normal(0, 60, size=(n, 3, h, w)).astype(np.float32)
+
+
+# -- registry --------------------------------------------------------------------------------
+def test_registry_lists_all_backends_and_reports_why_one_is_missing():
+    assert list_backends() == ["onnxruntime", "torch", "tensorrt"]
+    status = backend_status()
+    assert status["onnxruntime"] is None  # a dependency of the package
+    available = available_backends()
+    assert "onnxruntime" in available
+    assert ("torch" in available) == (importlib.util.find_spec("torch") is not None)
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "tensorrt" not in available
+        assert "tensorrt is not installed" in status["tensorrt"]
+
+
+@pytest.mark.parametrize("name,backend", [("m.onnx", "onnxruntime"), ("m.plan", "tensorrt"),
+                                          ("m.engine", "tensorrt"), ("model.pt", "torch"),
+                                          ("M.PTH", "torch")])
+def test_default_backend_follows_the_file_type(name, backend):
+    assert default_backend(name) == backend
+
+
+def test_open_runner_errors_name_the_problem(tmp_path, tiny_onnx):
+    with pytest.raises(FCNError, match="model file .*missing.onnx does not exist"):
+        open_runner(tmp_path / "missing.onnx")
+    odd = tmp_path / "model.bin"
+    odd.write_bytes(b"x")
+    with pytest.raises(FCNError, match=r"extension '\.bin'.*expected \.onnx"):
+        open_runner(odd)
+    with pytest.raises(FCNError, match="unknown backend 'tflite'; choose one of onnxruntime, torch, tensorrt"):
+        open_runner(tiny_onnx, backend="tflite")
+    with pytest.raises(FCNError, match="backend 'torch' cannot open .*tiny.onnx \\(onnx\\).*Use backend 'onnxruntime'"):
+        open_runner(tiny_onnx, backend="torch")
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"x")
+    with pytest.raises(FCNError, match="backend 'onnxruntime' cannot open .*Export it to ONNX"):
+        open_runner(ckpt, backend="onnxruntime")
+    with pytest.raises(FCNError, match="is a folder"):
+        open_runner(tmp_path.joinpath("dir.onnx").mkdir() or tmp_path / "dir.onnx")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT installed")
+def test_tensorrt_backend_without_tensorrt_says_what_to_install(tmp_path, tiny_onnx):
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"not really a plan")
+    with pytest.raises(FCNError, match=r"backend 'tensorrt' is not available here: tensorrt is not "
+                                       r"installed \(pip install 'fcn-deploy\[tensorrt\]'"):
+        open_runner(plan)
+    with pytest.raises(FCNError, match="backend 'tensorrt' is not available here"):
+        open_runner(tiny_onnx, backend="tensorrt")
+
+
+def test_a_test_backend_can_be_registered_and_found(tmp_path):
+    from fcn_deploy.runtime import registry
+
+    class Echo(Runner):
+        backend = "echo"
+
+        def __init__(self, path, **options):
+            super().__init__()
+            self.path, self.options = path, options
+            self.inputs = [TensorInfo("image", (None, 3, None, None), np.dtype(np.float32))]
+            self.outputs = [TensorInfo("scores", (None, 3, None, None), np.dtype(np.float32))]
+
+        def _infer(self, feeds, outputs):
+            return {"scores": feeds["image"] * 2}
+
+    spec = registry.BackendSpec("echo", (".onnx",), lambda: None, Echo)
+    registry.register_backend(spec)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            registry.register_backend(spec)
+        model = tmp_path / "m.onnx"
+        model.write_bytes(b"")
+        with open_runner(model, backend="echo", flavour=1) as runner:
+            assert runner.options == {"flavour": 1}
+            out = runner.infer({"image": np.ones((1, 3, 2, 2), np.float64)})
+            assert out["scores"].dtype == np.float32 and np.all(out["scores"] == 2)
+        assert "echo" in available_backends()
+    finally:
+        registry._REGISTRY.pop("echo")
+
+
+# -- the runner contract ---------------------------------------------------------------------
+def test_inputs_and_outputs_describe_the_graph(tiny_onnx):
+    with open_runner(tiny_onnx) as runner:
+        assert runner.backend == "onnxruntime"
+        assert runner.providers == ["CPUExecutionProvider"]  # no onnxruntime-gpu/GPU here
+        assert runner.meta.arch == "tiny_test_net" and runner.meta.num_classes == 4
+        (image,) = runner.inputs
+        assert image == TensorInfo("image", (None, 3, None, None), np.dtype(np.float32),
+                                   ("batch", None, "height", "width"))
+        assert image.describe() == "image float32 [batch, 3, height, width]"
+        scores, labels = runner.outputs
+        assert (scores.name, scores.shape, scores.dtype) == ("scores", (None, 4, None, None), np.float32)
+        assert (labels.name, labels.shape, labels.dtype) == ("labels", (None, None, None), np.uint8)
+
+
+def test_infer_matches_a_numpy_reference_and_fetches_only_what_is_asked(tiny_onnx):
+    x = _x(n=2, h=17, w=23)
+    with open_runner(tiny_onnx, intra_op_threads=1, graph_optimization_level="basic") as runner:
+        out = runner.infer({"image": x})
+        assert sorted(out) == ["labels", "scores"]
+        ref = reference_scores(x)
+        np.testing.assert_allclose(out["scores"], ref, rtol=1e-4, atol=1e-4)
+        assert out["labels"].shape == (2, 17, 23) and out["labels"].dtype == np.uint8
+        np.testing.assert_array_equal(out["labels"], out["scores"].argmax(axis=1))
+        only = runner.infer({"image": x}, outputs=["labels"])
+        assert list(only) == ["labels"]
+        with pytest.raises(FCNError, match="no output named 'probs'; the network's outputs are "
+                                           "scores float32"):
+            runner.infer({"image": x}, outputs=["probs"])
+
+
+def test_infer_refuses_bad_feeds_with_what_the_network_accepts(tiny_onnx, onnx_factory):
+    with open_runner(tiny_onnx) as runner:
+        with pytest.raises(FCNError, match=r"inputs \['input'\] do not match .*image float32 "
+                                           r"\[batch, 3, height, width\]"):
+            runner.infer({"input": _x()})
+        with pytest.raises(FCNError, match=r"input 'image' has shape \(3, 20, 24\); the network "
+                                           r"accepts image float32 \[batch, 3, height, width\]"):
+            runner.infer({"image": _x()[0]})
+        with pytest.raises(FCNError, match=r"has shape \(1, 4, 20, 24\)"):
+            runner.infer({"image": np.zeros((1, 4, 20, 24), np.float32)})
+        with pytest.raises(FCNError, match=r"input 'image' is empty \(shape \(1, 3, 0, 24\)\)"):
+            runner.infer({"image": np.zeros((1, 3, 0, 24), np.float32)})
+        with pytest.raises(FCNError, match="has dtype uint8; expected float32"):
+            runner.infer({"image": np.zeros((1, 3, 4, 4), np.uint8)})
+        # float64 is converted, not refused
+        assert runner.infer({"image": _x().astype(np.float64)})["scores"].dtype == np.float32
+    static = onnx_factory("static.onnx", static_shape=(1, 3, 16, 16))
+    with open_runner(static) as runner:
+        assert runner.inputs[0].shape == (1, 3, 16, 16)
+        assert runner.batch_limit((5, 3, 16, 16)) == 1
+        with pytest.raises(FCNError, match=r"shape \(1, 3, 20, 24\); the network accepts image "
+                                           r"float32 \[1, 3, 16, 16\]"):
+            runner.infer({"image": _x()})
+
+
+def test_options_are_checked(tiny_onnx):
+    with pytest.raises(FCNError, match="graph_optimization_level 'max' is not one of disable, basic"):
+        open_runner(tiny_onnx, graph_optimization_level="max")
+    with pytest.raises(FCNError, match="intra_op_threads must be >= 0"):
+        open_runner(tiny_onnx, intra_op_threads=-2)
+    with pytest.raises(FCNError, match="device 'tpu' is not understood"):
+        open_runner(tiny_onnx, device="tpu")
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(FCNError, match="device 'cuda' needs onnxruntime-gpu"):
+            open_runner(tiny_onnx, device="cuda")
+    with open_runner(tiny_onnx, device="cpu", providers=["CPUExecutionProvider"]) as runner:
+        assert runner.providers == ["CPUExecutionProvider"]
+
+
+def test_graph_without_metadata_is_refused(onnx_factory):
+    bare = onnx_factory("bare.onnx", with_meta=False)
+    with pytest.raises(FCNError, match="carries no fcn-deploy metadata"):
+        open_runner(bare)
+
+
+def test_closed_runner_refuses_work_and_concurrent_calls_agree(tiny_onnx):
+    runner = open_runner(tiny_onnx, intra_op_threads=1)
+    xs = [_x(seed=i) for i in range(4)]
+    expected = [runner.infer({"image": x})["labels"] for x in xs]
+    results: dict[int, np.ndarray] = {}
+
+    def work(i):
+        results[i] = runner.infer({"image": xs[i]})["labels"]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        np.testing.assert_array_equal(results[i], expected[i])
+    runner.close()
+    with pytest.raises(FCNError, match="runner for .* is closed"):
+        runner.infer({"image": xs[0]})
