@@ -1,0 +1,345 @@
+"""Checkpoint or model -> verified, deployment-ready ONNX graph (FP32 or FP16).
+
+Opset: default 18, accepted 17..20.
+* TensorRT 11 parses opsets 9-25, TensorRT 10.15 9-24, ONNX Runtime 1.31 loads up to 25 (checked);
+  18 is inside every one of these ranges with room on both sides.
+* 18 is the opset torch's dynamo exporter (torchlib) is written in, so it needs no version
+  conversion; the TorchScript exporter writes 7-20 natively.
+* Below 17 the dynamo exporter's down-conversion fails (it silently keeps 18); above 20 the
+  TorchScript exporter is past its documented maximum. Nothing an FCN uses changed after 13
+  (Conv, ConvTranspose, MaxPool, Relu, Add, Slice, Shape, Gather, ArgMax, Cast, LRN), so a higher
+  opset would buy nothing.
+
+Weights live inside the .onnx file unless they exceed what one protobuf can hold (2 GiB); then they
+go to ``<name>.onnx.data`` next to it (or always/never with ``external_data=True/False``). Every
+file is written under a temporary name, checked and verified there, and only then renamed into
+place: a failed export leaves nothing behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from fcn_deploy.errors import FCNError
+from fcn_deploy.export.compare import CompareReport
+from fcn_deploy.export.verify import VerificationReport
+from fcn_deploy.meta import OUTPUT_KINDS, ModelMeta
+
+DEFAULT_OPSET = 18
+MIN_OPSET, MAX_OPSET = 17, 20
+DEFAULT_EXPORTER = "legacy"
+DEFAULT_SAMPLE_SHAPE = (1, 3, 96, 128)
+EXPORT_PRECISIONS = ("fp32", "fp16")
+#: Larger initializers than this go to external data (protobuf's hard limit is 2 GiB).
+EXTERNAL_DATA_THRESHOLD = 2 ** 31 - 2 ** 26
+
+
+@dataclass
+class ExportReport:
+    """What ``export_model`` wrote and what it checked."""
+
+    output_path: Path
+    meta: ModelMeta
+    opset: int
+    exporter: str
+    precision: str
+    outputs: str
+    node_counts: dict[str, int]
+    ops: dict[str, int]
+    optimizations: dict[str, Any]
+    external_data: bool
+    file_bytes: int
+    seconds: float
+    verification: VerificationReport | None = None
+    comparison: CompareReport | None = None
+    fp16: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        counts = " -> ".join(f"{k} {v}" for k, v in self.node_counts.items())
+        opt = self.optimizations
+        lines = [
+            f"wrote {self.output_path} ({self.file_bytes / 2**20:.1f} MiB"
+            f"{' + external data' if self.external_data else ''}) in {self.seconds:.1f} s: "
+            f"{self.meta.arch}, {self.precision}, outputs {self.outputs}, opset {self.opset}, "
+            f"{self.exporter} exporter",
+            f"nodes: {counts}",
+            f"simplify: {'on' if opt['simplify'] else 'off'}; depthwise upsampling: "
+            + (f"{len(opt['depthwise_upsampling']['rewritten'])} rewritten, "
+               f"{len(opt['depthwise_upsampling']['skipped_not_diagonal'])} not diagonal (kept)"
+               if opt["depthwise_upsampling"] is not None else "off")
+            + "; crop folding: "
+            + (", ".join(f"{f['node']} +{f['begin_offsets']}" for f in opt["fold_crops"]) or "none"
+               if opt["fold_crops"] is not None else "off"),
+        ]
+        if self.verification is not None:
+            lines.append(self.verification.table())
+        if self.comparison is not None:
+            lines.append(self.comparison.summary())
+        return "\n".join(lines)
+
+
+def _check_options(opset, outputs, precision, exporter, sample_shape) -> tuple:
+    from fcn_deploy.export.torch_export import EXPORTERS
+
+    opset = DEFAULT_OPSET if opset is None else opset
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise FCNError(f"opset {opset!r} is out of range: expected {MIN_OPSET}..{MAX_OPSET} "
+                       f"(default {DEFAULT_OPSET}; TensorRT 10/11 and ONNX Runtime 1.31 accept these)")
+    outputs = outputs or "scores"
+    if outputs not in OUTPUT_KINDS:
+        raise FCNError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, got {outputs!r}")
+    precision = precision or "fp32"
+    if precision not in EXPORT_PRECISIONS:
+        raise FCNError(f"precision must be one of {', '.join(EXPORT_PRECISIONS)}, got "
+                       f"{precision!r} (INT8 graphs come from fcn-quantize)")
+    exporter = exporter or DEFAULT_EXPORTER
+    if exporter not in EXPORTERS:
+        raise FCNError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    shape = tuple(int(d) for d in (sample_shape or DEFAULT_SAMPLE_SHAPE))
+    if len(shape) != 4 or shape[1] != 3 or min(shape) < 1:
+        raise FCNError(f"sample shape {shape} must be N x 3 x H x W with positive sizes")
+    return opset, outputs, precision, exporter, shape
+
+
+def _weights_bytes(model) -> int:
+    import numpy as np
+    from onnx import helper
+
+    total = 0
+    for t in model.graph.initializer:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        total += int(np.prod(t.dims, dtype=np.int64)) * itemsize
+    return total
+
+
+def _default_meta(model) -> ModelMeta:
+    arch = getattr(model, "arch", None)
+    classes = getattr(model, "num_classes", None)
+    if arch is None or classes is None:
+        raise FCNError("no metadata given and the model has no .arch/.num_classes; pass a ModelMeta")
+    return ModelMeta.default(arch, int(classes), arch_kwargs=dict(getattr(model, "arch_kwargs", {})))
+
+
+def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: str,
+                exporter: str, sample_shape: tuple, simplify: bool, depthwise_upsampling: bool,
+                fold_crops: bool, progress=None) -> tuple[Any, Any, dict]:
+    """Export and optimize in memory. Returns (final model, FP32 model before the label head and
+    the FP16 conversion, info dict with node counts, optimizations and fp16 details)."""
+    from fcn_deploy.export import graph as g
+    from fcn_deploy.export.torch_export import export_torch, name_dynamic_dims
+
+    def step(text):
+        if progress is not None:
+            progress.set_postfix_str(text)
+            progress.update(1)
+
+    was_training = model.training
+    model.eval()  # dropout off: the graph is the inference net
+    try:
+        proto = export_torch(model, sample_shape=sample_shape, opset=opset, exporter=exporter)
+    finally:
+        model.train(was_training)
+    got = proto.opset_import[0].version if proto.opset_import else None
+    if got != opset:
+        raise FCNError(f"the {exporter} exporter wrote opset {got}, not the requested {opset}; "
+                       f"choose another opset in {MIN_OPSET}..{MAX_OPSET}")
+    step("exported")
+    scores_dims = proto.graph.output[0].type.tensor_type.shape.dim
+    if len(scores_dims) != 4 or scores_dims[1].dim_value != meta.num_classes:
+        shape = [d.dim_value or d.dim_param for d in scores_dims]
+        raise FCNError(f"the model's output has shape {shape}; expected N x {meta.num_classes} x "
+                       "H x W (num_classes from the metadata)")
+    counts = {"exported": g.node_count(proto)}
+    if simplify:
+        proto = g.simplify(proto)
+        counts["simplified"] = g.node_count(proto)
+    step("simplified")
+    optimizations: dict[str, Any] = {"simplify": bool(simplify), "depthwise_upsampling": None,
+                                     "fold_crops": None}
+    if depthwise_upsampling:
+        optimizations["depthwise_upsampling"] = g.depthwise_upsampling(proto)
+    if fold_crops:
+        optimizations["fold_crops"] = g.fold_crops(proto)
+    step("optimized")
+    fp32 = proto
+    fp16_info: dict[str, Any] = {}
+    if precision == "fp16":
+        from fcn_deploy.export.fp16 import convert_to_fp16
+
+        proto, fp16_info = convert_to_fp16(copy.deepcopy(proto))
+    if outputs in ("labels", "both"):
+        g.add_label_head(proto, keep_scores=(outputs == "both"))
+    name_dynamic_dims(proto)
+    counts["final"] = g.node_count(proto)
+    step("converted" if precision == "fp16" else "finished")
+    info = {"node_counts": counts, "optimizations": optimizations, "fp16": fp16_info,
+            "ops": g.op_histogram(proto)}
+    return proto, fp32, info
+
+
+def _save(proto, path: Path, *, external: bool) -> None:
+    import onnx
+
+    if external:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=path.name + ".data", size_threshold=1024)
+    else:
+        onnx.save_model(proto, str(path))
+
+
+@contextlib.contextmanager
+def _staging(output_path: Path):
+    """A private temporary folder next to the output; removed whatever happens."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", dir=output_path.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | None = None,
+                 outputs: str | None = None, simplify: bool = True,
+                 depthwise_upsampling: bool = True, fold_crops: bool = True,
+                 exporter: str | None = None, sample_shape: Sequence[int] | None = None,
+                 external_data: bool | None = None, verify: bool = True,
+                 verify_sizes: Sequence[Sequence[int]] | None = None, atol: float | None = None,
+                 rtol: float | None = None, precision: str | None = None,
+                 eval_dataset=None, eval_limit: int | None = None, threads: int | None = None,
+                 progress: bool = False) -> ExportReport:
+    """Export ``model`` to ``output_path`` with dynamic batch/height/width, verified.
+
+    ``outputs``: "scores" (float32 N x C x H x W, default), "labels" (uint8 N x H x W, argmax in
+    the graph) or "both". ``precision``: "fp32" (default) or "fp16" (FP16 weights and arithmetic,
+    FP32 input/outputs). ``simplify``/``depthwise_upsampling``/``fold_crops`` switch the graph
+    optimizations (all on by default; which ones applied is recorded in ``meta.extra``).
+    ``verify`` (default on) runs the ONNX checker and ONNX Runtime against PyTorch at
+    ``verify_sizes`` (default: the sample shape, a smaller odd batch of 2, a larger odd size); a
+    failure raises FCNError and leaves no file. ``eval_dataset`` (e.g. "synthetic:20") with FP16
+    also measures label agreement and the mean IU change against the FP32 graph.
+    """
+    from fcn_deploy.export.verify import default_sizes, verify_onnx
+    from fcn_deploy.fileio import atomic_path, check_output_dir
+
+    start = time.perf_counter()
+    opset, outputs, precision, exporter, shape = _check_options(opset, outputs, precision,
+                                                                exporter, sample_shape)
+    output_path = check_output_dir(output_path)
+    if output_path.is_dir():
+        raise FCNError(f"output path {output_path} is a folder; expected a .onnx file name")
+    if eval_dataset is not None and precision == "fp32":
+        raise FCNError("--eval-dataset measures what FP16 changes against FP32; use it with "
+                       "precision fp16")
+    meta = meta if meta is not None else _default_meta(model)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=5 + bool(verify), desc="export", unit="step", leave=False)
+    try:
+        proto, fp32_proto, info = build_graph(
+            model, meta, opset=opset, outputs=outputs, precision=precision, exporter=exporter,
+            sample_shape=shape, simplify=simplify, depthwise_upsampling=depthwise_upsampling,
+            fold_crops=fold_crops, progress=bar)
+        extra = dict(meta.extra)
+        extra["export"] = {"opset": opset, "exporter": exporter, "node_counts": info["node_counts"],
+                           "optimizations": info["optimizations"]}
+        if info["fp16"]:
+            extra["export"]["fp16"] = info["fp16"]
+        final_meta = meta.replace(precision=precision, outputs=outputs, extra=extra)
+        from fcn_deploy.meta import write_onnx_meta
+
+        write_onnx_meta(proto, final_meta)
+        external = (_weights_bytes(proto) > EXTERNAL_DATA_THRESHOLD if external_data is None
+                    else bool(external_data))
+        report_verify = None
+
+        def check(staged: Path) -> None:
+            nonlocal report_verify
+            _save(proto, staged, external=external)
+            if not verify:
+                return
+            sizes = verify_sizes or default_sizes(shape)
+            report_verify = verify_onnx(staged, model, sizes=sizes, mean=final_meta.mean,
+                                        precision=precision, atol=atol, rtol=rtol,
+                                        threads=threads, progress=progress)
+            report_verify.path = str(output_path)
+            if bar is not None:
+                bar.update(1)
+            if not report_verify.passed:
+                raise FCNError(f"verification of the exported graph failed; nothing was "
+                               f"written to {output_path}\n{report_verify.table()}")
+
+        data_path = output_path.parent / (output_path.name + ".data")
+        if external:
+            # the graph names its weight file, so both are staged under their final names
+            with _staging(output_path) as staging:
+                check(staging / output_path.name)
+                os.replace(staging / data_path.name, data_path)
+                os.replace(staging / output_path.name, output_path)
+        else:
+            with atomic_path(output_path, suffix=".onnx") as staged:
+                check(staged)
+            if data_path.is_file():  # a stale weight file from an earlier external-data export
+                data_path.unlink()
+        comparison = None
+        if eval_dataset is not None:
+            from fcn_deploy.export.compare import compare_onnx
+
+            with _staging(output_path) as staging:
+                ref_proto = copy.deepcopy(fp32_proto)
+                from fcn_deploy.export import graph as g
+
+                if outputs in ("labels", "both"):
+                    g.add_label_head(ref_proto, keep_scores=(outputs == "both"))
+                write_onnx_meta(ref_proto, final_meta.replace(precision="fp32"))
+                ref_path = staging / "fp32.onnx"
+                _save(ref_proto, ref_path, external=external)
+                comparison = compare_onnx(ref_path, output_path, eval_dataset, threads=threads,
+                                          limit=eval_limit, progress=progress)
+                comparison.name_a = "fp32"
+                comparison.name_b = precision
+    finally:
+        if bar is not None:
+            bar.close()
+    return ExportReport(output_path=output_path, meta=final_meta, opset=opset, exporter=exporter,
+                        precision=precision, outputs=outputs, node_counts=info["node_counts"],
+                        ops=info["ops"], optimizations=info["optimizations"],
+                        external_data=external, file_bytes=output_path.stat().st_size,
+                        seconds=time.perf_counter() - start, verification=report_verify,
+                        comparison=comparison, fp16=info["fp16"])
+
+
+def export_checkpoint(checkpoint_path, output_path, **options) -> ExportReport:
+    """Load a checkpoint (``fcn_deploy.models.checkpoint.load_model``) and ``export_model`` it.
+
+    The metadata (classes, palette, mean, ...) comes from the checkpoint; options as for
+    ``export_model``.
+    """
+    from fcn_deploy.fileio import check_output_dir
+
+    check_output_dir(output_path)  # fail on a missing folder before loading a large checkpoint
+    model, meta = load_checkpoint_model(checkpoint_path)
+    return export_model(model, meta, output_path, **options)
+
+
+def load_checkpoint_model(checkpoint_path):
+    """(model in eval mode, ModelMeta) from a checkpoint; every failure is an FCNError."""
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FCNError(f"checkpoint {path} does not exist")
+    from fcn_deploy.models.checkpoint import load_model
+
+    try:
+        return load_model(path, map_location="cpu")
+    except FCNError:
+        raise
+    except Exception as exc:  # torch.load raises many types on corrupt or foreign files
+        raise FCNError(f"{path} is not a readable fcn-deploy checkpoint "
+                       f"({type(exc).__name__}: {str(exc)[:200]})") from None

@@ -1,0 +1,250 @@
+"""Check an exported graph: the ONNX checker, then ONNX Runtime (CPU) against PyTorch.
+
+For each input shape (the trace size, an odd smaller size with batch 2, an odd larger size by
+default) a random image minus the model's mean goes through both. The scores pass when
+
+    max |onnx - torch| <= atol + rtol * max |torch|        (``max_rel`` = max abs diff / max |torch|)
+
+and the label maps (the graph's "labels" output, or the argmax of its scores) must equal
+PyTorch's argmax at every pixel whose top two PyTorch scores are further apart than that same
+limit; closer pixels are counted as "ambiguous" and may differ. When the graph has both outputs,
+its labels must also equal the argmax of its own scores exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from fcn_deploy.errors import FCNError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Scores pass when max |diff| <= atol + rtol * max |reference|."""
+
+    atol: float
+    rtol: float
+
+    def limit(self, scale: float) -> float:
+        return self.atol + self.rtol * scale
+
+    def __str__(self) -> str:
+        return f"|diff| <= {self.atol:g} + {self.rtol:g} * max|ref|"
+
+
+#: FP32: ONNX Runtime and PyTorch sum convolutions in different orders; differences seen on the
+#: registry's nets are ~1e-7 of the score range. FP16: 11-bit significands through 16-22 layers;
+#: differences seen are ~1e-3 of the score range.
+TOLERANCES = {"fp32": Tolerance(atol=1e-5, rtol=1e-4), "fp16": Tolerance(atol=1e-3, rtol=2e-2)}
+
+
+@dataclass
+class VerifyCase:
+    shape: tuple[int, int, int, int]
+    max_ref: float = 0.0
+    max_abs: float = 0.0
+    limit: float = 0.0
+    pixels: int = 0
+    labels_differ: int = 0      # unambiguous pixels whose label differs from PyTorch's
+    ambiguous: int = 0          # pixels whose top-2 PyTorch scores are within the limit
+    ambiguous_differ: int = 0
+    self_consistent: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def max_rel(self) -> float:
+        return self.max_abs / self.max_ref if self.max_ref > 0 else float(self.max_abs > 0)
+
+    @property
+    def passed(self) -> bool:
+        return (not self.problems and self.max_abs <= self.limit and self.labels_differ == 0
+                and self.self_consistent)
+
+
+@dataclass
+class VerificationReport:
+    path: str
+    precision: str
+    tolerance: Tolerance
+    outputs: list[str]
+    checker: str = "ok"
+    cases: list[VerifyCase] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.checker == "ok" and bool(self.cases) and all(c.passed for c in self.cases)
+
+    def table(self) -> str:
+        lines = [f"verification of {Path(self.path).name} ({self.precision}, outputs "
+                 f"{'+'.join(self.outputs)}): onnx.checker full_check {self.checker}; "
+                 f"ONNX Runtime CPU vs PyTorch, scores {self.tolerance}",
+                 f"{'input':>14} {'max|ref|':>9} {'max abs':>9} {'rel':>9} {'limit':>9} "
+                 f"{'labels differ':>13} {'ambiguous':>9}  result"]
+        for c in self.cases:
+            shape = "x".join(str(d) for d in c.shape)
+            result = "ok" if c.passed else "FAIL " + "; ".join(c.problems or ["tolerance"])
+            lines.append(f"{shape:>14} {c.max_ref:9.3g} {c.max_abs:9.2e} {c.max_rel:9.2e} "
+                         f"{c.limit:9.2e} {c.labels_differ:>6}/{c.pixels:<6} "
+                         f"{c.ambiguous_differ:>4}/{c.ambiguous:<4}  {result}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checker": self.checker, "precision": self.precision,
+                "atol": self.tolerance.atol, "rtol": self.tolerance.rtol,
+                "cases": [{"shape": list(c.shape), "max_ref": c.max_ref, "max_abs": c.max_abs,
+                           "max_rel": c.max_rel, "limit": c.limit, "pixels": c.pixels,
+                           "labels_differ": c.labels_differ, "ambiguous": c.ambiguous,
+                           "passed": c.passed} for c in self.cases]}
+
+
+def default_sizes(sample_shape: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    """The trace size, an odd smaller size with batch 2, and an odd larger size."""
+    _, c, h, w = (int(d) for d in sample_shape)
+    smaller = (2, c, max(1, (h * 3) // 4) | 1, max(1, (w * 2) // 3) | 1)
+    larger = (1, c, (h * 4) // 3 | 1, (w * 5) // 4 | 1)
+    return [(1, c, h, w), smaller, larger]
+
+
+def check_graph(path) -> str:
+    """Run ``onnx.checker`` with ``full_check`` (shape inference too); "ok" or the error text."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # checker raises ValidationError / InferenceError
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+    return "ok"
+
+
+def _session(path, *, threads: int | None = None, expose: str | None = None):
+    """An ONNX Runtime CPU session; ``expose`` adds an internal tensor as an extra output."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    source: Any = str(path)
+    if expose is not None:
+        model = onnx.load(str(path))
+        model.graph.output.append(onnx.helper.make_tensor_value_info(
+            expose, onnx.TensorProto.FLOAT, None))
+        source = model.SerializeToString()
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise FCNError(f"ONNX Runtime cannot load {path}: {exc}") from None
+
+
+def _graph_info(path) -> tuple[list[str], str | None, str]:
+    """(output names, label source tensor, precision from metadata or fp32)."""
+    import onnx
+
+    from fcn_deploy.export.graph import label_source
+
+    model = onnx.load(str(path), load_external_data=False)
+    outputs = [o.name for o in model.graph.output]
+    props = {p.key: p.value for p in model.metadata_props}
+    source = label_source(model) if "labels" in outputs else None
+    return outputs, source, props.get("fcn.precision", "fp32")
+
+
+def verify_onnx(onnx_path, model, *, sizes: Sequence[Sequence[int]] | None = None,
+                mean: Sequence[float] | None = None, precision: str | None = None,
+                atol: float | None = None, rtol: float | None = None, seed: int = 0,
+                threads: int | None = None, progress: bool = False) -> VerificationReport:
+    """Compare ``onnx_path`` run by ONNX Runtime (CPU) with ``model`` run by PyTorch.
+
+    ``sizes`` are NCHW shapes (default: 1x3x96x128, 2x3x73x85, 1x3x129x161). ``precision``
+    (default: the graph's metadata) picks the default tolerances in ``TOLERANCES``; ``mean``
+    (default: VGG's BGR mean) is subtracted from the random images. Returns the report; it does
+    not raise on a mismatch (see ``VerificationReport.passed``).
+    """
+    import torch
+
+    from fcn_deploy.constants import VGG_MEAN_BGR
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise FCNError(f"ONNX file {path} does not exist")
+    outputs, source, graph_precision = _graph_info(path)
+    precision = precision or graph_precision
+    base = TOLERANCES.get(precision, TOLERANCES["fp16"])
+    tol = Tolerance(atol=base.atol if atol is None else float(atol),
+                    rtol=base.rtol if rtol is None else float(rtol))
+    report = VerificationReport(path=str(path), precision=precision, tolerance=tol,
+                                outputs=outputs, checker=check_graph(path))
+    if report.checker != "ok":
+        return report
+    has_scores = "scores" in outputs
+    expose = source if (not has_scores and source) else None
+    session = _session(path, threads=threads, expose=expose)
+    input_name = session.get_inputs()[0].name
+    mean_arr = np.asarray(VGG_MEAN_BGR if mean is None else mean, np.float32).reshape(1, 3, 1, 1)
+    rng = np.random.default_rng(seed)
+    sizes = [tuple(int(d) for d in s) for s in (sizes or default_sizes((1, 3, 96, 128)))]
+    was_training = model.training
+    model.eval()
+    try:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        iterator = sizes
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(sizes, desc="verify", unit="size", leave=False)
+        for shape in iterator:
+            images = rng.integers(0, 256, size=shape).astype(np.float32)
+            x = np.ascontiguousarray(images - mean_arr, dtype=np.float32)
+            with torch.no_grad():
+                ref = model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+            result = dict(zip([o.name for o in session.get_outputs()],
+                              session.run(None, {input_name: x})))
+            report.cases.append(_compare(shape, ref, result, tol, expose))
+    finally:
+        model.train(was_training)
+    return report
+
+
+def _compare(shape, ref: np.ndarray, result: dict, tol: Tolerance, expose: str | None) -> VerifyCase:
+    n, _, h, w = shape
+    case = VerifyCase(shape=tuple(shape), pixels=n * h * w)
+    case.max_ref = float(np.abs(ref).max()) if ref.size else 0.0
+    case.limit = tol.limit(case.max_ref)
+    scores = result.get("scores", result.get(expose) if expose else None)
+    labels = result.get("labels")
+    if ref.shape[0] != n or ref.shape[2:] != (h, w):
+        case.problems.append(f"PyTorch output {tuple(ref.shape)} is not N x C x {h} x {w}")
+        return case
+    if scores is not None:
+        if scores.dtype != np.float32 or scores.shape != ref.shape:
+            case.problems.append(f"scores {scores.dtype}{list(scores.shape)}, expected "
+                                 f"float32{list(ref.shape)}")
+            return case
+        case.max_abs = float(np.abs(scores.astype(np.float64) - ref).max())
+    if labels is not None:
+        if labels.dtype != np.uint8 or labels.shape != (n, h, w):
+            case.problems.append(f"labels {labels.dtype}{list(labels.shape)}, expected "
+                                 f"uint8[{n}, {h}, {w}]")
+            return case
+        if scores is not None:
+            case.self_consistent = bool(np.array_equal(labels, scores.argmax(axis=1)))
+            if not case.self_consistent:
+                case.problems.append("labels != argmax(scores) of the same graph")
+    else:
+        labels = scores.argmax(axis=1)
+    ref_labels = ref.argmax(axis=1)
+    if ref.shape[1] > 1:
+        top2 = -np.partition(-ref, 1, axis=1)[:, :2]
+        ambiguous = (top2[:, 0] - top2[:, 1]) <= case.limit
+    else:
+        ambiguous = np.zeros(ref_labels.shape, bool)
+    differ = labels.astype(np.int64) != ref_labels
+    case.labels_differ = int(np.count_nonzero(differ & ~ambiguous))
+    case.ambiguous = int(np.count_nonzero(ambiguous))
+    case.ambiguous_differ = int(np.count_nonzero(differ & ambiguous))
+    return case
