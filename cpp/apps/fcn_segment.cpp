@@ -1,0 +1,267 @@
+// fcn-segment-cpp: segment images with an fcn-deploy model, or time it (--bench).
+//
+// Parses arguments and calls the library; errors print as "error: ..." and exit 2, like the
+// Python commands.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "fcn/fcn.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* kUsage = R"(usage: fcn-segment-cpp --model MODEL [options] [IMAGE ...]
+
+Segment images with an fcn-deploy model (.onnx, or a TensorRT .plan with its .json sidecar):
+preprocessing, classes and colours come from the model's metadata.
+
+options:
+  --model PATH       the model file
+  -o, --output PATH  label map as a palette PNG of class indices (a folder for several images)
+  --overlay PATH     the labels' colours blended over the image (a folder for several images)
+  --backend NAME     auto (from the extension), onnxruntime or tensorrt [auto]
+  --device NAME      ONNX Runtime provider: cpu, cuda, tensorrt or auto [cpu]
+  --device-id N      CUDA device [0]
+  --threads N        ONNX Runtime intra-op threads, 0 = its default [0]
+  --info             print the model's metadata and inputs/outputs, then exit
+  --bench N          time N runs of predict() (preprocess + network + argmax) after warm-up
+  --warmup N         warm-up runs before timing [3]
+  --size HxW         image size for --bench when no IMAGE is given [500x500]
+  --batch N          images per run for --bench [1]
+  --json PATH        also write the --bench statistics as flat JSON
+  -h, --help         show this help
+)";
+
+struct Args {
+  std::string model, output, overlay, json;
+  std::vector<std::string> images;
+  fcn::Options options;
+  bool info = false;
+  int bench = 0, warmup = 3, batch = 1, height = 500, width = 500;
+};
+
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+int to_int(const std::string& option, const std::string& value, int min) {
+  try {
+    size_t used = 0;
+    const int v = std::stoi(value, &used);
+    if (used == value.size() && v >= min) return v;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(option + " expects an integer >= " + std::to_string(min) + ", got '" + value + "'");
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(arg + " expects a value");
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else if (arg == "--model") {
+      a.model = value();
+    } else if (arg == "-o" || arg == "--output") {
+      a.output = value();
+    } else if (arg == "--overlay") {
+      a.overlay = value();
+    } else if (arg == "--backend") {
+      try {
+        a.options.backend = fcn::parse_backend(value());
+      } catch (const fcn::Error& e) {
+        throw UsageError(e.what());
+      }
+    } else if (arg == "--device") {
+      a.options.device = value();
+    } else if (arg == "--device-id") {
+      a.options.device_id = to_int(arg, value(), 0);
+    } else if (arg == "--threads") {
+      a.options.threads = to_int(arg, value(), 0);
+    } else if (arg == "--info") {
+      a.info = true;
+    } else if (arg == "--bench") {
+      a.bench = to_int(arg, value(), 1);
+    } else if (arg == "--warmup") {
+      a.warmup = to_int(arg, value(), 0);
+    } else if (arg == "--batch") {
+      a.batch = to_int(arg, value(), 1);
+    } else if (arg == "--json") {
+      a.json = value();
+    } else if (arg == "--size") {
+      const std::string v = value();
+      const size_t x = v.find('x');
+      if (x == std::string::npos) throw UsageError("--size expects HxW such as 500x500, got '" + v + "'");
+      a.height = to_int(arg, v.substr(0, x), 1);
+      a.width = to_int(arg, v.substr(x + 1), 1);
+    } else if (!arg.empty() && arg[0] == '-' && arg != "-") {
+      throw UsageError("unknown option " + arg);
+    } else {
+      a.images.push_back(arg);
+    }
+  }
+  if (a.model.empty()) throw UsageError("--model is required");
+  if (!a.info && a.bench == 0) {
+    if (a.images.empty()) throw UsageError("give at least one IMAGE (or --bench N, or --info)");
+    if (a.output.empty() && a.overlay.empty())
+      throw UsageError("nothing to write: give -o/--output and/or --overlay");
+  }
+  return a;
+}
+
+// Where the result for ``image`` goes: ``target`` itself for one image, else target/<stem>.png.
+std::string destination(const std::string& target, const std::string& image, size_t count) {
+  if (count == 1 && !fs::is_directory(target)) return target;
+  if (!fs::is_directory(target))
+    throw fcn::Error("with " + std::to_string(count) + " images, " + target +
+                     " must be an existing folder");
+  return (fs::path(target) / fs::path(image).stem()).string() + ".png";
+}
+
+void print_info(const fcn::Segmenter& seg) {
+  const fcn::ModelMeta& m = seg.meta();
+  std::cout << "model         " << seg.path() << "\n"
+            << "backend       " << seg.backend() << "\n"
+            << "network       " << seg.describe() << "\n"
+            << "arch          " << m.arch << " (" << m.precision << ", outputs " << m.outputs << ")\n"
+            << "classes       " << m.num_classes << ":";
+  for (const auto& n : m.class_names) std::cout << " " << n;
+  std::cout << "\npreprocess    " << m.channel_order << " minus mean [" << m.mean[0] << ", "
+            << m.mean[1] << ", " << m.mean[2] << "], " << m.input_layout << ", no scaling\n"
+            << "ignore label  " << m.ignore_label << "\n";
+}
+
+// numpy.percentile's default (linear interpolation between closest ranks).
+double percentile(const std::vector<double>& sorted, double q) {
+  const double pos = q / 100.0 * static_cast<double>(sorted.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos));
+  const size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) throw fcn::Error("could not write " + path);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw fcn::Error("could not write " + path + ": " + ec.message());
+}
+
+int bench(fcn::Segmenter& seg, const Args& a) {
+  cv::Mat image;
+  if (!a.images.empty()) {
+    image = fcn::read_image(a.images[0]);
+  } else {
+    image.create(a.height, a.width, CV_8UC3);
+    cv::RNG rng(0);
+    rng.fill(image, cv::RNG::UNIFORM, 0, 256);
+  }
+  const std::vector<cv::Mat> batch(static_cast<size_t>(a.batch), image);
+  auto once = [&] {
+    if (a.batch == 1)
+      seg.predict(image);
+    else
+      seg.predict_batch(batch);
+  };
+  for (int i = 0; i < a.warmup; ++i) once();
+  std::vector<double> ms;
+  ms.reserve(static_cast<size_t>(a.bench));
+  for (int i = 0; i < a.bench; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    once();
+    const auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  const double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
+  double var = 0;
+  for (double v : ms) var += (v - mean) * (v - mean);
+  const double cv = std::sqrt(var / static_cast<double>(ms.size())) / mean;
+  const double median = percentile(sorted, 50), p90 = percentile(sorted, 90),
+               p99 = percentile(sorted, 99);
+  const double ips = 1000.0 * a.batch / mean;
+
+  std::printf("model     %s (%s, %s)\n", seg.path().c_str(), seg.meta().arch.c_str(),
+              seg.meta().precision.c_str());
+  std::printf("backend   %s, threads %s\n", seg.backend().c_str(),
+              a.options.threads ? std::to_string(a.options.threads).c_str() : "default");
+  std::printf("input     %dx3x%dx%d, %d warm-up + %d timed runs of predict() "
+              "(preprocess + network + argmax)\n", a.batch, image.rows, image.cols, a.warmup, a.bench);
+  std::printf("latency   min %.3f ms  median %.3f  mean %.3f  p90 %.3f  p99 %.3f  cv %.1f%%  "
+              "(%.1f images/s)\n", sorted.front(), median, mean, p90, p99, 100.0 * cv, ips);
+  if (!a.json.empty()) {
+    nlohmann::json j = {{"tool", "fcn-segment-cpp"}, {"model", seg.path()},
+                        {"arch", seg.meta().arch}, {"precision", seg.meta().precision},
+                        {"backend", seg.backend()}, {"threads", a.options.threads},
+                        {"batch", a.batch}, {"height", image.rows}, {"width", image.cols},
+                        {"warmup", a.warmup}, {"runs", a.bench}, {"min_ms", sorted.front()},
+                        {"median_ms", median}, {"mean_ms", mean}, {"p90_ms", p90},
+                        {"p99_ms", p99}, {"cv", cv}, {"images_per_s", ips}};
+    write_json(a.json, j);
+  }
+  return 0;
+}
+
+int run(const Args& a) {
+  fcn::Segmenter seg(a.model, a.options);
+  if (a.info) {
+    print_info(seg);
+    return 0;
+  }
+  if (a.bench > 0) return bench(seg, a);
+  for (const std::string& path : a.images) {
+    const cv::Mat image = fcn::read_image(path);
+    const cv::Mat labels = seg.predict(image);
+    if (!a.output.empty()) {
+      const std::string out = destination(a.output, path, a.images.size());
+      fcn::write_label_png(out, labels, seg.meta());
+      std::cout << path << " -> " << out << "\n";
+    }
+    if (!a.overlay.empty()) {
+      const std::string out = destination(a.overlay, path, a.images.size());
+      fcn::write_image(out, fcn::overlay(image, labels, seg.meta()));
+      std::cout << path << " -> " << out << " (overlay)\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const UsageError& e) {
+    std::cerr << kUsage << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const fcn::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "internal error (please report): " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,39 @@
+// Image and label-map helpers that behave like fcn_deploy/imageio.py.
+#pragma once
+
+#include <string>
+
+#include <opencv2/core.hpp>
+
+#include "fcn/export.hpp"
+#include "fcn/meta.hpp"
+
+namespace fcn {
+
+/// Read an image file as CV_8UC3 BGR, like Python's read_image: decoded unchanged (no EXIF
+/// rotation), grayscale replicated to 3 channels, alpha dropped, 16-bit divided by 257.
+/// Throws fcn::Error for a missing or undecodable file.
+FCN_EXPORT cv::Mat read_image(const std::string& path);
+
+/// Convert a Mat as apps hold it (CV_8U/CV_16U with 1, 3 or 4 channels) into CV_8UC3 BGR, or
+/// throw fcn::Error saying why it cannot be. ``name`` is used in messages.
+FCN_EXPORT cv::Mat to_bgr8(const cv::Mat& image, const std::string& name = "image");
+
+/// Label map (CV_8U) -> BGR image with the palette's colours; labels without a colour are black.
+FCN_EXPORT cv::Mat colorize(const cv::Mat& labels, const ModelMeta& meta);
+
+/// Blend the colourized labels over the image: ``(1 - alpha) * image + alpha * colours``;
+/// background (label 0) and labels without a colour leave the image as it is.
+FCN_EXPORT cv::Mat overlay(const cv::Mat& image_bgr, const cv::Mat& labels, const ModelMeta& meta,
+                           double alpha = 0.5);
+
+/// Write a label map as a VOC-style palette PNG (pixel values are the class indices, the
+/// palette holds the colours), like Python's write_label_png. The file is written to a
+/// temporary name in the same folder and renamed, so a failure leaves no partial file.
+FCN_EXPORT void write_label_png(const std::string& path, const cv::Mat& labels,
+                                const ModelMeta& meta);
+
+/// Write an image (format from the extension) atomically; throws fcn::Error on failure.
+FCN_EXPORT void write_image(const std::string& path, const cv::Mat& image);
+
+}  // namespace fcn

@@ -1,0 +1,85 @@
+// Segmenter: one loaded model (.onnx or TensorRT .plan) that turns BGR images into label maps.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "fcn/error.hpp"
+#include "fcn/export.hpp"
+#include "fcn/meta.hpp"
+
+namespace fcn {
+
+enum class BackendKind {
+  Auto,         ///< by file: .plan / .engine -> TensorRT, anything else -> ONNX Runtime
+  OnnxRuntime,  ///< ONNX Runtime (CPU; CUDA / TensorRT execution providers where present)
+  TensorRT,     ///< native TensorRT (enqueueV3 on a CUDA stream); needs FCN_HAVE_TENSORRT
+};
+
+/// How to open a model. Defaults run on the CPU with ONNX Runtime's own thread count.
+struct Options {
+  BackendKind backend = BackendKind::Auto;
+  /// ONNX Runtime execution provider: "cpu", "cuda", "tensorrt", or "auto" (CUDA when this
+  /// ONNX Runtime has it, else CPU). The TensorRT backend always runs on the GPU.
+  std::string device = "cpu";
+  int device_id = 0;  ///< CUDA device for the GPU providers and the TensorRT backend
+  int threads = 0;    ///< ONNX Runtime intra-op threads; 0 = ONNX Runtime's default
+};
+
+/// Parse "auto" / "onnxruntime" / "tensorrt"; throws fcn::Error for anything else.
+FCN_EXPORT BackendKind parse_backend(const std::string& name);
+
+/// The backends compiled into this build, e.g. {"onnxruntime"}.
+FCN_EXPORT std::vector<std::string> available_backends();
+
+/// Loads a model and segments images at their own size (no resizing), preprocessing from the
+/// model's metadata. Label maps are CV_8U (one class index per pixel) at the image's size; they
+/// are the argmax over the classes (ties go to the lowest index, like numpy) or the network's
+/// own "labels" output.
+///
+/// Thread-safety: all methods may be called from several threads; predictions on one Segmenter
+/// are serialized by an internal mutex. Open one Segmenter per thread to run in parallel.
+/// Movable, not copyable (it owns native sessions, engines and GPU memory).
+class FCN_EXPORT Segmenter {
+ public:
+  /// Open ``model_path`` (.onnx, or .plan with its JSON sidecar). Throws fcn::Error when the file
+  /// is missing or unreadable, carries no fcn-deploy metadata, or breaks the I/O contract.
+  explicit Segmenter(const std::string& model_path, const Options& options = Options());
+  ~Segmenter();
+  Segmenter(Segmenter&& other) noexcept;
+  Segmenter& operator=(Segmenter&& other) noexcept;
+  Segmenter(const Segmenter&) = delete;
+  Segmenter& operator=(const Segmenter&) = delete;
+
+  const ModelMeta& meta() const;
+  const std::string& path() const;
+  /// The backend and where it runs, e.g. "onnxruntime 1.31.1 (CPUExecutionProvider)".
+  std::string backend() const;
+  /// What the network accepts and returns, e.g. "image float32 [batch, 3, height, width] ->
+  /// scores float32 [batch, 21, height, width]".
+  std::string describe() const;
+
+  /// Label map (CV_8U, the image's size) of one CV_8UC3 BGR image. When ``scores`` is given it
+  /// receives the class scores as a 3-D CV_32F Mat of size {C, H, W} (the model needs a "scores"
+  /// output for that).
+  cv::Mat predict(const cv::Mat& image_bgr, cv::Mat* scores = nullptr);
+
+  /// Label maps of several equally sized images, run as batches (split where an engine's profile
+  /// caps the batch). Images of different sizes are an error: call predict() on each.
+  std::vector<cv::Mat> predict_batch(const std::vector<cv::Mat>& images_bgr,
+                                     std::vector<cv::Mat>* scores = nullptr);
+
+  /// The float32 NCHW input the network gets for ``images_bgr`` (same size each): what
+  /// predict_batch() feeds, exposed for tests and parity checks.
+  std::vector<float> preprocess(const std::vector<cv::Mat>& images_bgr) const;
+
+ private:
+  struct Impl;
+  Impl& impl() const;  // throws fcn::Error on a moved-from Segmenter
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fcn

@@ -1,0 +1,219 @@
+// Image reading/conversion like fcn_deploy/imageio.py, palette PNGs, colourizing and overlays.
+#include "fcn/image.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <vector>
+
+#include <unistd.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <zlib.h>
+
+#include "fcn/error.hpp"
+
+namespace fcn {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string mat_text(const cv::Mat& m) {
+  static const char* depths[] = {"CV_8U", "CV_8S", "CV_16U", "CV_16S",
+                                 "CV_32S", "CV_32F", "CV_64F", "CV_16F"};
+  std::string dims = m.dims == 2 ? std::to_string(m.rows) + "x" + std::to_string(m.cols)
+                                 : std::to_string(m.dims) + "-D";
+  return dims + " " + depths[m.depth()] + " with " + std::to_string(m.channels()) + " channel(s)";
+}
+
+void check_labels(const cv::Mat& labels, const std::string& what) {
+  if (labels.empty() || labels.type() != CV_8UC1 || labels.dims != 2)
+    throw Error(what + ": expected a non-empty CV_8UC1 label map, got " +
+                (labels.empty() ? std::string("an empty Mat") : mat_text(labels)));
+}
+
+// Writes ``bytes`` to a temporary file beside ``path`` and renames it over ``path``.
+void atomic_write(const std::string& path, const std::vector<unsigned char>& bytes) {
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir))
+    throw Error("cannot write " + path + ": folder " + dir.string() + " does not exist");
+  static std::atomic<unsigned> counter{0};
+  const fs::path tmp = dir / ("." + target.filename().string() + ".tmp-" +
+                              std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      std::error_code ignored;
+      fs::remove(tmp, ignored);
+      throw Error("could not write " + path + " (disk full or no permission?)");
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, target, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw Error("could not write " + path + ": " + ec.message());
+  }
+}
+
+void put_u32(std::vector<unsigned char>& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<unsigned char>(v >> shift));
+}
+
+void put_chunk(std::vector<unsigned char>& out, const char type[4],
+               const std::vector<unsigned char>& data) {
+  put_u32(out, static_cast<uint32_t>(data.size()));
+  const size_t start = out.size();
+  out.insert(out.end(), type, type + 4);
+  out.insert(out.end(), data.begin(), data.end());
+  const uLong crc = crc32(0L, out.data() + start, static_cast<uInt>(out.size() - start));
+  put_u32(out, static_cast<uint32_t>(crc));
+}
+
+}  // namespace
+
+cv::Mat to_bgr8(const cv::Mat& image, const std::string& name) {
+  if (image.empty() || image.dims != 2 || image.rows == 0 || image.cols == 0)
+    throw Error(name + ": the image is empty; expected HxWx3 with H, W > 0");
+  cv::Mat img8;
+  if (image.depth() == CV_16U) {
+    img8.create(image.rows, image.cols, CV_MAKETYPE(CV_8U, image.channels()));
+    const int n = image.cols * image.channels();
+    for (int y = 0; y < image.rows; ++y) {
+      const uint16_t* src = image.ptr<uint16_t>(y);
+      uint8_t* dst = img8.ptr<uint8_t>(y);
+      for (int i = 0; i < n; ++i) dst[i] = static_cast<uint8_t>(src[i] / 257);  // as Python
+    }
+  } else if (image.depth() == CV_8U) {
+    img8 = image;
+  } else {
+    throw Error(name + ": pixel type of " + mat_text(image) +
+                " is not supported; expected 8-bit or 16-bit (convert float images to 0..255 "
+                "CV_8U first)");
+  }
+  cv::Mat out;
+  switch (img8.channels()) {
+    case 1: cv::cvtColor(img8, out, cv::COLOR_GRAY2BGR); break;
+    case 3: out = img8.isContinuous() ? img8 : img8.clone(); break;
+    case 4: cv::cvtColor(img8, out, cv::COLOR_BGRA2BGR); break;
+    default:
+      throw Error(name + ": " + mat_text(image) +
+                  " is not an image; expected 1, 3 (BGR) or 4 (BGRA) channels");
+  }
+  return out;
+}
+
+cv::Mat read_image(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw Error("image " + path + " does not exist");
+  std::ifstream in(path, std::ios::binary);
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+  cv::Mat image;
+  if (!bytes.empty()) {
+    try {
+      image = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+    } catch (const cv::Exception&) {
+      image = cv::Mat();
+    }
+  }
+  if (image.empty())
+    throw Error("image " + path + " could not be decoded; expected a readable image file "
+                "(.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .ppm, .pgm)");
+  return to_bgr8(image, "image " + path);
+}
+
+cv::Mat colorize(const cv::Mat& labels, const ModelMeta& meta) {
+  check_labels(labels, "colorize");
+  cv::Vec3b lut[256];
+  for (int i = 0; i < 256; ++i) {
+    lut[i] = i < static_cast<int>(meta.palette.size())
+                 ? cv::Vec3b(static_cast<uchar>(meta.palette[i][2]),
+                             static_cast<uchar>(meta.palette[i][1]),
+                             static_cast<uchar>(meta.palette[i][0]))
+                 : cv::Vec3b(0, 0, 0);
+  }
+  cv::Mat out(labels.size(), CV_8UC3);
+  for (int y = 0; y < labels.rows; ++y) {
+    const uchar* src = labels.ptr<uchar>(y);
+    cv::Vec3b* dst = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < labels.cols; ++x) dst[x] = lut[src[x]];
+  }
+  return out;
+}
+
+cv::Mat overlay(const cv::Mat& image_bgr, const cv::Mat& labels, const ModelMeta& meta,
+                double alpha) {
+  check_labels(labels, "overlay");
+  const cv::Mat image = to_bgr8(image_bgr, "overlay image");
+  if (image.size() != labels.size())
+    throw Error("overlay: image is " + mat_text(image) + " but the label map is " +
+                mat_text(labels) + "; expected the same height and width");
+  if (!(alpha >= 0.0 && alpha <= 1.0))
+    throw Error("overlay: alpha must be in [0, 1], got " + std::to_string(alpha));
+  cv::Mat blended;
+  cv::addWeighted(image, 1.0 - alpha, colorize(labels, meta), alpha, 0.0, blended);
+  const int colours = static_cast<int>(std::min<size_t>(meta.palette.size(), 256));
+  cv::Mat mask = (labels != 0) & (labels < colours);
+  cv::Mat out = image.clone();
+  blended.copyTo(out, mask);
+  return out;
+}
+
+void write_label_png(const std::string& path, const cv::Mat& labels, const ModelMeta& meta) {
+  check_labels(labels, "write_label_png " + path);
+  const auto width = static_cast<uint32_t>(labels.cols);
+  const auto height = static_cast<uint32_t>(labels.rows);
+
+  std::vector<unsigned char> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  std::vector<unsigned char> ihdr;
+  put_u32(ihdr, width);
+  put_u32(ihdr, height);
+  ihdr.insert(ihdr.end(), {8, 3, 0, 0, 0});  // 8 bits, palette colour, deflate, filter 0, no interlace
+  put_chunk(png, "IHDR", ihdr);
+
+  std::vector<unsigned char> plte(768, 0);  // 256 entries, unused ones black (as Python writes)
+  for (size_t i = 0; i < meta.palette.size() && i < 256; ++i)
+    for (int c = 0; c < 3; ++c) plte[3 * i + c] = static_cast<unsigned char>(meta.palette[i][c]);
+  put_chunk(png, "PLTE", plte);
+
+  std::vector<unsigned char> raw;
+  raw.reserve(static_cast<size_t>(height) * (width + 1));
+  for (int y = 0; y < labels.rows; ++y) {
+    raw.push_back(0);  // filter type None
+    const uchar* row = labels.ptr<uchar>(y);
+    raw.insert(raw.end(), row, row + labels.cols);
+  }
+  uLongf packed_size = compressBound(static_cast<uLong>(raw.size()));
+  std::vector<unsigned char> packed(packed_size);
+  if (compress2(packed.data(), &packed_size, raw.data(), static_cast<uLong>(raw.size()), 6) != Z_OK)
+    throw Error("write_label_png " + path + ": zlib could not compress the label map");
+  packed.resize(packed_size);
+  put_chunk(png, "IDAT", packed);
+  put_chunk(png, "IEND", {});
+  atomic_write(path, png);
+}
+
+void write_image(const std::string& path, const cv::Mat& image) {
+  std::string ext = fs::path(path).extension().string();
+  if (ext.empty()) ext = ".png";
+  std::vector<unsigned char> bytes;
+  bool ok = false;
+  try {
+    ok = cv::imencode(ext, image, bytes);
+  } catch (const cv::Exception&) {
+    ok = false;
+  }
+  if (!ok) throw Error("could not encode " + path + "; use .png or .jpg");
+  atomic_write(path, bytes);
+}
+
+}  // namespace fcn
