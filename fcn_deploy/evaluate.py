@@ -1,0 +1,276 @@
+"""Accuracy of deployable artifacts on a labelled dataset, and how precisions compare.
+
+``evaluate`` scores one artifact (ONNX graph of any precision, or a model.pt checkpoint) with the
+paper's four metrics from one confusion matrix over the whole set. ``compare_models`` runs
+several artifacts image by image in lockstep (so no predictions are stored) and adds, for each,
+the fraction of pixels whose label equals the first (reference) model's and the per-class IU
+change: the FP32 vs FP16 vs INT8 report.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from fcn_deploy.errors import FCNError
+
+
+@dataclass
+class EvalResult:
+    """One artifact's scores. ``agreement`` is the fraction of all pixels (ignore-labelled ones
+    included) whose predicted label equals the reference model's; None for the reference."""
+
+    path: str
+    precision: str
+    metrics: Any  # fcn_deploy.metrics.SegMetrics
+    confusion: np.ndarray
+    num_images: int
+    seconds: float
+    agreement: float | None = None
+    agreement_pixels: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "precision": self.precision, "num_images": self.num_images,
+                "seconds": round(self.seconds, 3), "agreement": self.agreement,
+                "agreement_pixels": self.agreement_pixels, **self.metrics.as_dict(),
+                "confusion": self.confusion.tolist()}
+
+
+@dataclass
+class ComparisonReport:
+    """Several artifacts on one dataset; the first is the reference."""
+
+    dataset: str
+    num_images: int
+    class_names: list[str]
+    results: list[EvalResult] = field(default_factory=list)
+
+    @property
+    def reference(self) -> EvalResult:
+        return self.results[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        ref = self.reference.metrics
+        models = []
+        for r in self.results:
+            entry = r.as_dict()
+            entry["delta_mean_iu"] = _num(r.metrics.mean_iu - ref.mean_iu)
+            entry["delta_per_class_iu"] = [_num(a - b) for a, b in
+                                           zip(r.metrics.per_class_iu, ref.per_class_iu)]
+            models.append(entry)
+        return {"dataset": self.dataset, "num_images": self.num_images,
+                "class_names": self.class_names, "reference": self.reference.path,
+                "models": models}
+
+    def to_markdown(self) -> str:
+        ref = self.reference
+        names = [_short(r.path, self.results) for r in self.results]
+        lines = [f"# Accuracy: {', '.join(names)}", "",
+                 f"Dataset `{self.dataset}`: {self.num_images} images, "
+                 f"{len(self.class_names)} classes. Reference: `{names[0]}`. Metrics in %; "
+                 "agreement = pixels whose label equals the reference's.", "",
+                 "| model | precision | mean IU | Δ mean IU | pixel acc. | mean acc. | fw IU "
+                 "| agreement |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for name, r in zip(names, self.results):
+            m = r.metrics
+            delta = "—" if r is ref else _pct(m.mean_iu - ref.metrics.mean_iu, signed=True)
+            agree = "—" if r.agreement is None else _pct(r.agreement, digits=2)
+            lines.append(f"| {name} | {r.precision} | {_pct(m.mean_iu)} | {delta} | "
+                         f"{_pct(m.pixel_accuracy)} | {_pct(m.mean_accuracy)} | {_pct(m.fw_iu)} "
+                         f"| {agree} |")
+        lines += ["", "Per-class IU (%), with the change against the reference:", "",
+                  "| class | " + " | ".join(names) + " |",
+                  "|---|" + "---:|" * len(names)]
+        for c, cname in enumerate(self.class_names):
+            cells = [_pct(ref.metrics.per_class_iu[c])]
+            for r in self.results[1:]:
+                iu = r.metrics.per_class_iu[c]
+                d = iu - ref.metrics.per_class_iu[c]
+                cells.append(f"{_pct(iu)} ({_pct(d, signed=True)})")
+            lines.append(f"| {c} {cname} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: str | os.PathLike) -> tuple[Path, Path]:
+        """Write the Markdown to ``path`` and the JSON next to it (same name, ``.json``)."""
+        from fcn_deploy.fileio import atomic_write_text, check_output_dir
+
+        md = check_output_dir(path)
+        js = md.with_suffix(".json") if md.suffix.lower() != ".json" else md.with_suffix(".json.json")
+        atomic_write_text(js, json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(md, self.to_markdown())
+        return md, js
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _pct(x: float | None, *, signed: bool = False, digits: int = 2) -> str:
+    if x is None or math.isnan(x):
+        return "-"
+    return f"{100 * x:+.{digits}f}" if signed else f"{100 * x:.{digits}f}"
+
+
+def _short(path: str, results: Sequence[EvalResult]) -> str:
+    names = [Path(r.path).name for r in results]
+    name = Path(path).name
+    return name if names.count(name) == 1 else path
+
+
+# -- prediction ---------------------------------------------------------------------------------
+class _Predictor:
+    """Label maps from one artifact through the toolkit's runner (ONNX Runtime fallback)."""
+
+    def __init__(self, path: str | os.PathLike, *, backend: str | None, threads: int | None):
+        self.path = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise FCNError(f"model {p} does not exist; expected an .onnx graph or a model.pt")
+        self.runner = _open(p, backend=backend, threads=threads)
+        self.meta = self.runner.meta
+        self.input_name = self.runner.inputs[0].name if self.runner.inputs else "image"
+        out_names = [o.name for o in self.runner.outputs]
+        self.output = "labels" if "labels" in out_names else ("scores" if "scores" in out_names
+                                                              else out_names[0])
+
+    def predict(self, image_bgr: np.ndarray) -> np.ndarray:
+        from fcn_deploy.preprocess import preprocess
+
+        x = preprocess(image_bgr, self.meta.mean, channel_order=self.meta.channel_order)[None]
+        out = self.runner.infer({self.input_name: x})[self.output]
+        label = out[0] if self.output == "labels" else np.argmax(out[0], axis=0)
+        if label.shape != image_bgr.shape[:2]:
+            raise FCNError(f"{self.path}: prediction of shape {label.shape} for an image of "
+                           f"{image_bgr.shape[:2]}; expected the input's height and width")
+        return label.astype(np.uint8, copy=False)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def _open(path: Path, *, backend: str | None, threads: int | None):
+    options: dict[str, Any] = {}
+    if threads is not None:
+        options["threads"] = threads
+    try:
+        from fcn_deploy.runtime import open_runner
+    except ImportError:
+        open_runner = None
+    if open_runner is not None:
+        return open_runner(path, backend=backend, **options)
+    if path.suffix.lower() != ".onnx" or backend not in (None, "onnxruntime"):
+        raise FCNError(f"cannot run {path}: the toolkit runtime is not installed; only .onnx "
+                       "graphs can be evaluated with ONNX Runtime")
+    return _OrtRunner(path, threads=threads)
+
+
+class _OrtRunner:
+    """Minimal ONNX Runtime runner used only where fcn_deploy.runtime is unavailable."""
+
+    def __init__(self, path: Path, *, threads: int | None):
+        import onnxruntime as ort
+
+        from fcn_deploy.meta import read_onnx_meta
+
+        self.meta = read_onnx_meta(path)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = self.session.get_inputs()
+        self.outputs = self.session.get_outputs()
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.outputs]
+        return dict(zip(names, self.session.run(names, feeds)))
+
+    def close(self) -> None:
+        self.session = None
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+def _open_dataset(dataset: Any, *, seed: int | None):
+    if isinstance(dataset, str):
+        from fcn_deploy.datasets import create_dataset
+
+        kwargs = {"seed": seed} if seed is not None and dataset.lower().startswith("synthetic") else {}
+        return dataset, create_dataset(dataset, **kwargs)
+    return getattr(dataset, "spec", type(dataset).__name__), dataset
+
+
+def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | None,
+         max_images: int | None, threads: int | None, progress: bool,
+         seed: int | None) -> ComparisonReport:
+    from tqdm import tqdm
+
+    from fcn_deploy.metrics import ConfusionMatrix
+
+    if not paths:
+        raise FCNError("no model to evaluate; expected at least one .onnx or model.pt path")
+    spec, data = _open_dataset(dataset, seed=seed)
+    total = len(data) if max_images is None else min(len(data), int(max_images))
+    if total < 1:
+        raise FCNError(f"dataset {spec!r} is empty; expected labelled images")
+    predictors: list[_Predictor] = []
+    try:
+        for path in paths:
+            predictors.append(_Predictor(path, backend=backend, threads=threads))
+        for pred in predictors:
+            if pred.meta.num_classes != data.num_classes:
+                raise FCNError(f"{pred.path} predicts {pred.meta.num_classes} classes but dataset "
+                               f"{spec!r} has {data.num_classes}; expected the same classes")
+        ignore = getattr(data, "ignore_label", 255)
+        matrices = [ConfusionMatrix(data.num_classes, ignore_label=ignore) for _ in predictors]
+        agree = [0] * len(predictors)
+        seconds = [0.0] * len(predictors)
+        pixels = 0
+        for i in tqdm(range(total), desc="evaluating", unit="img", disable=not progress):
+            sample = data[i]
+            if sample.label is None:
+                raise FCNError(f"dataset {spec!r} image {sample.name!r} has no label; evaluation "
+                               "needs a labelled dataset")
+            reference = None
+            for k, pred in enumerate(predictors):
+                t0 = time.perf_counter()
+                label = pred.predict(sample.image)
+                seconds[k] += time.perf_counter() - t0
+                matrices[k].update(sample.label, label)
+                if reference is None:
+                    reference = label
+                agree[k] += int(np.count_nonzero(label == reference))
+            pixels += reference.size
+        results = []
+        for k, pred in enumerate(predictors):
+            results.append(EvalResult(
+                path=pred.path, precision=str(pred.meta.precision), metrics=matrices[k].compute(),
+                confusion=matrices[k].matrix.copy(), num_images=total, seconds=seconds[k],
+                agreement=None if k == 0 else agree[k] / pixels, agreement_pixels=pixels))
+    finally:
+        for pred in predictors:
+            pred.close()
+    return ComparisonReport(dataset=str(spec), num_images=total,
+                            class_names=list(data.class_names), results=results)
+
+
+def evaluate(artifact_path: str | os.PathLike, dataset: Any, *, backend: str | None = None,
+             max_images: int | None = None, threads: int | None = None,
+             progress: bool = True, seed: int | None = None) -> EvalResult:
+    """Score one artifact on a labelled dataset (spec string or dataset object)."""
+    return _run([artifact_path], dataset, backend=backend, max_images=max_images,
+                threads=threads, progress=progress, seed=seed).results[0]
+
+
+def compare_models(paths: Sequence[str | os.PathLike], dataset: Any, *,
+                   backend: str | None = None, max_images: int | None = None,
+                   threads: int | None = None, progress: bool = True,
+                   seed: int | None = None) -> ComparisonReport:
+    """Score several artifacts on the same images; the first is the reference for agreement."""
+    return _run(paths, dataset, backend=backend, max_images=max_images, threads=threads,
+                progress=progress, seed=seed)

@@ -1,0 +1,381 @@
+"""INT8 post-training quantization of an FP32 FCN graph into explicit Q/DQ form for TensorRT.
+
+ONNX Runtime's ``quantize_static`` does the calibration statistics and inserts the Q/DQ nodes;
+this module chooses its settings so the result follows TensorRT's explicit-quantization rules
+(see :mod:`fcn_deploy.quantize.trt_rules`), decides which layers stay in float, carries the
+toolkit metadata over and writes the result atomically.
+
+Why each setting:
+- QDQ format, QInt8 activations and weights: TensorRT reads only Q/DQ and only signed INT8.
+- ActivationSymmetric / WeightSymmetric: TensorRT needs zero points 0 (ONNX Runtime's default
+  for activations is asymmetric, which TensorRT rejects).
+- per_channel with Conv weights along axis 0 (output channels): TensorRT's per-channel axis.
+- ConvTranspose weights per-tensor (TensorQuantOverrides): the only form TensorRT certainly
+  accepts; by default the fixed bilinear upsampling stays in float anyway (see DEFAULT_EXCLUDE).
+- QuantizeBias=False: TensorRT's DequantizeLinear takes int8 only, so biases stay float.
+- CalibStridedMinMax=1: one image per statistics pass, which lets the histogram calibrators
+  (entropy, percentile) take images of different sizes and keeps memory to one image's
+  activations (ONNX Runtime stacks a pass's tensors, which fails for mixed sizes).
+"""
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import io
+import logging
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from fcn_deploy.errors import FCNError
+
+METHODS = ("minmax", "entropy", "percentile")
+#: Layer kinds that can be kept in float by kind.
+KINDS = ("first_conv", "score", "upsample")
+#: Kept in float unless told otherwise: the fixed bilinear upsampling (ConvTranspose). Chosen by
+#: measurement (see the sensitivity table in the README): it costs almost nothing to keep in
+#: float, sidesteps the uncertain ConvTranspose INT8 support in TensorRT, and the k16/k32/k64
+#: bilinear kernels' small taps lose most of their precision at per-tensor INT8.
+DEFAULT_EXCLUDE: tuple[str, ...] = ("upsample",)
+QUANT_OPS_FORBIDDEN = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+                       "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd"}
+
+
+class MissingMetadataWarning(UserWarning):
+    """The input graph has no toolkit metadata; defaults were used (stated in the message)."""
+
+
+@dataclass
+class QuantizeConfig:
+    """Settings of one INT8 quantization run; None means the default.
+
+    ``exclude_kinds``: layer kinds kept in float (``first_conv``, ``score``, ``upsample``);
+    None means :data:`DEFAULT_EXCLUDE`, ``()`` quantizes everything. ``exclude_names``: node
+    names or layer names (a weight's prefix, e.g. ``score_fr``), shell patterns allowed.
+    """
+
+    method: str = "minmax"
+    percentile: float = 99.999
+    num_images: int | None = None
+    exclude_kinds: Sequence[str] | None = None
+    exclude_names: Sequence[str] = ()
+    progress: bool = True
+    calibration_cache: str | None = None
+
+    def __post_init__(self) -> None:
+        self.method = self.method.lower().replace("-", "").replace("_", "")
+        if self.method not in METHODS:
+            raise FCNError(f"calibration method {self.method!r} is unknown; expected one of "
+                           f"{', '.join(METHODS)}")
+        if not 0 < self.percentile <= 100:
+            raise FCNError(f"percentile {self.percentile} is out of range; expected 0 < p <= 100")
+        kinds = DEFAULT_EXCLUDE if self.exclude_kinds is None else tuple(self.exclude_kinds)
+        bad = [k for k in kinds if k not in KINDS]
+        if bad:
+            raise FCNError(f"unknown layer kind(s) {', '.join(bad)} to keep in float; expected "
+                           f"any of {', '.join(KINDS)}")
+        self.exclude_kinds = tuple(kinds)
+        self.exclude_names = tuple(self.exclude_names)
+
+
+@dataclass
+class QuantizeResult:
+    """What a run produced: the output path, the layers kept in float and the calibration facts."""
+
+    output: Path
+    method: str
+    num_images: int
+    skipped_images: list[str]
+    excluded_nodes: list[str]
+    quantized_nodes: list[str]
+    image_sizes: list[tuple[int, int]]
+    seconds: float
+
+
+# -- graph inspection ------------------------------------------------------------------------
+def load_fp32_graph(path: str | os.PathLike):
+    """Load an ONNX file and refuse anything that is not a plain FP32 graph."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FCNError(f"ONNX file {path} does not exist")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises several types on corrupt input
+        raise FCNError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+    quant = sorted({n.op_type for n in model.graph.node if n.op_type in QUANT_OPS_FORBIDDEN})
+    if quant:
+        raise FCNError(f"{path} is already quantized (it has {', '.join(quant)} nodes); "
+                       "expected an FP32 graph (quantize the FP32 export instead)")
+    half = [t.name for t in model.graph.initializer
+            if t.data_type in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)]
+    casts = [n.name for n in model.graph.node if n.op_type == "Cast" and any(
+        a.name == "to" and a.i in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+        for a in n.attribute)]
+    if half or casts:
+        raise FCNError(f"{path} is an FP16 graph ({len(half)} half-precision weights, "
+                       f"{len(casts)} casts to half); expected the FP32 export")
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise FCNError(f"{path} has {len(inputs)} inputs; expected one image input")
+    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise FCNError(f"{path}: input {inputs[0].name!r} is not float32; expected an FP32 graph")
+    props = {p.key: p.value for p in model.metadata_props}
+    precision = props.get("fcn.precision")
+    if precision is not None and precision != "fp32":
+        raise FCNError(f"{path} has precision {precision!r} in its metadata; expected an fp32 graph")
+    return model
+
+
+def _infer_num_classes(model) -> int | None:
+    from fcn_deploy.quantize.trt_rules import _Graph
+
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if out.name == "scores" and len(dims) == 4 and dims[1].HasField("dim_value"):
+            return int(dims[1].dim_value)
+    g = _Graph(model)
+    for node in g.nodes:
+        if node.op_type == "ConvTranspose":
+            w = g.constant(node.input[1])
+            if w is not None and w.ndim == 4:
+                return int(w.shape[1])
+    convs = [n for n in g.nodes if n.op_type == "Conv"]
+    if convs:
+        w = g.constant(convs[-1].input[1])
+        if w is not None:
+            return int(w.shape[0])
+    return None
+
+
+def model_meta(model, path: str | os.PathLike | None = None):
+    """The graph's toolkit metadata, or defaults (with a warning stating them) when it has none."""
+    from fcn_deploy.meta import ModelMeta
+
+    props = {p.key: p.value for p in model.metadata_props}
+    if any(k.startswith("fcn.") for k in props):
+        try:
+            return ModelMeta.from_onnx_props(props)
+        except FCNError as exc:
+            raise FCNError(f"{path}: {exc}") from None
+    num_classes = _infer_num_classes(model)
+    if num_classes is None:
+        raise FCNError(f"{path} has no fcn-deploy metadata and its number of classes cannot be "
+                       "read from the graph; export it with fcn-export")
+    meta = ModelMeta.default("unknown", num_classes)
+    warnings.warn(f"{path} has no fcn-deploy metadata; using defaults: {num_classes} classes "
+                  f"(from the graph), mean {meta.mean} in {meta.channel_order} order, no "
+                  "scaling, ignore label 255", MissingMetadataWarning, stacklevel=3)
+    return meta
+
+
+def _ensure_node_names(model) -> None:
+    used = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in used:
+                name += "_"
+            node.name = name
+            used.add(name)
+
+
+def find_layer_kinds(model, *, num_classes: int | None = None) -> dict[str, list[str]]:
+    """Node names of each sensitive kind: ``first_conv``, ``score`` and ``upsample``.
+
+    first_conv: the Conv(s) reading the image input directly. score: 1x1 Convs producing
+    ``num_classes`` channels (score_fr, score_pool4, score_pool3). upsample: ConvTranspose and
+    Resize nodes (the bilinear upsampling).
+    """
+    from fcn_deploy.quantize.trt_rules import _Graph
+
+    g = _Graph(model)
+    num_classes = num_classes or _infer_num_classes(model)
+    kinds: dict[str, list[str]] = {k: [] for k in KINDS}
+    convs = [n for n in g.nodes if n.op_type == "Conv"]
+    first = [n.name for n in convs if n.input[0] in g.graph_inputs]
+    kinds["first_conv"] = first or ([convs[0].name] if convs else [])
+    for node in convs:
+        w = g.constant(node.input[1])
+        if w is not None and w.ndim == 4 and w.shape[0] == num_classes and w.shape[2:] == (1, 1):
+            kinds["score"].append(node.name)
+    kinds["upsample"] = [n.name for n in g.nodes if n.op_type in ("ConvTranspose", "Resize")]
+    return kinds
+
+
+def _layer_name(param: str) -> str:
+    for suffix in (".weight", ".bias"):
+        if param.endswith(suffix):
+            return param[: -len(suffix)]
+    return param
+
+
+def select_excluded_nodes(model, *, kinds: Sequence[str], names: Sequence[str],
+                          num_classes: int | None = None) -> list[str]:
+    """Nodes kept in float: those of the given kinds plus those matching ``names``.
+
+    A name matches a node by its node name or by the layer name of one of its weights
+    (``score_fr`` matches the Conv that reads ``score_fr.weight``); shell patterns are allowed.
+    A name that matches nothing is an error (it is most likely a typo).
+    """
+    by_kind = find_layer_kinds(model, num_classes=num_classes)
+    chosen: list[str] = []
+    for kind in kinds:
+        chosen.extend(by_kind[kind])
+    inits = {t.name for t in model.graph.initializer}
+    for pattern in names:
+        hits = []
+        for node in model.graph.node:
+            layers = [_layer_name(i) for i in node.input if i in inits]
+            if fnmatch.fnmatchcase(node.name, pattern) or any(
+                    fnmatch.fnmatchcase(layer, pattern) for layer in layers):
+                hits.append(node.name)
+        if not hits:
+            examples = [n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+            raise FCNError(f"--exclude {pattern!r} matches no node; expected a node name or a "
+                           f"layer name such as {', '.join(examples[:4])}")
+        chosen.extend(hits)
+    seen: set[str] = set()
+    return [n for n in chosen if not (n in seen or seen.add(n))]
+
+
+# -- quantization ------------------------------------------------------------------------------
+def _ort_method(method: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[method]
+
+
+def trt_extra_options(model, config: QuantizeConfig) -> dict[str, Any]:
+    """ONNX Runtime ``extra_options`` that make ``quantize_static`` emit TensorRT-ready Q/DQ."""
+    from fcn_deploy.quantize.trt_rules import _Graph
+
+    g = _Graph(model)
+    overrides = {}
+    for node in g.nodes:
+        if node.op_type == "ConvTranspose" and g.is_constant(node.input[1]):
+            overrides[node.input[1]] = [{"symmetric": True}]  # per-tensor weights
+    options: dict[str, Any] = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,
+        "QDQOpTypePerChannelSupportToAxis": {"Conv": 0},
+        "CalibStridedMinMax": 1,
+    }
+    if overrides:
+        options["TensorQuantOverrides"] = overrides
+    if config.method == "percentile":
+        options["CalibPercentile"] = float(config.percentile)
+    return options
+
+
+@contextlib.contextmanager
+def _quiet_ort():
+    """ONNX Runtime's quantizer prints progress to stdout and nags about pre-processing."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
+                  calibration: Any, *, config: QuantizeConfig | None = None,
+                  seed: int | None = None) -> QuantizeResult:
+    """Calibrate ``input_path`` (FP32 ONNX) on ``calibration`` and write an INT8 Q/DQ graph.
+
+    ``calibration`` is a reader (``get_next()``/``rewind()``), a folder of images, a dataset
+    spec or a dataset. The output keeps the dynamic height/width, carries the input's metadata
+    with precision ``int8`` and the calibration settings in ``extra["calibration"]``, is checked
+    against TensorRT's Q/DQ rules (an FCNError lists violations) and written atomically.
+    """
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from fcn_deploy.fileio import atomic_path, check_output_dir
+    from fcn_deploy.meta import write_onnx_meta
+    from fcn_deploy.quantize.calibration import as_calibration_reader
+    from fcn_deploy.quantize.trt_rules import check_trt_qdq
+
+    config = config or QuantizeConfig()
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_output_dir(output_path)
+    if output_path.resolve() == input_path.resolve():
+        raise FCNError(f"output {output_path} would overwrite the FP32 input; choose another path")
+    start = time.perf_counter()
+    model = load_fp32_graph(input_path)
+    meta = model_meta(model, input_path)
+    _ensure_node_names(model)
+    input_name = next(i.name for i in model.graph.input
+                      if i.name not in {t.name for t in model.graph.initializer})
+    reader = as_calibration_reader(calibration, mean=meta.mean, channel_order=meta.channel_order,
+                                   input_name=input_name, limit=config.num_images, seed=seed,
+                                   progress=config.progress)
+    excluded = select_excluded_nodes(model, kinds=config.exclude_kinds,
+                                     names=config.exclude_names, num_classes=meta.num_classes)
+    options = trt_extra_options(model, config)
+    with tempfile.TemporaryDirectory(prefix="fcn-quantize.") as tmp:
+        src = Path(tmp) / "fp32.onnx"
+        onnx.save(model, str(src))
+        raw = Path(tmp) / "int8.onnx"
+        cache = config.calibration_cache
+        with _quiet_ort():
+            quantize_static(str(src), str(raw), reader, quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=list(excluded),
+                            calibrate_method=_ort_method(config.method),
+                            calibration_providers=["CPUExecutionProvider"],
+                            extra_options=options,
+                            calibration_cache_path=cache)
+        qmodel = onnx.load(str(raw))
+    sizes = list(getattr(reader, "shapes", []))
+    skipped = list(getattr(reader, "skipped", []))
+    num_images = len(reader) if hasattr(reader, "__len__") else len(sizes)
+    consumers = {}
+    for node in qmodel.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    dq_fed = {n.output[0] for n in qmodel.graph.node if n.op_type == "DequantizeLinear"}
+    quantized = [n.name for n in qmodel.graph.node if n.op_type in ("Conv", "ConvTranspose")
+                 and len(n.input) > 1 and n.input[0] in dq_fed and n.input[1] in dq_fed]
+    calib = {
+        "method": config.method,
+        "num_images": num_images,
+        "skipped_images": len(skipped),
+        "excluded_kinds": list(config.exclude_kinds),
+        "excluded_names": list(config.exclude_names),
+        "excluded_nodes": excluded,
+        "quantized_layers": len(quantized),
+        "quantizer": f"onnxruntime {onnxruntime.__version__} quantize_static (QDQ, symmetric "
+                     "int8, per-channel Conv weights axis 0, per-tensor ConvTranspose weights, "
+                     "float biases)",
+    }
+    if config.method == "percentile":
+        calib["percentile"] = float(config.percentile)
+    if sizes:
+        calib["image_sizes"] = {"min_hw": [min(s[0] for s in sizes), min(s[1] for s in sizes)],
+                                "max_hw": [max(s[0] for s in sizes), max(s[1] for s in sizes)]}
+    extra = dict(meta.extra)
+    extra["calibration"] = calib
+    write_onnx_meta(qmodel, meta.replace(precision="int8", extra=extra))
+    violations = check_trt_qdq(qmodel)
+    if violations:
+        shown = "\n  ".join(violations[:20])
+        raise FCNError(f"the quantized graph breaks TensorRT's Q/DQ rules "
+                       f"({len(violations)} problems); nothing was written:\n  {shown}")
+    with atomic_path(output_path, suffix=".onnx") as tmp_out:
+        onnx.save(qmodel, str(tmp_out))
+    return QuantizeResult(output=output_path, method=config.method, num_images=num_images,
+                          skipped_images=skipped, excluded_nodes=excluded,
+                          quantized_nodes=quantized, image_sizes=sizes,
+                          seconds=time.perf_counter() - start)

@@ -1,0 +1,223 @@
+"""Check an explicitly quantized (Q/DQ) ONNX graph against the rules TensorRT accepts.
+
+TensorRT builds INT8 engines only from explicit quantization, and only in this form:
+symmetric INT8 (zero points constant 0 of type int8), scales constant and > 0, per-channel
+scales only on weights (Conv along axis 0, the output channels), activations per-tensor, and
+DequantizeLinear inputs of type int8 (so biases are not quantized to int32). ConvTranspose
+weights must be per-tensor here: TensorRT's support for per-channel ConvTranspose weights is
+uncertain (a maintainer said only the input-channel axis worked; ONNX Runtime and ModelOpt emit
+the output-channel axis), and per-tensor is accepted everywhere.
+
+:func:`check_trt_qdq` returns the violations as readable strings (empty list: the graph passes).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+#: Per-channel axis TensorRT accepts for the weight input of each op (absent: per-tensor only).
+WEIGHT_CHANNEL_AXIS = {"Conv": 0}
+#: Ops whose input 1 is a weight that may be quantized.
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+class _Graph:
+    """Constants and producer/consumer maps of one (top-level) ONNX graph."""
+
+    def __init__(self, model: Any):
+        from onnx import numpy_helper
+
+        graph = model.graph
+        self.nodes = list(graph.node)
+        self.inits = {t.name: t for t in graph.initializer}
+        self.const_values: dict[str, np.ndarray] = {}
+        for node in self.nodes:
+            if node.op_type == "Constant" and node.output:
+                for attr in node.attribute:
+                    if attr.name == "value":
+                        self.const_values[node.output[0]] = numpy_helper.to_array(attr.t)
+        self.producer = {out: n for n in self.nodes for out in n.output}
+        self.consumers: dict[str, list[Any]] = {}
+        for n in self.nodes:
+            for i, name in enumerate(n.input):
+                self.consumers.setdefault(name, []).append((n, i))
+        self.graph_inputs = {i.name for i in graph.input} - set(self.inits)
+        self.graph_outputs = {o.name for o in graph.output}
+
+    def constant(self, name: str) -> np.ndarray | None:
+        from onnx import numpy_helper
+
+        if name in self.inits:
+            return numpy_helper.to_array(self.inits[name])
+        return self.const_values.get(name)
+
+    def is_constant(self, name: str) -> bool:
+        return name in self.inits or name in self.const_values
+
+
+def _label(node: Any) -> str:
+    return f"{node.op_type} {node.name or '(unnamed)'}"
+
+
+def _attr(node: Any, name: str, default: Any = None) -> Any:
+    from onnx import helper
+
+    for attr in node.attribute:
+        if attr.name == name:
+            return helper.get_attribute_value(attr)
+    return default
+
+
+def _load(model_or_path: Any):
+    import onnx
+
+    if isinstance(model_or_path, (str, os.PathLike)):
+        return onnx.load(os.fspath(model_or_path), load_external_data=True)
+    return model_or_path
+
+
+def check_trt_qdq(model_or_path: Any, *, require_qdq: bool = True) -> list[str]:
+    """Return every way the Q/DQ graph breaks TensorRT's explicit-quantization rules.
+
+    ``model_or_path`` is an ``onnx.ModelProto`` or a path. With ``require_qdq`` a graph with no
+    Q/DQ node at all is reported too (it would not build as INT8).
+    """
+    g = _Graph(_load(model_or_path))
+    problems: list[str] = []
+    qdq_nodes = [n for n in g.nodes if n.op_type in QDQ_OPS]
+    if require_qdq and not qdq_nodes:
+        problems.append("the graph has no QuantizeLinear/DequantizeLinear nodes; expected an "
+                        "explicitly quantized (Q/DQ) graph")
+    for node in g.nodes:
+        if node.domain not in ("", "ai.onnx") and node.op_type in QDQ_OPS:
+            problems.append(f"{_label(node)}: domain {node.domain!r}; TensorRT parses only the "
+                            "standard ONNX QuantizeLinear/DequantizeLinear")
+    for node in qdq_nodes:
+        problems.extend(_check_qdq_node(g, node))
+    # Biases must stay float: a DequantizeLinear feeding a bias input means int32 bias quantization.
+    for node in g.nodes:
+        if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 2 and node.input[2]:
+            prod = g.producer.get(node.input[2])
+            if prod is not None and prod.op_type == "DequantizeLinear":
+                problems.append(f"{_label(node)}: bias {node.input[2]!r} is quantized; TensorRT "
+                                "needs float biases (use QuantizeBias=False)")
+    return problems
+
+
+def _check_qdq_node(g: _Graph, node: Any) -> list[str]:
+    out: list[str] = []
+    who = _label(node)
+    x = node.input[0]
+    scale_name = node.input[1] if len(node.input) > 1 else ""
+    zp_name = node.input[2] if len(node.input) > 2 else ""
+
+    # -- scale: constant, float, finite and > 0 --------------------------------------------
+    scale = g.constant(scale_name) if scale_name else None
+    if scale is None:
+        out.append(f"{who}: scale {scale_name!r} is not a constant; TensorRT needs constant scales")
+    elif scale.dtype.kind != "f":
+        out.append(f"{who}: scale {scale_name!r} has type {scale.dtype}; expected float")
+    elif not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+        out.append(f"{who}: scale {scale_name!r} has values <= 0 or not finite "
+                   f"(min {float(np.min(scale)):g}); expected every scale > 0")
+
+    # -- zero point: present, constant int8, all zero (symmetric) -----------------------------
+    if not zp_name:
+        out.append(f"{who}: no zero point input; expected an explicit int8 zero point 0 (without "
+                   "one the quantized type is uint8)")
+    else:
+        zp = g.constant(zp_name)
+        if zp is None:
+            out.append(f"{who}: zero point {zp_name!r} is not a constant")
+        else:
+            if zp.dtype != np.int8:
+                out.append(f"{who}: zero point {zp_name!r} has type {zp.dtype}; expected int8 "
+                           "(TensorRT INT8 is signed)")
+            if np.any(zp != 0):
+                out.append(f"{who}: zero point {zp_name!r} is not 0 (asymmetric quantization); "
+                           "expected 0 (use ActivationSymmetric=True, WeightSymmetric=True)")
+            if scale is not None and zp.shape != scale.shape:
+                out.append(f"{who}: zero point shape {zp.shape} differs from scale shape "
+                           f"{scale.shape}")
+    if _attr(node, "block_size", 0):
+        out.append(f"{who}: blocked quantization (block_size) is not INT8 convolution quantization")
+
+    # -- the int8 data a DequantizeLinear reads ------------------------------------------
+    if node.op_type == "DequantizeLinear":
+        const = g.constant(x)
+        if const is not None:
+            if const.dtype != np.int8:
+                out.append(f"{who}: input {x!r} has type {const.dtype}; TensorRT's "
+                           "DequantizeLinear input must be int8 (int32 bias quantization is "
+                           "not supported)")
+        else:
+            prod = g.producer.get(x)
+            if prod is None or prod.op_type != "QuantizeLinear":
+                out.append(f"{who}: input {x!r} comes from "
+                           f"{_label(prod) if prod is not None else 'a graph input'}; expected a "
+                           "QuantizeLinear or an int8 constant")
+    else:
+        users = g.consumers.get(node.output[0], [])
+        if node.output[0] in g.graph_outputs:
+            out.append(f"{who}: its int8 output {node.output[0]!r} is a graph output; expected "
+                       "it to be dequantized")
+        for user, _ in users:
+            if user.op_type != "DequantizeLinear":
+                out.append(f"{who}: its int8 output feeds {_label(user)}; expected only "
+                           "DequantizeLinear consumers")
+
+    # -- per-channel only on weights, with the axis TensorRT expects ----------------------
+    per_channel = scale is not None and scale.size > 1
+    if scale is not None and scale.ndim > 1:
+        out.append(f"{who}: scale {scale_name!r} has shape {scale.shape}; expected a scalar or "
+                   "a 1-D per-channel vector")
+    weight_data = _weight_data(g, node)
+    if per_channel:
+        if weight_data is None:
+            out.append(f"{who}: per-channel scale ({scale.size} values) on activation {x!r}; "
+                       "TensorRT needs per-tensor activation scales")
+        else:
+            data, users = weight_data
+            axis = int(_attr(node, "axis", 1))
+            axis = axis + data.ndim if axis < 0 else axis
+            if 0 <= axis < data.ndim and data.shape[axis] != scale.size:
+                out.append(f"{who}: {scale.size} scales for axis {axis} of a weight of shape "
+                           f"{tuple(data.shape)}")
+            for user, index in users:
+                if index != 1 or user.op_type not in WEIGHTED_OPS:
+                    out.append(f"{who}: per-channel tensor feeds input {index} of "
+                               f"{_label(user)}; per-channel is only for weights")
+                    continue
+                want = WEIGHT_CHANNEL_AXIS.get(user.op_type)
+                if want is None:
+                    out.append(f"{who}: per-channel weights for {_label(user)}; expected "
+                               f"per-tensor weights for {user.op_type} (TensorRT's support for "
+                               "per-channel ConvTranspose weights is uncertain)")
+                elif axis != want:
+                    out.append(f"{who}: per-channel axis {axis} for the weight of "
+                               f"{_label(user)}; TensorRT expects axis {want} (output channels)")
+    return out
+
+
+def _weight_data(g: _Graph, node: Any):
+    """If ``node`` quantizes/dequantizes a constant weight: (weight array, weight consumers)."""
+    if node.op_type == "DequantizeLinear":
+        data = g.constant(node.input[0])
+        if data is None:
+            prod = g.producer.get(node.input[0])
+            if prod is None or prod.op_type != "QuantizeLinear":
+                return None
+            data = g.constant(prod.input[0])
+        if data is None:
+            return None
+        return data, g.consumers.get(node.output[0], [])
+    data = g.constant(node.input[0])
+    if data is None:
+        return None
+    users = []
+    for dq, _ in g.consumers.get(node.output[0], []):
+        users.extend(g.consumers.get(dq.output[0], []))
+    return data, users
