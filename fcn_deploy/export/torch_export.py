@@ -8,14 +8,17 @@ Two exporters are supported. The default is the TorchScript-based ("legacy") exp
   ("dynamo", torch's own default since 2.9) needs several seconds per model because it traces with
   symbolic shapes and re-derives every size as an integer expression of H and W (it names the
   output dims after those expressions, e.g. ``Min(height + 7, 4*((height + 37)//4) - 6) - 7``);
-* both give graphs that match PyTorch at every size we verify (see tests/export), so speed and
-  a graph that states its crops in terms of real tensor shapes decide.
+* the dynamo exporter cannot export FCN-AlexNet with dynamic H/W at all in torch 2.13: the
+  shape-constraint solver gives up on the nested floor divisions of its stride-4 conv and
+  ceil-mode pools ("Expected op to be '==', got <"; the pitfall of pytorch#124507);
+* where both work, both graphs match PyTorch at every size we verify (see tests/export).
 
 The legacy exporter is deprecated upstream (it warns); ``exporter="dynamo"`` is the way forward
 and is exercised by the tests, so switching the default is a one-word change.
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import warnings
 from pathlib import Path
@@ -40,7 +43,7 @@ def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: 
     if exporter not in EXPORTERS:
         raise FCNError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     sample = torch.zeros(sample_shape, dtype=torch.float32)
-    with tempfile.TemporaryDirectory(prefix="fcn-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fcn-export-") as tmp, _native_lrn(model, exporter):
         path = Path(tmp) / "raw.onnx"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and friends
@@ -54,13 +57,70 @@ def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: 
                 from torch.export import Dim
 
                 shapes = ({i: Dim(name) for i, name in DYNAMIC_AXES.items()},)
-                program = torch.onnx.export(model, (sample,), dynamo=True, opset_version=opset,
-                                            input_names=[INPUT_NAME], output_names=[SCORES_NAME],
-                                            dynamic_shapes=shapes, optimize=True, verbose=False)
+                try:
+                    program = torch.onnx.export(
+                        model, (sample,), dynamo=True, opset_version=opset,
+                        input_names=[INPUT_NAME], output_names=[SCORES_NAME],
+                        dynamic_shapes=shapes, optimize=True, verbose=False)
+                except Exception as exc:  # torch.export cannot prove the dynamic shapes
+                    last = [ln for ln in str(exc).splitlines() if ln.strip()]
+                    why = next((ln for ln in last if "Error" in ln and ":" in ln), last[0])
+                    raise FCNError(f"the dynamo exporter cannot export "
+                                   f"{getattr(model, 'arch', type(model).__name__)} with dynamic "
+                                   f"height/width ({why.strip()[:300]}); use exporter 'legacy'"
+                                   ) from None
                 program.save(str(path), external_data=True)
         proto = onnx.load(str(path), load_external_data=True)
     name_dynamic_dims(proto)
     return proto
+
+
+@contextlib.contextmanager
+def _native_lrn(model, exporter: str):
+    """Export ``nn.LocalResponseNorm`` as the single ONNX ``LRN`` op (TorchScript exporter).
+
+    PyTorch computes LRN from primitives (square, 5-D reshape, pad, 3-D average pool, pow,
+    divide), which the exporter copies node by node, shape bookkeeping included. ONNX's LRN is
+    the same function, x / (k + alpha/size * sum of squares over size channels)^beta with the
+    window centred the same way; TensorRT and ONNX Runtime run it as one kernel, and the FP16
+    conversion can keep it in FP32 by name. The modules are swapped only during the export;
+    verification runs the original model, so the equivalence is checked every time.
+    """
+    import torch
+    from torch import nn
+
+    if exporter != "legacy":
+        yield
+        return
+
+    class LRNFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, size, alpha, beta, k):  # noqa: ARG004 - torch's signature
+            return nn.functional.local_response_norm(x, size, alpha, beta, k)
+
+        @staticmethod
+        def symbolic(g, x, size, alpha, beta, k):
+            return g.op("LRN", x, size_i=size, alpha_f=alpha, beta_f=beta, bias_f=k)
+
+    class OnnxLRN(nn.Module):
+        def __init__(self, lrn: nn.LocalResponseNorm):
+            super().__init__()
+            self.args = (int(lrn.size), float(lrn.alpha), float(lrn.beta), float(lrn.k))
+
+        def forward(self, x):
+            return LRNFunction.apply(x, *self.args)
+
+    swapped = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.LocalResponseNorm):
+                setattr(parent, name, OnnxLRN(child))
+                swapped.append((parent, name, child))
+    try:
+        yield
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
 
 
 def name_dynamic_dims(proto) -> None:

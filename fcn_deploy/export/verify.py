@@ -36,9 +36,9 @@ class Tolerance:
 
 
 #: FP32: ONNX Runtime and PyTorch sum convolutions in different orders; differences seen on the
-#: registry's nets are ~1e-7 of the score range. FP16: 11-bit significands through 16-22 layers;
-#: differences seen are ~1e-3 of the score range.
-TOLERANCES = {"fp32": Tolerance(atol=1e-5, rtol=1e-4), "fp16": Tolerance(atol=1e-3, rtol=2e-2)}
+#: registry's nets are ~1e-6 of the score range. FP16: 11-bit significands through 16-22 layers;
+#: differences seen are ~1e-3 of the score range (full-width FCN-8s: 8e-4).
+TOLERANCES = {"fp32": Tolerance(atol=1e-5, rtol=1e-4), "fp16": Tolerance(atol=1e-3, rtol=1e-2)}
 
 
 @dataclass
