@@ -126,14 +126,15 @@ def _short(path: str, results: Sequence[EvalResult]) -> str:
 
 # -- prediction ---------------------------------------------------------------------------------
 class _Predictor:
-    """Label maps from one artifact through the toolkit's runner (ONNX Runtime fallback)."""
+    """Label maps from one artifact through the toolkit's runner (any backend)."""
 
-    def __init__(self, path: str | os.PathLike, *, backend: str | None, threads: int | None):
+    def __init__(self, path: str | os.PathLike, *, backend: str | None, threads: int | None,
+                 device: str | None):
         self.path = str(path)
         p = Path(path)
         if not p.is_file():
             raise FCNError(f"model {p} does not exist; expected an .onnx graph or a model.pt")
-        self.runner = _open(p, backend=backend, threads=threads)
+        self.runner = _open(p, backend=backend, threads=threads, device=device)
         self.meta = self.runner.meta
         self.input_name = self.runner.inputs[0].name if self.runner.inputs else "image"
         out_names = [o.name for o in self.runner.outputs]
@@ -155,44 +156,20 @@ class _Predictor:
         self.runner.close()
 
 
-def _open(path: Path, *, backend: str | None, threads: int | None):
+def _open(path: Path, *, backend: str | None, threads: int | None, device: str | None):
+    from fcn_deploy.runtime import open_runner
+    from fcn_deploy.runtime.registry import default_backend
+
+    name = backend or default_backend(path)
     options: dict[str, Any] = {}
-    if threads is not None:
-        options["threads"] = threads
-    try:
-        from fcn_deploy.runtime import open_runner
-    except ImportError:
-        open_runner = None
-    if open_runner is not None:
-        return open_runner(path, backend=backend, **options)
-    if path.suffix.lower() != ".onnx" or backend not in (None, "onnxruntime"):
-        raise FCNError(f"cannot run {path}: the toolkit runtime is not installed; only .onnx "
-                       "graphs can be evaluated with ONNX Runtime")
-    return _OrtRunner(path, threads=threads)
-
-
-class _OrtRunner:
-    """Minimal ONNX Runtime runner used only where fcn_deploy.runtime is unavailable."""
-
-    def __init__(self, path: Path, *, threads: int | None):
-        import onnxruntime as ort
-
-        from fcn_deploy.meta import read_onnx_meta
-
-        self.meta = read_onnx_meta(path)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.inputs = self.session.get_inputs()
-        self.outputs = self.session.get_outputs()
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.outputs]
-        return dict(zip(names, self.session.run(names, feeds)))
-
-    def close(self) -> None:
-        self.session = None
+    if device is not None:
+        options["device"] = device
+    if threads is not None:  # each backend names its thread option its own way
+        if name == "onnxruntime":
+            options["intra_op_threads"] = threads
+        elif name == "torch":
+            options["threads"] = threads
+    return open_runner(path, backend=backend, **options)
 
 
 # -- evaluation ---------------------------------------------------------------------------------
@@ -207,7 +184,7 @@ def _open_dataset(dataset: Any, *, seed: int | None):
 
 def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | None,
          max_images: int | None, threads: int | None, progress: bool,
-         seed: int | None) -> ComparisonReport:
+         seed: int | None, device: str | None = None) -> ComparisonReport:
     from tqdm import tqdm
 
     from fcn_deploy.metrics import ConfusionMatrix
@@ -221,7 +198,7 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
     predictors: list[_Predictor] = []
     try:
         for path in paths:
-            predictors.append(_Predictor(path, backend=backend, threads=threads))
+            predictors.append(_Predictor(path, backend=backend, threads=threads, device=device))
         for pred in predictors:
             if pred.meta.num_classes != data.num_classes:
                 raise FCNError(f"{pred.path} predicts {pred.meta.num_classes} classes but dataset "
@@ -261,16 +238,17 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
 
 def evaluate(artifact_path: str | os.PathLike, dataset: Any, *, backend: str | None = None,
              max_images: int | None = None, threads: int | None = None,
-             progress: bool = True, seed: int | None = None) -> EvalResult:
+             progress: bool = True, seed: int | None = None,
+             device: str | None = None) -> EvalResult:
     """Score one artifact on a labelled dataset (spec string or dataset object)."""
     return _run([artifact_path], dataset, backend=backend, max_images=max_images,
-                threads=threads, progress=progress, seed=seed).results[0]
+                threads=threads, progress=progress, seed=seed, device=device).results[0]
 
 
 def compare_models(paths: Sequence[str | os.PathLike], dataset: Any, *,
                    backend: str | None = None, max_images: int | None = None,
                    threads: int | None = None, progress: bool = True,
-                   seed: int | None = None) -> ComparisonReport:
+                   seed: int | None = None, device: str | None = None) -> ComparisonReport:
     """Score several artifacts on the same images; the first is the reference for agreement."""
     return _run(paths, dataset, backend=backend, max_images=max_images, threads=threads,
-                progress=progress, seed=seed)
+                progress=progress, seed=seed, device=device)

@@ -5,7 +5,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from fcn_deploy.cli.common import add_seed_option, add_threads_option, run_main
+from fcn_deploy.cli.common import (add_device_option, add_seed_option, add_threads_option,
+                                   run_main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "tensorrt)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_threads_option(p)
+    add_device_option(p)
     add_seed_option(p)
     return p
 
@@ -37,7 +39,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     report = compare_models(args.models, args.dataset, backend=args.backend,
                             max_images=args.limit, threads=args.threads,
-                            progress=not args.quiet, seed=args.seed)
+                            progress=not args.quiet, seed=args.seed,
+                            device=args.device)
     print(report.to_markdown())
     if args.output:
         md, js = report.write(args.output)

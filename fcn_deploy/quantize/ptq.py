@@ -174,6 +174,40 @@ def model_meta(model, path: str | os.PathLike | None = None):
     return meta
 
 
+def _constants_to_initializers(model) -> int:
+    """Make weights plain initializers: Constant nodes holding tensors become initializers and
+    Identity nodes over an initializer are bypassed (exporters emit both for frozen or shared
+    weights; ONNX Runtime's quantizer treats only initializers read directly as weights)."""
+    keep, moved = [], 0
+    for node in model.graph.node:
+        value = [a for a in node.attribute if a.name == "value"] if node.op_type == "Constant" else []
+        if value and len(node.attribute) == 1:
+            tensor = type(value[0].t)()
+            tensor.CopyFrom(value[0].t)
+            tensor.name = node.output[0]
+            model.graph.initializer.append(tensor)
+            moved += 1
+        else:
+            keep.append(node)
+    # Identity of a constant (exporters' weight de-duplication): read the constant directly.
+    inits = {t.name for t in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    alias = {}
+    for node in list(keep):
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
+            alias[node.output[0]] = node.input[0]
+            keep.remove(node)
+            moved += 1
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    if moved:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return moved
+
+
 def _ensure_node_names(model) -> None:
     used = {n.name for n in model.graph.node if n.name}
     for i, node in enumerate(model.graph.node):
@@ -315,6 +349,7 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     start = time.perf_counter()
     model = load_fp32_graph(input_path)
     meta = model_meta(model, input_path)
+    _constants_to_initializers(model)
     _ensure_node_names(model)
     input_name = next(i.name for i in model.graph.input
                       if i.name not in {t.name for t in model.graph.initializer})

@@ -7,6 +7,7 @@ seconds on SyntheticShapes so that accuracy changes mean something.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,13 @@ def export_tiny(model: nn.Module, path: Path, *, num_classes: int = NUM_CLASSES,
     net = WithLabels(model).eval() if labels else model.eval()
     names = ["scores", "labels"] if labels else ["scores"]
     x = torch.randn(1, 3, 37, 45)
-    dyn = {"x": {0: "batch", 2: "height", 3: "width"}}
-    torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=names,
-                      dynamo=True, external_data=False, dynamic_shapes=dyn, verbose=False)
+    dyn = {"image": {0: "batch", 2: "height", 3: "width"}}
+    dyn.update({n: {0: "batch", (2 if n == "scores" else 1): "height",
+                    (3 if n == "scores" else 2): "width"} for n in names})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=names,
+                          dynamo=False, dynamic_axes=dyn, opset_version=18)
     proto = onnx.load(str(path))
     if meta:
         m = ModelMeta.default("tiny_fcn", num_classes, outputs="both" if labels else "scores",
