@@ -82,7 +82,7 @@ def _main(argv: Sequence[str] | None) -> int:
               "use --force to rebuild")
         return 0
     if cache is not None:
-        result = cache.get_or_build(args.onnx, options, rebuild=args.force)
+        result = cache.get_or_build(args.onnx, options, rebuild=args.force, log=print)
         if result.plan_path.resolve() != output.resolve():
             from fcn_deploy.fileio import atomic_path
 
@@ -92,7 +92,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 shutil.copyfile(sidecar_path(result.plan_path), tmp)
             print(f"copied {result.plan_path} to {output}")
         return 0
-    build_engine(args.onnx, output, options, cache_key=key)
+    build_engine(args.onnx, output, options, cache_key=key, log=print)
     return 0
 
 

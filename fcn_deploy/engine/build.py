@@ -8,6 +8,7 @@ imported. The plan is written atomically with its JSON sidecar (:mod:`fcn_deploy
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from fcn_deploy.engine.sidecar import HARDWARE_COMPAT, EngineInfo, sidecar_path,
 from fcn_deploy.errors import FCNError
 
 Log = Callable[[str], None]
+_LOG = logging.getLogger("fcn_deploy.engine")
 
 
 @dataclass
@@ -176,7 +178,9 @@ def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log, progress: bool) -
     """Parse, configure and build; returns the serialized plan."""
     from fcn_deploy.engine.cuda import import_tensorrt, set_device
 
-    trt = import_tensorrt()
+    import_tensorrt()  # FCNError saying what to install when it is missing
+    import tensorrt as trt
+
     set_device(prep.options.device)
     logger = trt.Logger(trt.Logger.WARNING)
     try:
@@ -238,13 +242,14 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
                  progress: bool = True, cache_key: str | None = None) -> EngineInfo:
     """Build ``plan_path`` (+ ``<plan>.json``) from ``onnx_path``; returns the sidecar's content.
 
-    Raises FCNError without TensorRT, cuda-python or a GPU, saying what to install.
+    ``log`` receives progress lines (default: the ``fcn_deploy.engine`` logger; fcn-build prints
+    them). Raises FCNError without TensorRT, cuda-python or a GPU, saying what to install.
     """
     from fcn_deploy.engine.cache import cache_key as make_key
     from fcn_deploy.engine.cuda import gpu_info, import_cudart, import_tensorrt, trt_version
     from fcn_deploy.fileio import atomic_write_bytes, check_output_dir
 
-    log = log or print
+    log = log or _LOG.info
     plan_path = check_output_dir(plan_path)
     prep = prepare_build(onnx_path, options)
     log(f"building a {prep.graph.precision.describe()} engine from {prep.onnx_path}")

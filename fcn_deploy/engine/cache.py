@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,7 @@ class EngineCache:
         (or always, with ``rebuild=True``)."""
         from fcn_deploy.engine.build import BuildOptions, build_engine
 
-        log = log or print
+        log = log or logging.getLogger("fcn_deploy.engine").info
         options = options or BuildOptions()
         key = self.key_for(onnx_path, options, trt_version=trt_version, gpu=gpu)
         hit = None if rebuild else self.lookup(key)

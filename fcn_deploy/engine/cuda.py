@@ -9,7 +9,6 @@ call.
 from __future__ import annotations
 
 import ctypes
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +212,3 @@ def set_device(index: int) -> None:
     cudart = import_cudart()
     check(cudart.cudaSetDevice(index), f"cudaSetDevice({index})")
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

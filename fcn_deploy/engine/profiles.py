@@ -6,6 +6,7 @@ the runner picks one that covers the input's shape.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -133,8 +134,8 @@ def describe_profiles(profiles: Sequence[Profile]) -> str:
 def select_profile(profiles: Sequence[Profile], shape: Sequence[int], *, what: str = "engine") -> int:
     """Index of the profile to run ``shape`` with; FCNError listing the profiles if none covers it.
 
-    Among the profiles that cover the shape, the one whose ``opt`` is closest (fewest elements of
-    difference) wins, since kernels were tuned for ``opt``.
+    Among the profiles that cover the shape, the one whose ``opt`` is closest in scale (smallest
+    ratio between the element counts) wins, since kernels were tuned for ``opt``.
     """
     shape = tuple(int(d) for d in shape)
     covering = [i for i, p in enumerate(profiles) if p.covers(shape)]
@@ -143,9 +144,8 @@ def select_profile(profiles: Sequence[Profile], shape: Sequence[int], *, what: s
                        f"of {what}; it accepts {describe_profiles(profiles)}. Rebuild it with "
                        "fcn-build --min/--opt/--max covering this shape")
 
-    def distance(i: int) -> int:
-        opt = profiles[i].opt
-        return abs(_volume(opt) - _volume(shape))
+    def distance(i: int) -> float:
+        return abs(math.log(_volume(profiles[i].opt) / _volume(shape)))
 
     return min(covering, key=lambda i: (distance(i), i))
 

@@ -48,9 +48,10 @@ class TensorRTRunner(Runner):
             raise FCNError(f"engine {self.path} does not exist")
         self.info = read_sidecar(self.path)
         self.meta = self.info.model_meta()
-        trt = cuda.import_tensorrt()
+        cuda.import_tensorrt()  # FCNError saying what to install when it is missing
         cuda.import_cudart()
-        self._trt = trt
+        import tensorrt as trt
+
         self.device = cuda.parse_device(device)
         gpu = cuda.gpu_info(self.device)
         for text in check_compatible(self.info, trt_version=cuda.trt_version(trt), gpu=gpu,

@@ -16,7 +16,6 @@ import numpy as np
 from fcn_deploy.errors import FCNError
 from fcn_deploy.runtime.base import Runner, TensorInfo
 
-GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,

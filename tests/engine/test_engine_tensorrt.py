@@ -1,0 +1,186 @@
+"""TensorRT end to end: FP32/FP16/INT8 engines from a small FCN, compared with ONNX Runtime on CPU.
+
+Needs TensorRT 10/11, cuda-python and an NVIDIA GPU; skipped cleanly elsewhere (nothing here
+pretends to be a GPU).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tensorrt
+
+trt = pytest.importorskip("tensorrt")
+pytest.importorskip("cuda.bindings")
+torch = pytest.importorskip("torch")
+
+from fcn_deploy.engine.cuda import gpu_count  # noqa: E402
+
+if gpu_count() == 0:
+    pytest.skip("no CUDA GPU visible", allow_module_level=True)
+
+from fcn_deploy.engine import BuildOptions, EngineCache, Profile, build_engine  # noqa: E402
+from fcn_deploy.engine.build import network_flags  # noqa: E402
+from fcn_deploy.errors import FCNError  # noqa: E402
+from fcn_deploy.runtime import Segmenter, open_runner  # noqa: E402
+from runtime_fixtures import random_image  # noqa: E402
+
+PROFILES = [Profile((1, 3, 32, 32), (1, 3, 64, 64), (2, 3, 96, 96)),
+            Profile((1, 3, 97, 97), (1, 3, 128, 128), (1, 3, 160, 160))]
+SIZES = [(64, 64), (48, 80), (120, 136)]  # profile 0, profile 0, profile 1
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """FP32, FP16 and INT8 ONNX graphs of one tiny FCN-8s with random score layers."""
+    from fcn_deploy.export import export_model
+    from fcn_deploy.meta import ModelMeta
+    from fcn_deploy.models import create_model
+    from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
+
+    folder = tmp_path_factory.mktemp("trt")
+    torch.manual_seed(0)
+    model = create_model("fcn8s_vgg16", num_classes=5, width=1 / 16)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("score"):
+                p.normal_(0.0, 0.5)
+    meta = ModelMeta.default("fcn8s_vgg16", 5, arch_kwargs=dict(model.arch_kwargs))
+    paths = {"fp32": folder / "fp32.onnx", "fp16": folder / "fp16.onnx", "int8": folder / "int8.onnx"}
+    export_model(model, meta, paths["fp32"], outputs="both", verify=False, sample_shape=(1, 3, 64, 64))
+    export_model(model, meta, paths["fp16"], outputs="both", precision="fp16", verify=False,
+                 sample_shape=(1, 3, 64, 64))
+    calib = [random_image(64, 64, seed=s) for s in range(8)]
+    quantize_onnx(paths["fp32"], paths["int8"], calib, config=QuantizeConfig(progress=False))
+    return folder, paths
+
+
+@pytest.fixture(scope="module")
+def plans(graphs):
+    folder, paths = graphs
+    out = {}
+    for precision, onnx_path in paths.items():
+        plan = folder / f"{precision}.plan"
+        info = build_engine(onnx_path, plan, BuildOptions(profiles=PROFILES), progress=False,
+                            log=lambda _: None)
+        assert info.precision == precision
+        out[precision] = plan
+    return out
+
+
+def test_network_flags_come_from_the_enum():
+    major = int(trt.__version__.split(".")[0])
+    if major >= 11:
+        assert network_flags(trt) == 0
+    else:
+        assert network_flags(trt) == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+@pytest.mark.parametrize("precision,min_agreement", [("fp32", 0.995), ("fp16", 0.99), ("int8", 0.90)])
+def test_engines_agree_with_onnxruntime_on_cpu(plans, graphs, precision, min_agreement):
+    _, paths = graphs
+    with Segmenter.open(paths["fp32"], backend="onnxruntime", device="cpu") as ref, \
+            Segmenter.open(plans[precision]) as seg:
+        assert seg.backend == "tensorrt" and seg.meta.precision == precision
+        for i, (h, w) in enumerate(SIZES):
+            image = random_image(h, w, seed=10 + i)
+            ref_labels, ref_scores = ref.predict(image, scores=True)
+            labels, scores = seg.predict(image, scores=True)
+            assert labels.shape == (h, w) and scores.shape == (5, h, w)
+            agreement = float((labels == ref_labels).mean())
+            assert agreement >= min_agreement, f"{precision} {h}x{w}: {agreement:.4f}"
+            if precision == "fp32":
+                scale = np.abs(ref_scores).max()
+                np.testing.assert_allclose(scores, ref_scores, atol=1e-2 * scale)
+
+
+def test_runner_contract_profiles_and_buffers(plans):
+    with open_runner(plans["fp32"]) as runner:
+        assert runner.inputs[0].name == "image" and runner.inputs[0].shape == (None, 3, None, None)
+        assert [t.name for t in runner.outputs] == ["scores", "labels"]
+        assert runner.outputs[1].dtype == np.uint8
+        assert runner.profiles == PROFILES and runner.info.profiles == PROFILES
+        assert runner.batch_limit((1, 3, 64, 64)) == 2
+        big = np.zeros((2, 3, 96, 96), np.float32)
+        runner.infer({"image": big})
+        ptr = runner._device_buffers["image"].ptr
+        out = runner.infer({"image": np.zeros((1, 3, 40, 40), np.float32)})
+        assert out["scores"].shape == (1, 5, 40, 40) and out["labels"].shape == (1, 40, 40)
+        assert runner._device_buffers["image"].ptr == ptr  # smaller shape: buffer reused
+        runner.infer({"image": np.zeros((1, 3, 150, 150), np.float32)})  # switches to profile 1
+        assert runner._active_profile == 1
+        assert runner._device_buffers["image"].nbytes == 150 * 150 * 3 * 4
+        with pytest.raises(FCNError, match=r"input shape 1x3x200x200 is outside every optimization "
+                                           r"profile of engine .*fp32.plan; it accepts #0: min "
+                                           r"1x3x32x32, opt 1x3x64x64, max 2x3x96x96"):
+            runner.infer({"image": np.zeros((1, 3, 200, 200), np.float32)})
+        with pytest.raises(FCNError, match="outside every optimization profile"):
+            runner.infer({"image": np.zeros((2, 3, 120, 120), np.float32)})
+
+
+def test_segmenter_chunks_batches_to_the_profile(plans):
+    images = [random_image(64, 64, seed=s) for s in range(5)]
+    with Segmenter.open(plans["fp32"]) as seg:
+        labels = seg.predict_batch(images)  # max batch 2: three chunks
+        assert labels.shape == (5, 64, 64)
+        np.testing.assert_array_equal(labels[4], seg.predict(images[4]))
+
+
+def test_plan_from_another_tensorrt_version_is_refused_naming_both(plans, tmp_path):
+    import shutil
+
+    plan = tmp_path / "copy.plan"
+    shutil.copyfile(plans["fp32"], plan)
+    data = json.loads((plans["fp32"].parent / "fp32.plan.json").read_text())
+    data["tensorrt_version"] = "9.9.9.9"
+    (tmp_path / "copy.plan.json").write_text(json.dumps(data))
+    with pytest.raises(FCNError, match=rf"built with TensorRT 9.9.9.9 on .*; this machine has "
+                                       rf"TensorRT {trt.__version__} on"):
+        open_runner(plan)
+    data["tensorrt_version"] = trt.__version__
+    data["gpu"]["name"] = "Some Other GPU"
+    data["gpu"]["compute_capability"] = "1.0"
+    (tmp_path / "copy.plan.json").write_text(json.dumps(data))
+    with pytest.raises(FCNError, match="Some Other GPU.*GPUs differ"):
+        open_runner(plan)
+
+
+def test_engine_cache_builds_once(graphs, tmp_path):
+    _, paths = graphs
+    cache = EngineCache(tmp_path / "cache")
+    options = BuildOptions(profiles=PROFILES[:1])
+    first = cache.get_or_build(paths["fp32"], options, log=lambda _: None)
+    second = cache.get_or_build(paths["fp32"], options, log=lambda _: None)
+    assert first.built and not second.built and first.plan_path == second.plan_path
+    with open_runner(paths["fp32"], backend="tensorrt", cache_dir=tmp_path / "cache",
+                     profiles=PROFILES[:1]) as runner:
+        assert runner.path == first.plan_path
+
+
+def test_cli_build_then_segment(graphs, tmp_path, capsys):
+    import cv2
+
+    from fcn_deploy.cli.build import main as build_main
+    from fcn_deploy.cli.segment import main as segment_main
+
+    _, paths = graphs
+    plan = tmp_path / "m.plan"
+    args = [str(paths["fp16"]), "-o", str(plan), "--min", "1x3x32x32", "--opt", "1x3x64x64",
+            "--max", "1x3x96x96", "--workspace", "512MiB", "--opt-level", "1",
+            "--timing-cache", str(tmp_path / "timing.cache")]
+    assert build_main(args) == 0
+    out = capsys.readouterr().out
+    assert "precision: FP16" in out and plan.is_file() and (tmp_path / "m.plan.json").is_file()
+    assert (tmp_path / "timing.cache").stat().st_size > 0
+    assert build_main(args) == 0
+    assert "is up to date" in capsys.readouterr().out
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), random_image(64, 64))
+    cv2.imwrite(str(src / "big.png"), random_image(200, 200))  # outside the profile
+    assert segment_main(["--engine", str(plan), str(src), "-o", str(tmp_path / "out"), "--overlay"]) == 1
+    captured = capsys.readouterr()
+    assert "big.png" in captured.err and "outside every optimization profile" in captured.err
+    assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "a_overlay.png").is_file()
