@@ -140,6 +140,11 @@ class ScoreGeometry:
     center0: float
 
 
+#: float32 suffices: the gradient is a sum of positive terms, the smallest at the edge of the
+#: support is about 1e-12 for these nets, far above float32's underflow.
+_PROBE_DTYPE = torch.float32
+
+
 class _Stop(Exception):
     def __init__(self, output: torch.Tensor) -> None:
         super().__init__("stop")
@@ -147,7 +152,7 @@ class _Stop(Exception):
 
 
 def _linearised_copy(model: nn.Module) -> nn.Module:
-    """A float64 copy whose output is a positive linear function of the input with the same
+    """A copy whose output is a positive linear function of the input with the same
     spatial support: max pools become average pools, ReLU/LRN/dropout vanish, weights 1/fan_in."""
     probe = None
     arch = getattr(model, "arch", None)
@@ -157,7 +162,7 @@ def _linearised_copy(model: nn.Module) -> nn.Module:
         if arch in list_models() and hasattr(model, "arch_kwargs"):
             # the geometry does not depend on the width: rebuild thin to stay fast
             kwargs = dict(model.arch_kwargs)
-            kwargs["width"] = min(float(kwargs.get("width", 1.0)), 1 / 16)
+            kwargs["width"] = min(float(kwargs.get("width", 1.0)), 1 / 64)
             probe = create_model(arch, **kwargs)
     if probe is None:
         probe = copy.deepcopy(model)
@@ -184,14 +189,15 @@ def _linearised_copy(model: nn.Module) -> nn.Module:
                 module.weight.fill_(1.0 / fan_in)
                 if module.bias is not None:
                     module.bias.zero_()
-    return probe.double().eval()
+    return probe.to(_PROBE_DTYPE).eval()
 
 
-def _support(probe: nn.Module, layer: nn.Module, shape: tuple[int, int], axis: int,
-             units: Sequence[int]) -> tuple[list[tuple[int, int]], int]:
-    """Input-pixel support along ``axis`` (2 = H, 3 = W) of the given units of ``layer``'s output
-    (taken in the middle of the other axis). Returns [(first, last)] and the map size."""
-    x = torch.zeros((1, 3) + shape, dtype=torch.float64, requires_grad=True)
+def _support(probe: nn.Module, layer: nn.Module, shape: tuple[int, int],
+             axis: int) -> tuple[list[tuple[int, int]], int, int]:
+    """Input-pixel support along ``axis`` (2 = H, 3 = W) of two neighbouring units (``mid`` and
+    ``mid + 1``) in the middle of ``layer``'s output (the other axis taken in its middle).
+    Returns ([(first, last), (first, last)], mid, map size along ``axis``)."""
+    x = torch.zeros((1, 3) + shape, dtype=_PROBE_DTYPE, requires_grad=True)
 
     def stop(module, inputs, output):
         raise _Stop(output)
@@ -205,49 +211,57 @@ def _support(probe: nn.Module, layer: nn.Module, shape: tuple[int, int], axis: i
     finally:
         handle.remove()
     n = out.shape[axis]
+    mid = max(n // 2 - 1, 0)
     other = out.shape[5 - axis] // 2
     spans = []
-    for u in units:
-        u = min(u, n - 1)
+    for u in (mid, min(mid + 1, n - 1)):
         index = (0, slice(None), u, other) if axis == 2 else (0, slice(None), other, u)
         (grad,) = torch.autograd.grad(out[index].sum(), x, retain_graph=True)
         profile = grad.abs().sum(dim=(0, 1, 5 - axis))
         nz = torch.nonzero(profile > 0).flatten()
         spans.append((int(nz[0]), int(nz[-1])) if len(nz) else (-1, -1))
-    return spans, n
+    return spans, mid, n
 
 
-def score_geometry(model: nn.Module, *, layer: str = "score_fr",
+def score_geometry(model: nn.Module, *, layer: str = "score_fr", axes: Sequence[int] = (2,),
                    max_size: int = 8192) -> ScoreGeometry:
     """Measure receptive field, stride and alignment of ``layer``'s output (default score_fr).
 
     The input is a tall strip (size x 1 px, then 1 px x size; a square for nets without padding
     that cannot take 1 px) grown until the support of two neighbouring units in the middle of the
-    map lies inside the image. Registered FCNs are rebuilt at width 1/16 first (the geometry does
-    not depend on the width); other models are copied as they are, so pass a thin one. Square
-    kernels are not assumed: if the two axes differ the larger values are reported.
+    map lies inside the image. Registered FCNs are rebuilt at width 1/64 first (the geometry does
+    not depend on the width); other models are copied as they are, so pass a thin one.
+    ``axes``: 2 measures along H (enough for square kernels, as in every net here), (2, 3) along
+    both; if they differ the larger values are reported.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the probe's convolutions are tiny: threads only add overhead
+    try:
+        return _score_geometry(model, layer, axes, max_size)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _score_geometry(model: nn.Module, layer: str, axes: Sequence[int],
+                    max_size: int) -> ScoreGeometry:
     probe = _linearised_copy(model)
     try:
         target = probe.get_submodule(layer)
     except AttributeError:
         raise FCNError(f"model has no layer {layer!r} to measure the receptive field at") from None
     results = []
-    for axis in (2, 3):
-        size, thin = 256, True
+    for axis in axes:
+        size, thin = 512, True
         while True:
             other = 1 if thin else size
             shape = (size, other) if axis == 2 else (other, size)
             try:
-                _, n = _support(probe, target, shape, axis, [0])
+                ((a0, a1), (b0, b1)), mid, n = _support(probe, target, shape, axis)
             except RuntimeError:
                 if not thin:
                     raise
                 thin = False  # the net needs a minimum size (no padding): use a square
                 continue
-            mid = max(n // 2 - 1, 0)
-            spans, n = _support(probe, target, shape, axis, [mid, mid + 1])
-            (a0, a1), (b0, b1) = spans
             if n >= 2 and a0 > 0 and b1 < size - 1:
                 results.append(ScoreGeometry(rf=a1 - a0 + 1, stride=b0 - a0,
                                              center0=(a0 + a1) / 2 - (b0 - a0) * mid))
@@ -260,9 +274,10 @@ def score_geometry(model: nn.Module, *, layer: str = "score_fr",
     return ScoreGeometry(rf=rf, stride=stride, center0=results[0].center0)
 
 
-def receptive_field(model: nn.Module, *, layer: str = "score_fr") -> tuple[int, int]:
+def receptive_field(model: nn.Module, *, layer: str = "score_fr",
+                    axes: Sequence[int] = (2,)) -> tuple[int, int]:
     """(receptive field, max stride) of the coarse score map, measured on the model."""
-    g = score_geometry(model, layer=layer)
+    g = score_geometry(model, layer=layer, axes=axes)
     return g.rf, g.stride
 
 
