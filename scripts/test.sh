@@ -3,5 +3,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/bootstrap.sh"
+bash "$root/scripts/build_cpp.sh"
 cd "$root"
 python -m pytest "$@"

@@ -1,7 +1,10 @@
 // Image reading/conversion like fcn_deploy/imageio.py, palette PNGs, colourizing and overlays.
 #include "fcn/image.hpp"
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -131,16 +134,21 @@ cv::Mat read_image(const std::string& path) {
   return to_bgr8(image, "image " + path);
 }
 
+// 256 BGR colours: the palette, black beyond it, VOC's ignore colour for an uncovered ignore label.
+std::array<cv::Vec3b, 256> label_lut(const ModelMeta& meta) {
+  std::array<cv::Vec3b, 256> lut{};
+  const size_t n = std::min<size_t>(meta.palette.size(), 256);
+  for (size_t i = 0; i < n; ++i)
+    lut[i] = cv::Vec3b(static_cast<uchar>(meta.palette[i][2]), static_cast<uchar>(meta.palette[i][1]),
+                       static_cast<uchar>(meta.palette[i][0]));
+  if (meta.ignore_label >= 0 && meta.ignore_label < 256 && static_cast<size_t>(meta.ignore_label) >= n)
+    lut[meta.ignore_label] = cv::Vec3b(192, 224, 224);
+  return lut;
+}
+
 cv::Mat colorize(const cv::Mat& labels, const ModelMeta& meta) {
   check_labels(labels, "colorize");
-  cv::Vec3b lut[256];
-  for (int i = 0; i < 256; ++i) {
-    lut[i] = i < static_cast<int>(meta.palette.size())
-                 ? cv::Vec3b(static_cast<uchar>(meta.palette[i][2]),
-                             static_cast<uchar>(meta.palette[i][1]),
-                             static_cast<uchar>(meta.palette[i][0]))
-                 : cv::Vec3b(0, 0, 0);
-  }
+  const auto lut = label_lut(meta);
   cv::Mat out(labels.size(), CV_8UC3);
   for (int y = 0; y < labels.rows; ++y) {
     const uchar* src = labels.ptr<uchar>(y);
@@ -151,20 +159,32 @@ cv::Mat colorize(const cv::Mat& labels, const ModelMeta& meta) {
 }
 
 cv::Mat overlay(const cv::Mat& image_bgr, const cv::Mat& labels, const ModelMeta& meta,
-                double alpha) {
+                double opacity) {
   check_labels(labels, "overlay");
   const cv::Mat image = to_bgr8(image_bgr, "overlay image");
   if (image.size() != labels.size())
     throw Error("overlay: image is " + mat_text(image) + " but the label map is " +
                 mat_text(labels) + "; expected the same height and width");
-  if (!(alpha >= 0.0 && alpha <= 1.0))
-    throw Error("overlay: alpha must be in [0, 1], got " + std::to_string(alpha));
-  cv::Mat blended;
-  cv::addWeighted(image, 1.0 - alpha, colorize(labels, meta), alpha, 0.0, blended);
-  const int colours = static_cast<int>(std::min<size_t>(meta.palette.size(), 256));
-  cv::Mat mask = (labels != 0) & (labels < colours);
+  if (!(opacity >= 0.0 && opacity <= 1.0))
+    throw Error("overlay opacity must be between 0 and 1, got " + std::to_string(opacity));
+  const auto lut = label_lut(meta);
+  // float32 arithmetic, one rounding per operation, as numpy does it.
+  const float keep = static_cast<float>(1.0 - opacity), mix = static_cast<float>(opacity);
   cv::Mat out = image.clone();
-  blended.copyTo(out, mask);
+  for (int y = 0; y < labels.rows; ++y) {
+    const uchar* lab = labels.ptr<uchar>(y);
+    cv::Vec3b* dst = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < labels.cols; ++x) {
+      if (lab[x] == 0 || lab[x] == meta.ignore_label) continue;
+      const cv::Vec3b& colour = lut[lab[x]];
+      for (int c = 0; c < 3; ++c) {
+        const float a = keep * static_cast<float>(dst[x][c]);
+        const float b = mix * static_cast<float>(colour[c]);
+        const float v = std::nearbyint(a + b);
+        dst[x][c] = static_cast<uchar>(std::min(255.0f, std::max(0.0f, v)));
+      }
+    }
+  }
   return out;
 }
 

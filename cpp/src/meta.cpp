@@ -2,6 +2,9 @@
 #include "fcn/meta.hpp"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -167,6 +170,36 @@ ModelMeta ModelMeta::from_onnx_props(const std::map<std::string, std::string>& p
     return from_object(obj, source);
   } catch (const json::exception& e) {
     throw Error(source + ": metadata has an unexpected value (" + e.what() + ")");
+  }
+}
+
+ModelMeta read_plan_meta(const std::string& plan_path, std::string* tensorrt_version) {
+  const std::string sidecar = plan_path + ".json";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(sidecar, ec))
+    throw Error("engine " + plan_path + " has no sidecar " +
+                std::filesystem::path(sidecar).filename().string() +
+                "; it holds the TensorRT version, profiles and class metadata. Build engines "
+                "with fcn-build");
+  std::ifstream in(sidecar, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  json data;
+  try {
+    data = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw Error("sidecar " + sidecar + " is not valid JSON (" + e.what() +
+                "); rebuild the engine with fcn-build");
+  }
+  if (!data.is_object() || !data.contains("meta"))
+    throw Error("sidecar " + sidecar + " has no \"meta\" object; rebuild the engine with fcn-build");
+  if (tensorrt_version) {
+    const json& v = data.value("tensorrt_version", json());
+    *tensorrt_version = v.is_string() ? v.get<std::string>() : std::string();
+  }
+  try {
+    return from_object(data.at("meta"), "sidecar " + sidecar);
+  } catch (const json::exception& e) {
+    throw Error("sidecar " + sidecar + ": metadata has an unexpected value (" + e.what() + ")");
   }
 }
 

@@ -19,13 +19,16 @@ FCN_EXPORT cv::Mat read_image(const std::string& path);
 /// throw fcn::Error saying why it cannot be. ``name`` is used in messages.
 FCN_EXPORT cv::Mat to_bgr8(const cv::Mat& image, const std::string& name = "image");
 
-/// Label map (CV_8U) -> BGR image with the palette's colours; labels without a colour are black.
+/// Label map (CV_8U) -> BGR image with the palette's colours, like Python's
+/// runtime.visualize.colorize: labels beyond the palette are black, except the ignore label,
+/// which gets VOC's ignore colour (224, 224, 192) when the palette does not cover it.
 FCN_EXPORT cv::Mat colorize(const cv::Mat& labels, const ModelMeta& meta);
 
-/// Blend the colourized labels over the image: ``(1 - alpha) * image + alpha * colours``;
-/// background (label 0) and labels without a colour leave the image as it is.
+/// Blend class colours onto the image, ``rint((1 - opacity) * image + opacity * colour)`` in
+/// float32, like Python's runtime.visualize.overlay: background (label 0) and the ignore label
+/// keep the image's own colour.
 FCN_EXPORT cv::Mat overlay(const cv::Mat& image_bgr, const cv::Mat& labels, const ModelMeta& meta,
-                           double alpha = 0.5);
+                           double opacity = 0.5);
 
 /// Write a label map as a VOC-style palette PNG (pixel values are the class indices, the
 /// palette holds the colours), like Python's write_label_png. The file is written to a

@@ -41,4 +41,10 @@ struct FCN_EXPORT ModelMeta {
                                    const std::string& source);
 };
 
+/// The metadata of a TensorRT plan from its JSON sidecar ``<plan>.json`` (key "meta", written by
+/// fcn-build next to the plan). ``tensorrt_version``, when given, receives the sidecar's
+/// "tensorrt_version" (the TensorRT that built the plan). Needs no GPU and no TensorRT.
+FCN_EXPORT ModelMeta read_plan_meta(const std::string& plan_path,
+                                    std::string* tensorrt_version = nullptr);
+
 }  // namespace fcn
