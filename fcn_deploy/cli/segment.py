@@ -119,7 +119,7 @@ def _main(argv: Sequence[str] | None) -> int:
             raise FCNError(f"--scores: {args.engine} has only a 'labels' output; export the model "
                            "with scores to write them")
         bar = tqdm(images, unit="img", desc="segmenting", file=sys.stderr,
-                   disable=None if sys.stderr.isatty() else True)
+                   disable=None)  # shown on a terminal, silent in logs
         for path, stem in bar:
             try:
                 image = read_image(path)

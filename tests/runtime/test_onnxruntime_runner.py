@@ -195,3 +195,19 @@ def test_closed_runner_refuses_work_and_concurrent_calls_agree(tiny_onnx):
     runner.close()
     with pytest.raises(FCNError, match="runner for .* is closed"):
         runner.infer({"image": xs[0]})
+
+
+def test_provider_choice():
+    from fcn_deploy.engine.cuda import gpu_count
+    from fcn_deploy.runtime.onnxruntime_backend import choose_providers
+
+    cpu_only = ["AzureExecutionProvider", "CPUExecutionProvider"]
+    gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(None, cpu_only) == ["CPUExecutionProvider"]
+    assert choose_providers("cpu", gpu_build) == ["CPUExecutionProvider"]
+    assert choose_providers("cuda:1", gpu_build) == [("CUDAExecutionProvider", {"device_id": 1}),
+                                                     "CPUExecutionProvider"]
+    if gpu_count() == 0:  # onnxruntime-gpu without a GPU falls back to the CPU provider
+        assert choose_providers(None, gpu_build) == ["CPUExecutionProvider"]
+    with pytest.raises(FCNError, match="device 'cuda:0' needs onnxruntime-gpu"):
+        choose_providers("cuda:0", cpu_only)
