@@ -8,7 +8,12 @@
 #   FCN_CPP_JOBS       parallel compile jobs (default: number of cores)
 #   ONNXRUNTIME_ROOT   use this ONNX Runtime (include/ + lib/) instead of fetching one
 #   TENSORRT_ROOT      build the native TensorRT backend too (needs TensorRT and the CUDA toolkit)
+#   FCN_SKIP_CPP=1     do nothing (a quick Python-only run of scripts/test.sh)
 set -euo pipefail
+if [ "${FCN_SKIP_CPP:-0}" = 1 ]; then
+  echo "[build_cpp] skipped (FCN_SKIP_CPP=1)"
+  exit 0
+fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/cpp_deps.sh"
 build="${FCN_CPP_BUILD_DIR:-$root/cpp/build}"

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <numeric>
 #include <sstream>
@@ -144,7 +145,7 @@ void print_info(const fcn::Segmenter& seg) {
             << "arch          " << m.arch << " (" << m.precision << ", outputs " << m.outputs << ")\n"
             << "classes       " << m.num_classes << ":";
   for (const auto& n : m.class_names) std::cout << " " << n;
-  std::cout << "\npreprocess    " << m.channel_order << " minus mean [" << m.mean[0] << ", "
+  std::cout << std::setprecision(12) << "\npreprocess    " << m.channel_order << " minus mean [" << m.mean[0] << ", "
             << m.mean[1] << ", " << m.mean[2] << "], " << m.input_layout << ", no scaling\n"
             << "ignore label  " << m.ignore_label << "\n";
 }

@@ -39,7 +39,7 @@ std::shared_ptr<Ort::Env> shared_env() {
   std::lock_guard<std::mutex> lock(mutex);
   std::shared_ptr<Ort::Env> env = weak.lock();
   if (!env) {
-    env = std::make_shared<Ort::Env>(ORT_LOGGING_LEVEL_WARNING, "fcn_runtime");
+    env = std::make_shared<Ort::Env>(ORT_LOGGING_LEVEL_ERROR, "fcn_runtime");
     weak = env;
   }
   return env;
@@ -112,6 +112,8 @@ class OnnxRuntimeBackend final : public Backend {
       throw Error("threads must be >= 0 (0 = ONNX Runtime's default), got " +
                   std::to_string(options.threads));
     if (options.threads > 0) session_options.SetIntraOpNumThreads(options.threads);
+    // The Python runtime's default too, so both sides run the same optimized graph.
+    session_options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     add_providers(session_options, options);
     try {
       session_ = Ort::Session(*env_, path.c_str(), session_options);

@@ -1,0 +1,178 @@
+"""The C++ runtime (cpp/, built by scripts/build_cpp.sh) against the Python runtime.
+
+A small FCN-8s (width 1/16, random score layers) is exported to ONNX with its metadata; the built
+``fcn-segment-cpp`` segments several images of different sizes and kinds, and its palette-PNG label
+maps and overlays must equal the Python Segmenter's results exactly. Skipped only when the C++
+build folder does not exist.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("FCN_CPP_BUILD_DIR", ROOT / "cpp" / "build"))
+EXE = BUILD / "fcn-segment-cpp"
+
+if not BUILD.is_dir():
+    pytest.skip(f"C++ build folder {BUILD} is absent; build it with `bash scripts/build_cpp.sh` "
+                "(scripts/test.sh does this before pytest)", allow_module_level=True)
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+
+from fcn_deploy.imageio import read_image, read_label  # noqa: E402
+from fcn_deploy.meta import ModelMeta, read_onnx_meta  # noqa: E402
+
+THREADS = 1  # the same intra-op thread count on both sides
+
+
+def run_cpp(*args: str | os.PathLike, check: bool = True) -> subprocess.CompletedProcess:
+    assert EXE.is_file(), f"{BUILD} exists but holds no fcn-segment-cpp; rerun scripts/build_cpp.sh"
+    proc = subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fcn-segment-cpp failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _export(path: Path, *, outputs: str, meta: ModelMeta | None) -> Path:
+    from fcn_deploy.export.api import export_model
+    from fcn_deploy.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("fcn8s_vgg16", num_classes=21, width=1 / 16).eval()
+    with torch.no_grad():  # the score layers start at zero: give them weights so labels vary
+        for name in model.score_layers:
+            layer = model.get_submodule(name)
+            layer.weight.normal_(0.0, 0.1)
+            layer.bias.normal_(0.0, 0.1)
+    export_model(model, meta, path, outputs=outputs, verify=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("cpp_models")
+    rgb = ModelMeta.default("fcn8s_vgg16", 21, channel_order="RGB",
+                            mean=[122.67891434, 116.66876762, 104.00698793], outputs="both")
+    return {
+        "bgr_scores": _export(out / "fcn8s_bgr.onnx", outputs="scores", meta=None),
+        "rgb_both": _export(out / "fcn8s_rgb.onnx", outputs="both", meta=rgb),
+    }
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    """PNG files (lossless, so both sides decode the same pixels) of several sizes and kinds."""
+    from fcn_deploy.datasets import SyntheticShapes
+
+    out = tmp_path_factory.mktemp("cpp_images")
+    rng = np.random.default_rng(3)
+    shapes = SyntheticShapes(num_images=2, seed=5, min_size=48, max_size=96)
+    files = {
+        "shapes0.png": shapes[0].image,
+        "shapes1.png": shapes[1].image,
+        "noise_37x53.png": rng.integers(0, 256, (37, 53, 3), dtype=np.uint8),
+        "noise_100x75.png": rng.integers(0, 256, (100, 75, 3), dtype=np.uint8),
+        "tiny_7x5.png": rng.integers(0, 256, (7, 5, 3), dtype=np.uint8),
+        "gray_41x29.png": rng.integers(0, 256, (41, 29), dtype=np.uint8),
+        "rgba_30x45.png": rng.integers(0, 256, (30, 45, 4), dtype=np.uint8),
+        "deep_33x33.png": rng.integers(0, 65536, (33, 33, 3), dtype=np.uint16),
+    }
+    paths = []
+    for name, array in files.items():
+        assert cv2.imwrite(str(out / name), array)
+        paths.append(out / name)
+    return paths
+
+
+def python_labels(model: Path, image: Path) -> np.ndarray:
+    from fcn_deploy.runtime import Segmenter
+
+    seg = Segmenter.open(model, backend="onnxruntime", device="cpu", intra_op_threads=THREADS)
+    return seg.predict(read_image(image))
+
+
+@pytest.mark.parametrize("kind", ["bgr_scores", "rgb_both"])
+def test_cpp_label_maps_equal_python(kind, models, images, tmp_path):
+    from fcn_deploy.runtime import Segmenter
+    from fcn_deploy.runtime.visualize import overlay
+
+    model = models[kind]
+    masks, overlays = tmp_path / "masks", tmp_path / "overlays"
+    masks.mkdir()
+    overlays.mkdir()
+    run_cpp("--model", model, "--threads", THREADS, *images, "-o", masks, "--overlay", overlays)
+
+    meta = read_onnx_meta(model)
+    seg = Segmenter.open(model, backend="onnxruntime", device="cpu", intra_op_threads=THREADS)
+    classes_seen: set[int] = set()
+    for image_path in images:
+        image = read_image(image_path)
+        expected = seg.predict(image)
+        got = read_label(masks / image_path.name)
+        assert got.shape == image.shape[:2], image_path.name
+        mismatch = int((got != expected).sum())
+        assert mismatch == 0, f"{image_path.name}: {mismatch} of {got.size} pixels differ"
+        classes_seen.update(np.unique(expected).tolist())
+        ov = cv2.imread(str(overlays / image_path.name), cv2.IMREAD_COLOR)
+        want = overlay(image, expected, meta.palette, opacity=0.5, ignore_label=meta.ignore_label)
+        np.testing.assert_array_equal(ov, want, err_msg=f"overlay of {image_path.name}")
+    assert len(classes_seen) >= 3, f"labels too uniform to compare: {sorted(classes_seen)}"
+
+
+def test_cpp_palette_png_matches_python_writer(models, images, tmp_path):
+    """The mask file is a palette PNG with the same colours as Python's write_label_png."""
+    from PIL import Image
+
+    from fcn_deploy.imageio import write_label_png
+
+    out = tmp_path / "mask.png"
+    run_cpp("--model", models["bgr_scores"], "--threads", THREADS, images[0], "-o", out)
+    labels = read_label(out)
+    write_label_png(tmp_path / "py.png", labels, read_onnx_meta(models["bgr_scores"]).palette)
+    with Image.open(out) as cpp_img, Image.open(tmp_path / "py.png") as py_img:
+        assert cpp_img.mode == "P"
+        assert cpp_img.getpalette() == py_img.getpalette()
+        np.testing.assert_array_equal(np.array(cpp_img), np.array(py_img))
+
+
+def test_cpp_info_reads_the_metadata(models):
+    out = run_cpp("--model", models["rgb_both"], "--info").stdout
+    assert "arch          fcn8s_vgg16 (fp32, outputs both)" in out
+    assert "classes       21: background aeroplane" in out
+    assert "preprocess    RGB minus mean [122.67891434, 116.66876762, 104.00698793]" in out
+    assert "labels uint8 [batch, height, width]" in out
+
+
+def test_cpp_bench_reports_latency(models, tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_cpp("--model", models["bgr_scores"], "--bench", 3, "--warmup", 1, "--size", "40x30",
+                   "--threads", THREADS, "--json", out)
+    assert "latency   min" in proc.stdout
+    stats = json.loads(out.read_text())
+    assert (stats["runs"], stats["batch"], stats["height"], stats["width"]) == (3, 1, 40, 30)
+    assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
+    assert stats["min_ms"] <= stats["mean_ms"]
+    assert stats["backend"].startswith("onnxruntime")
+
+
+def test_cpp_errors_exit_2_with_a_message(models, images, tmp_path):
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(models["bgr_scores"].read_bytes()[:5000])
+    proc = run_cpp("--model", corrupt, images[0], "-o", tmp_path / "m.png", check=False)
+    assert proc.returncode == 2
+    assert "error: " in proc.stderr and "could not be loaded by ONNX Runtime" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not an image")
+    proc = run_cpp("--model", models["bgr_scores"], not_image, "-o", tmp_path / "m.png", check=False)
+    assert proc.returncode == 2
+    assert f"error: image {not_image} could not be decoded" in proc.stderr
+    assert not (tmp_path / "m.png").exists()
