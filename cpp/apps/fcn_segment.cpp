@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -198,9 +199,10 @@ int bench(fcn::Segmenter& seg, const Args& a) {
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());
   const double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
-  double var = 0;
+  double var = 0;  // sample variance (ddof=1), as fcn-bench reports it
   for (double v : ms) var += (v - mean) * (v - mean);
-  const double cv = std::sqrt(var / static_cast<double>(ms.size())) / mean;
+  const double sd = ms.size() > 1 ? std::sqrt(var / static_cast<double>(ms.size() - 1)) : 0.0;
+  const double cv = mean > 0 ? sd / mean : 0.0;
   const double median = percentile(sorted, 50), p90 = percentile(sorted, 90),
                p99 = percentile(sorted, 99);
   const double ips = 1000.0 * a.batch / mean;
@@ -211,8 +213,9 @@ int bench(fcn::Segmenter& seg, const Args& a) {
               a.options.threads ? std::to_string(a.options.threads).c_str() : "default");
   std::printf("input     %dx3x%dx%d, %d warm-up + %d timed runs of predict() "
               "(preprocess + network + argmax)\n", a.batch, image.rows, image.cols, a.warmup, a.bench);
-  std::printf("latency   min %.3f ms  median %.3f  mean %.3f  p90 %.3f  p99 %.3f  cv %.1f%%  "
-              "(%.1f images/s)\n", sorted.front(), median, mean, p90, p99, 100.0 * cv, ips);
+  std::printf("latency   min %.3f ms  median %.3f  mean %.3f  p90 %.3f  p99 %.3f  max %.3f  "
+              "cv %.1f%%  (%.1f images/s)\n", sorted.front(), median, mean, p90, p99, sorted.back(),
+              100.0 * cv, ips);
   if (!a.json.empty()) {
     nlohmann::json j = {{"tool", "fcn-segment-cpp"}, {"model", seg.path()},
                         {"arch", seg.meta().arch}, {"precision", seg.meta().precision},
@@ -220,7 +223,7 @@ int bench(fcn::Segmenter& seg, const Args& a) {
                         {"batch", a.batch}, {"height", image.rows}, {"width", image.cols},
                         {"warmup", a.warmup}, {"runs", a.bench}, {"min_ms", sorted.front()},
                         {"median_ms", median}, {"mean_ms", mean}, {"p90_ms", p90},
-                        {"p99_ms", p99}, {"cv", cv}, {"images_per_s", ips}};
+                        {"p99_ms", p99}, {"max_ms", sorted.back()}, {"std_ms", sd}, {"cv", cv}, {"images_per_s", ips}};
     write_json(a.json, j);
   }
   return 0;
@@ -233,18 +236,33 @@ int run(const Args& a) {
     return 0;
   }
   if (a.bench > 0) return bench(seg, a);
+  // Every destination first, so a clash fails before anything is written.
+  std::map<std::string, std::string> taken;
+  std::vector<std::pair<std::string, std::string>> dest;  // (mask, overlay) per image
   for (const std::string& path : a.images) {
+    std::pair<std::string, std::string> d;
+    if (!a.output.empty()) d.first = destination(a.output, path, a.images.size());
+    if (!a.overlay.empty()) d.second = destination(a.overlay, path, a.images.size());
+    for (const std::string* out : {&d.first, &d.second}) {
+      if (out->empty()) continue;
+      auto [it, fresh] = taken.emplace(*out, path);
+      if (!fresh)
+        throw fcn::Error("images " + it->second + " and " + path + " would both be written to " +
+                         *out + "; give them different names");
+    }
+    dest.push_back(d);
+  }
+  for (size_t i = 0; i < a.images.size(); ++i) {
+    const std::string& path = a.images[i];
     const cv::Mat image = fcn::read_image(path);
     const cv::Mat labels = seg.predict(image);
-    if (!a.output.empty()) {
-      const std::string out = destination(a.output, path, a.images.size());
-      fcn::write_label_png(out, labels, seg.meta());
-      std::cout << path << " -> " << out << "\n";
+    if (!dest[i].first.empty()) {
+      fcn::write_label_png(dest[i].first, labels, seg.meta());
+      std::cout << path << " -> " << dest[i].first << "\n";
     }
-    if (!a.overlay.empty()) {
-      const std::string out = destination(a.overlay, path, a.images.size());
-      fcn::write_image(out, fcn::overlay(image, labels, seg.meta()));
-      std::cout << path << " -> " << out << " (overlay)\n";
+    if (!dest[i].second.empty()) {
+      fcn::write_image(dest[i].second, fcn::overlay(image, labels, seg.meta()));
+      std::cout << path << " -> " << dest[i].second << " (overlay)\n";
     }
   }
   return 0;

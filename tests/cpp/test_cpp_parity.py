@@ -68,7 +68,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[Path]:
-    """PNG files (lossless, so both sides decode the same pixels) of several sizes and kinds."""
+    """Image files of several sizes and kinds: PNGs, plus one JPEG (the Python side decodes with
+    opencv-python's libjpeg, the C++ side with the system OpenCV's: they must agree too)."""
     from fcn_deploy.datasets import SyntheticShapes
 
     out = tmp_path_factory.mktemp("cpp_images")
@@ -88,6 +89,8 @@ def images(tmp_path_factory) -> list[Path]:
     for name, array in files.items():
         assert cv2.imwrite(str(out / name), array)
         paths.append(out / name)
+    assert cv2.imwrite(str(out / "shapes0_jpeg.jpg"), shapes[0].image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    paths.append(out / "shapes0_jpeg.jpg")
     return paths
 
 
@@ -115,12 +118,12 @@ def test_cpp_label_maps_equal_python(kind, models, images, tmp_path):
     for image_path in images:
         image = read_image(image_path)
         expected = seg.predict(image)
-        got = read_label(masks / image_path.name)
+        got = read_label(masks / f"{image_path.stem}.png")
         assert got.shape == image.shape[:2], image_path.name
         mismatch = int((got != expected).sum())
         assert mismatch == 0, f"{image_path.name}: {mismatch} of {got.size} pixels differ"
         classes_seen.update(np.unique(expected).tolist())
-        ov = cv2.imread(str(overlays / image_path.name), cv2.IMREAD_COLOR)
+        ov = cv2.imread(str(overlays / f"{image_path.stem}.png"), cv2.IMREAD_COLOR)
         want = overlay(image, expected, meta.palette, opacity=0.5, ignore_label=meta.ignore_label)
         np.testing.assert_array_equal(ov, want, err_msg=f"overlay of {image_path.name}")
     assert len(classes_seen) >= 3, f"labels too uniform to compare: {sorted(classes_seen)}"
@@ -176,3 +179,11 @@ def test_cpp_errors_exit_2_with_a_message(models, images, tmp_path):
     assert proc.returncode == 2
     assert f"error: image {not_image} could not be decoded" in proc.stderr
     assert not (tmp_path / "m.png").exists()
+
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / images[0].name).write_bytes(images[0].read_bytes())
+    proc = run_cpp("--model", models["bgr_scores"], images[0], twin / images[0].name, "-o", tmp_path,
+                   check=False)
+    assert proc.returncode == 2
+    assert f"would both be written to {tmp_path / images[0].name}" in proc.stderr
