@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.quantize.trt_rules import QDQ_OPS
 
 METHODS = ("minmax", "entropy", "percentile")
 #: Layer kinds that can be kept in float by kind.
@@ -41,6 +42,9 @@ KINDS = ("first_conv", "score", "upsample")
 #: float, sidesteps the uncertain ConvTranspose INT8 support in TensorRT, and the k16/k32/k64
 #: bilinear kernels' small taps lose most of their precision at per-tensor INT8.
 DEFAULT_EXCLUDE: tuple[str, ...] = ("upsample",)
+#: Op types given Q/DQ: the convolutions, and the max pools and ReLUs between them (so that
+#: INT8 flows from one convolution to the next). Adds, crops, the argmax head stay float.
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "MaxPool", "Relu")
 QUANT_OPS_FORBIDDEN = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
                        "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd"}
 
@@ -278,6 +282,51 @@ def select_excluded_nodes(model, *, kinds: Sequence[str], names: Sequence[str],
     return [n for n in chosen if not (n in seen or seen.add(n))]
 
 
+def float_reads_float(model, excluded: Sequence[str]) -> int:
+    """Let nodes that stay in float read the float tensor instead of its Q/DQ copy.
+
+    ONNX Runtime's quantizer routes every consumer of a quantized tensor through the
+    DequantizeLinear, including layers kept in float and Shape nodes. Reading the original
+    tensor is more accurate for them, and it matters for speed on the CPU: ONNX Runtime converts
+    an int8 Q/DQ pair to its fast uint8 kernels only when the QuantizeLinear feeds a single
+    DequantizeLinear, so a pool output shared by a backbone conv and a (float) score layer, or
+    the image shared with a Shape node, would otherwise keep the quantized conv in float.
+    Q/DQ nodes left without consumers are removed. Returns the number of inputs rewired.
+    """
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    float_nodes = set(excluded)
+    rewired = 0
+    for node in graph.node:
+        is_float = (node.name in float_nodes or node.op_type == "Shape"
+                    or node.op_type not in QUANTIZED_OPS + QDQ_OPS)
+        if not is_float:
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue
+            node.input[i] = q.input[0]
+            rewired += 1
+    outputs = {o.name for o in graph.output}
+    while True:  # drop Q/DQ nodes nobody reads any more
+        used = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if n.op_type in QDQ_OPS and n.output[0] not in used]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    keep = [t for t in graph.initializer if t.name in used]
+    if len(keep) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+    return rewired
+
+
 # -- quantization ------------------------------------------------------------------------------
 def _ort_method(method: str):
     from onnxruntime.quantization import CalibrationMethod
@@ -368,11 +417,13 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
             quantize_static(str(src), str(raw), reader, quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=list(excluded),
+                            op_types_to_quantize=list(QUANTIZED_OPS),
                             calibrate_method=_ort_method(config.method),
                             calibration_providers=["CPUExecutionProvider"],
                             extra_options=options,
                             calibration_cache_path=cache)
         qmodel = onnx.load(str(raw))
+    float_reads_float(qmodel, excluded)
     sizes = list(getattr(reader, "shapes", []))
     skipped = list(getattr(reader, "skipped", []))
     num_images = len(reader) if hasattr(reader, "__len__") else len(sizes)

@@ -1,0 +1,184 @@
+"""INT8 vs FP32 speed on the CPU with ONNX Runtime: the pieces that do not time anything.
+
+``prepare_pair`` builds a reference architecture with random weights (speed does not depend on
+the values), exports it and quantizes it on a few synthetic images; ``cpu_session`` opens a
+graph the way the measurement does; ``optimized_op_counts`` shows what ONNX Runtime actually runs
+after its graph optimizations (how many convolutions became integer QLinearConv, which stayed
+float, how many Q/DQ remain), which is what explains the ratio.
+
+Running this module (``python -m fcn_deploy.quantize.speed``) does one timing pass; it is heavy
+(FCN-8s at 500x500 is ~181 GMAC per image) and is kept out of the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from fcn_deploy.errors import FCNError
+
+
+@dataclass
+class SpeedPair:
+    arch: str
+    fp32: Path
+    int8: Path
+    quantized_layers: int
+    float_layers: list[str]
+
+
+def prepare_pair(arch: str, work_dir: str | os.PathLike, *, width: float = 1.0,
+                 num_classes: int = 21, calib_images: int = 4, calib_size: int = 96,
+                 config: Any = None, seed: int = 0, progress: bool = False) -> SpeedPair:
+    """Export ``arch`` with random weights to ``work_dir`` and quantize it; reuse files there."""
+    import torch
+
+    from fcn_deploy.datasets import SyntheticShapes
+    from fcn_deploy.export import export_model
+    from fcn_deploy.models import create_model
+    from fcn_deploy.quantize.ptq import QuantizeConfig, quantize_onnx
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    fp32 = work / f"{arch}_w{width:g}_fp32.onnx"
+    int8 = work / f"{arch}_w{width:g}_int8.onnx"
+    if not fp32.is_file():
+        torch.manual_seed(seed)
+        model = create_model(arch, num_classes=num_classes, width=width).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_model(model, None, fp32, sample_shape=(1, 3, 128, 128), verify=False,
+                         progress=progress)
+        del model
+    data = SyntheticShapes(num_images=calib_images, seed=seed + 1, min_size=calib_size,
+                           max_size=calib_size + 32)  # images only: their classes do not matter
+    config = config or QuantizeConfig(progress=progress)
+    result = quantize_onnx(fp32, int8, data, config=config)
+    return SpeedPair(arch=arch, fp32=fp32, int8=int8, quantized_layers=len(result.quantized_nodes),
+                     float_layers=list(result.excluded_nodes))
+
+
+def cpu_session(path: str | os.PathLike, *, threads: int | None = None,
+                optimized_path: str | os.PathLike | None = None, opt_level: str = "all"):
+    """An ONNX Runtime CPU session with all graph optimizations (as the runtime opens it)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[opt_level]
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    if optimized_path is not None:
+        opts.optimized_model_filepath = str(optimized_path)
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def optimized_op_counts(path: str | os.PathLike, *, threads: int | None = 1) -> Counter:
+    """Op types of the graph ONNX Runtime runs after optimization (domain-qualified if not ai.onnx).
+
+    Optimizations at the "all" level include layout changes that cannot be saved to ONNX, so the
+    "extended" level is saved here (QDQ fusion into QLinearConv happens at that level already).
+    """
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="fcn-ortopt.") as tmp:
+        out = Path(tmp) / "optimized.onnx"
+        cpu_session(path, threads=threads, optimized_path=out, opt_level="extended")
+        model = onnx.load(str(out), load_external_data=False)
+    return Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                   for n in model.graph.node)
+
+
+def speed_input(size: int, *, seed: int = 0) -> np.ndarray:
+    """A preprocessed-looking 1x3xSxS input (pixels minus a mean)."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (1, 3, size, size)) - 117.0).astype(np.float32)
+
+
+def summarize(times: Sequence[float]) -> dict[str, float]:
+    ts = sorted(times)
+    return {"min_ms": 1e3 * ts[0], "median_ms": 1e3 * statistics.median(ts),
+            "mean_ms": 1e3 * statistics.fmean(ts), "runs": len(ts),
+            "cv": statistics.pstdev(ts) / statistics.fmean(ts) if len(ts) > 1 else 0.0}
+
+
+# -- the measurement (not used by tests) -----------------------------------------------------------
+def _time_interleaved(sessions: dict[str, Any], x: np.ndarray, *, warmup: int,
+                      runs: int) -> dict[str, list[float]]:
+    """Alternate the sessions run by run so that load from other processes hits both alike."""
+    feeds = {name: {s.get_inputs()[0].name: x} for name, s in sessions.items()}
+    for _ in range(warmup):
+        for name, s in sessions.items():
+            s.run(None, feeds[name])
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(runs):
+        for name, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, feeds[name])
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fcn_deploy.quantize.speed",
+                                description="INT8/FP32 ONNX Runtime CPU speed ratio at SxS")
+    p.add_argument("--arch", nargs="+", default=["fcn8s_vgg16", "fcn_alexnet"])
+    p.add_argument("--size", type=int, default=500)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--work-dir", default=None, help="where the graphs are kept (default: a temp dir)")
+    p.add_argument("--keep-float", nargs="*", default=None,
+                   help="layer kinds kept in float (default: the quantizer's default)")
+    args = p.parse_args(argv)
+
+    from fcn_deploy.quantize.ptq import QuantizeConfig
+
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="fcn-speed."))
+    x = speed_input(args.size)
+    rows = []
+    for arch in args.arch:
+        config = QuantizeConfig(progress=False, exclude_kinds=args.keep_float)
+        t0 = time.perf_counter()
+        pair = prepare_pair(arch, work, width=args.width, config=config)
+        prep = time.perf_counter() - t0
+        ops = optimized_op_counts(pair.int8)
+        sessions = {"fp32": cpu_session(pair.fp32, threads=args.threads),
+                    "int8": cpu_session(pair.int8, threads=args.threads)}
+        times = _time_interleaved(sessions, x, warmup=args.warmup, runs=args.runs)
+        fp, q = summarize(times["fp32"]), summarize(times["int8"])
+        ratio = fp["median_ms"] / q["median_ms"]
+        rows.append((arch, fp, q, ratio))
+        print(f"{arch} (width {args.width:g}) at {args.size}x{args.size}: prepared in {prep:.0f} s;"
+              f" {pair.quantized_layers} conv layers INT8, float: {pair.float_layers}")
+        print(f"  ORT runs: {dict(sorted(ops.items()))}")
+        print(f"  fp32 median {fp['median_ms']:.0f} ms (min {fp['min_ms']:.0f}, cv {fp['cv']:.3f}); "
+              f"int8 median {q['median_ms']:.0f} ms (min {q['min_ms']:.0f}, cv {q['cv']:.3f}); "
+              f"INT8/FP32 speed-up {ratio:.2f}x over {args.runs} interleaved runs", flush=True)
+        del sessions
+    print("\n| model | FP32 median ms | INT8 median ms | speed-up |\n|---|---:|---:|---:|")
+    for arch, fp, q, ratio in rows:
+        print(f"| {arch} | {fp['median_ms']:.0f} | {q['median_ms']:.0f} | {ratio:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except FCNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
