@@ -299,3 +299,37 @@ def crop_offset(cropped_center0: float, ref_center0: float, spacing: float) -> f
     non-integer result means no crop can align the two maps.
     """
     return (ref_center0 - cropped_center0) / spacing
+
+
+def model_summary(name: str, *, num_classes: int = 21, input_size: int = 500) -> dict:
+    """Table 1-style figures of a registered FCN at width 1, computed (meta device + probe).
+
+    Keys: arch, parameters (all), trainable_parameters, conv_layers, gmacs (at input_size^2),
+    receptive_field, max_stride.
+    """
+    from fcn_deploy.models.registry import create_model
+
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes)
+    rf, stride = receptive_field(model)
+    return {
+        "arch": name,
+        "parameters": count_parameters(model),
+        "trainable_parameters": count_parameters(model, trainable_only=True),
+        "conv_layers": count_parameter_layers(model),
+        "gmacs": count_macs(model, (1, 3, input_size, input_size)) / 1e9,
+        "receptive_field": rf,
+        "max_stride": stride,
+    }
+
+
+if __name__ == "__main__":  # python -m fcn_deploy.models.analysis: the table in the README
+    from fcn_deploy.models.registry import list_models
+
+    print("| arch | parameters | trainable | conv layers | GMAC @500x500 | RF | max stride |")
+    print("|---|---|---|---|---|---|---|")
+    for arch in list_models():
+        s = model_summary(arch)
+        print(f"| {arch} | {s['parameters']:,} | {s['trainable_parameters']:,} | "
+              f"{s['conv_layers']} | {s['gmacs']:.1f} | {s['receptive_field']} | "
+              f"{s['max_stride']} |")

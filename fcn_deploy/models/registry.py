@@ -54,7 +54,9 @@ def create_model(name: str, *, num_classes: int = 21, width: float = 1.0,
     """Build the registered FCN ``name`` (weights initialised for training from scratch).
 
     ``width`` multiplies every channel count (1.0 = the reference net); ``learn_upsampling``
-    makes the intermediate upsampling layers trainable (the final one stays bilinear and frozen).
+    makes the intermediate upsampling layers (upscore2, upscore_pool4) trainable as in the paper;
+    the final one stays bilinear and frozen, so it changes nothing for the single-upsampling nets
+    (FCN-32s, FCN-AlexNet, FCN-GoogLeNet).
     """
     _load_builtin()
     if name not in _REGISTRY:

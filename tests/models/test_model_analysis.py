@@ -9,8 +9,8 @@ from model_fixtures import ALL_MODELS, TINY, build_meta
 from fcn_deploy.errors import FCNError
 from fcn_deploy.models import create_model
 from fcn_deploy.models.analysis import (count_macs, count_parameter_layers, count_parameters,
-                                        crop_offset, receptive_field, score_geometry,
-                                        upsampled_geometry)
+                                        crop_offset, model_summary, receptive_field,
+                                        score_geometry, upsampled_geometry)
 from fcn_deploy.models.classifiers import AlexNetClassifier, VGG16Classifier, convolutionalize
 
 
@@ -154,3 +154,10 @@ def test_reference_offsets_are_the_papers():
     # an even k64 head would need a half-pixel crop: no integer offset aligns it
     up = upsampled_geometry(g.center0, g.stride, kernel=64, stride=32)
     assert crop_offset(up[0], 0.0, up[1]) == 32.5
+
+
+def test_model_summary_of_fcn_alexnet():
+    s = model_summary("fcn_alexnet")
+    assert s == {"arch": "fcn_alexnet", "parameters": 56_954_261 + 21 * 21 * 63 * 63,
+                 "trainable_parameters": 56_954_261, "conv_layers": 8,
+                 "gmacs": pytest.approx(21.42, abs=0.01), "receptive_field": 355, "max_stride": 32}
