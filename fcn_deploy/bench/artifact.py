@@ -1,0 +1,280 @@
+"""Benchmark one artifact (model.pt, .onnx or .plan) at one or more input shapes.
+
+Warm-up runs first (untimed), then ``runs`` separate timed runs of the whole pipeline; every run
+records its stages (see :mod:`fcn_deploy.bench.pipeline`), so the end-to-end and the
+compute-alone statistics come from the same runs. Input images are random uint8 (seeded): the
+weights and the pixels do not change the arithmetic an FCN does, so timings hold for any image.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from fcn_deploy.bench.flops import MacCount
+from fcn_deploy.bench.peak import PeakResult
+from fcn_deploy.bench.pipeline import STAGES, StagePipeline
+from fcn_deploy.bench.stats import TimingStats, check_counts, summarize
+from fcn_deploy.errors import FCNError
+
+DEFAULT_SHAPE = (1, 3, 500, 500)
+
+
+@dataclass
+class BenchConfig:
+    """What to time and how. None means the default.
+
+    ``shapes``: NCHW input shapes (default 1x3x500x500); ``runs``: timed runs per shape (20, as
+    the paper averaged 20 trials); ``warmup``: untimed runs first; ``threads``: CPU threads for
+    the backend (None = its default); ``output``: "labels" or "scores" (None = labels when the
+    graph has them); ``peak``: also measure the machine's FP32 matrix-product peak;
+    ``backend_options``: passed to ``open_runner`` as is.
+    """
+
+    shapes: Sequence[Sequence[int]] | None = None
+    warmup: int = 2
+    runs: int = 20
+    threads: int | None = None
+    backend: str | None = None
+    device: str | None = None
+    output: str | None = None
+    peak: bool = False
+    seed: int = 0
+    progress: bool = True
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_counts(warmup=self.warmup, runs=self.runs)
+        shapes = [tuple(int(d) for d in s) for s in (self.shapes or [DEFAULT_SHAPE])]
+        for s in shapes:
+            if len(s) != 4 or s[1] != 3 or min(s) < 1:
+                raise FCNError(f"shape {'x'.join(map(str, s))} must be Nx3xHxW with positive "
+                               "sizes (e.g. 1x3x500x500)")
+        self.shapes = shapes
+        if self.threads is not None and self.threads < 1:
+            raise FCNError(f"--threads must be >= 1, got {self.threads}")
+
+
+@dataclass
+class ShapeResult:
+    """Timings of one shape: end to end, compute alone, per-stage means, FLOP rate."""
+
+    shape: tuple[int, int, int, int]
+    end_to_end: TimingStats
+    compute: TimingStats
+    stage_means_ms: dict[str, float]
+    macs: MacCount | None
+    peak_gflops: float | None = None
+
+    @property
+    def compute_gflops(self) -> float | None:
+        """Achieved FLOP rate of the compute stage (2 x MACs / mean compute time)."""
+        if self.macs is None or self.compute.mean <= 0:
+            return None
+        return 2 * self.macs.total / (self.compute.mean * 1e-3) / 1e9
+
+    @property
+    def conv_gflops(self) -> float | None:
+        """Convolution FLOPs (upsampling excluded) over the whole compute time: a lower bound."""
+        if self.macs is None or self.compute.mean <= 0:
+            return None
+        return 2 * self.macs.conv / (self.compute.mean * 1e-3) / 1e9
+
+    def flat(self) -> dict[str, Any]:
+        n, c, h, w = self.shape
+        out: dict[str, Any] = {"shape": f"{n}x{c}x{h}x{w}", "batch": n, "height": h, "width": w}
+        out.update(self.end_to_end.flat("e2e"))
+        out.update(self.compute.flat("compute"))
+        for stage in STAGES:
+            out[f"{stage}_mean_ms"] = self.stage_means_ms.get(stage)
+        if self.macs is not None:
+            out.update(gmacs=self.macs.total / 1e9, conv_gmacs=self.macs.conv / 1e9,
+                       deconv_gmacs=self.macs.deconv / 1e9, mac_source=self.macs.source,
+                       compute_gflops=self.compute_gflops)
+        else:
+            out.update(gmacs=None, conv_gmacs=None, deconv_gmacs=None,
+                       mac_source="unknown (no graph or architecture to count)",
+                       compute_gflops=None)
+        if self.peak_gflops:
+            gf = self.compute_gflops
+            out["peak_gflops"] = self.peak_gflops
+            out["fraction_of_peak"] = gf / self.peak_gflops if gf is not None else None
+        return out
+
+
+@dataclass
+class ArtifactBenchmark:
+    """Everything ``bench_artifact`` measured for one artifact."""
+
+    path: Path
+    backend: str
+    compute_mode: str
+    output: str
+    precision: str
+    arch: str
+    threads: int | None
+    warmup: int
+    runs: int
+    results: list[ShapeResult]
+    peak: PeakResult | None
+    environment: dict[str, Any]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Flat records: one "timing" per shape, then "peak" (if measured), "environment"."""
+        base = {"kind": "timing", "artifact": str(self.path), "arch": self.arch,
+                "backend": self.backend, "precision": self.precision, "output": self.output,
+                "compute_mode": self.compute_mode, "threads": self.threads,
+                "warmup": self.warmup, "runs": self.runs}
+        rows = [{**base, **r.flat()} for r in self.results]
+        if self.peak is not None:
+            rows.append({"kind": "peak", **self.peak.flat()})
+        rows.append(self.environment)
+        return rows
+
+    def markdown(self) -> str:
+        from fcn_deploy.bench.report import markdown_table
+
+        env = self.environment
+        lines = [f"# fcn-bench: {self.path.name}", "",
+                 f"{self.arch}, {self.precision}, backend {self.backend} ({self.compute_mode}), "
+                 f"output {self.output}, threads {self.threads or 'default'}; {self.warmup} "
+                 f"warm-up + {self.runs} timed runs per shape; {env.get('cpu')} "
+                 f"({env.get('cpu_count')} cores), {env.get('timestamp')}.", "",
+                 markdown_table([r.flat() for r in self.results], TIMING_COLUMNS), "",
+                 "Times in ms. e2e = preprocess + copy in + compute + copy out + argmax; "
+                 "compute = the network alone. GFLOP/s = 2 x MACs / mean compute time "
+                 f"({self.results[0].macs.source if self.results[0].macs else 'MACs unknown'})."]
+        if self.peak is not None:
+            lines += ["", f"Measured FP32 peak (best large matrix product at the same thread "
+                          f"count): {self.peak.peak_gflops:.1f} GFLOP/s ({self.peak.peak_method})."]
+        return "\n".join(lines) + "\n"
+
+
+def _fmt(spec: str) -> Callable[[Any], str]:
+    return lambda v: format(v, spec)
+
+
+def _timing_columns():
+    from fcn_deploy.bench.report import Column
+
+    cols = [Column("shape", "shape")]
+    for key, head in (("e2e", "e2e"), ("compute", "compute")):
+        cols += [Column(f"{key}_min_ms", f"{head} min", _fmt(".1f")),
+                 Column(f"{key}_median_ms", f"{head} median", _fmt(".1f")),
+                 Column(f"{key}_mean_ms", f"{head} mean", _fmt(".1f")),
+                 Column(f"{key}_p90_ms", f"{head} p90", _fmt(".1f")),
+                 Column(f"{key}_p99_ms", f"{head} p99", _fmt(".1f")),
+                 Column(f"{key}_max_ms", f"{head} max", _fmt(".1f")),
+                 Column(f"{key}_cv", f"{head} CV", _fmt(".1%")),
+                 Column(f"{key}_throughput_ips", f"{head} img/s", _fmt(".2f"))]
+    cols += [Column("gmacs", "GMAC", _fmt(".2f")),
+             Column("compute_gflops", "GFLOP/s", _fmt(".1f")),
+             Column("fraction_of_peak", "of peak", _fmt(".0%"))]
+    return cols
+
+
+TIMING_COLUMNS = _timing_columns()
+
+
+def random_images(shape: Sequence[int], *, seed: int = 0) -> np.ndarray:
+    """N x H x W x 3 uint8 images (what an application hands the Segmenter)."""
+    n, _, h, w = shape
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+
+
+def time_pipeline(pipeline: StagePipeline, shape: Sequence[int], *, warmup: int, runs: int,
+                  seed: int = 0, progress: bool = False, label: str = "") -> tuple[
+                      TimingStats, TimingStats, dict[str, float]]:
+    """Warm up, then time ``runs`` runs; return (end-to-end stats, compute stats, stage means)."""
+    check_counts(warmup=warmup, runs=runs)
+    images = random_images(shape, seed=seed)
+    n, _, h, w = shape
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=warmup + runs, desc=label or "x".join(map(str, shape)), unit="run",
+                   leave=False, dynamic_ncols=True)
+    try:
+        for _ in range(warmup):
+            labels, _ = pipeline.run(images)
+            if bar is not None:
+                bar.set_postfix_str("warm-up")
+                bar.update(1)
+        if warmup == 0:
+            labels = None
+        totals, computes = [], []
+        stage_sums = {s: 0.0 for s in STAGES}
+        for i in range(runs):
+            labels, times = pipeline.run(images)
+            totals.append(sum(times.values()))
+            computes.append(times["compute"])
+            for s in STAGES:
+                stage_sums[s] += times.get(s, 0.0)
+            if bar is not None:
+                bar.set_postfix_str(f"last {totals[-1] * 1e3:.1f} ms, mean "
+                                    f"{np.mean(totals) * 1e3:.1f} ms")
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if labels is not None and tuple(labels.shape) != (n, h, w):
+        raise FCNError(f"the network returned labels of shape {tuple(labels.shape)} for input "
+                       f"{'x'.join(map(str, shape))}; expected {(n, h, w)}")
+    means = {s: v / runs * 1e3 for s, v in stage_sums.items()}
+    return summarize(totals, items=n), summarize(computes, items=n), means
+
+
+def _runner_options(backend: str, config: BenchConfig) -> dict[str, Any]:
+    options = dict(config.backend_options)
+    if config.device is not None:
+        options.setdefault("device", config.device)
+    if config.threads is not None:
+        if backend == "onnxruntime":
+            options.setdefault("intra_op_threads", config.threads)
+        elif backend == "torch":
+            options.setdefault("threads", config.threads)
+    return options
+
+
+def bench_artifact(path: str | os.PathLike, config: BenchConfig | None = None) -> ArtifactBenchmark:
+    """Time ``path`` at every shape of ``config``; optionally measure the machine's FP32 peak."""
+    from fcn_deploy.bench.flops import artifact_macs
+    from fcn_deploy.bench.pipeline import pipeline_for_runner
+    from fcn_deploy.bench.report import environment
+    from fcn_deploy.runtime import open_runner
+    from fcn_deploy.runtime.registry import default_backend
+
+    config = config or BenchConfig()
+    path = Path(path)
+    backend = config.backend or default_backend(path)
+    runner = open_runner(path, backend=backend, **_runner_options(backend, config))
+    try:
+        pipeline = pipeline_for_runner(runner, output=config.output)
+        meta = runner.meta
+        model = getattr(runner, "model", None) if backend == "torch" else None
+        results = []
+        for shape in config.shapes:
+            e2e, compute, means = time_pipeline(
+                pipeline, shape, warmup=config.warmup, runs=config.runs, seed=config.seed,
+                progress=config.progress, label=f"{path.name} {'x'.join(map(str, shape))}")
+            macs = artifact_macs(path, shape, meta=meta, model=model)
+            results.append(ShapeResult(shape=tuple(shape), end_to_end=e2e, compute=compute,
+                                       stage_means_ms=means, macs=macs))
+    finally:
+        runner.close()
+    peak = None
+    if config.peak:
+        from fcn_deploy.bench.peak import measure_peak
+
+        peak = measure_peak(threads=config.threads)
+        for r in results:
+            r.peak_gflops = peak.peak_gflops
+    return ArtifactBenchmark(
+        path=path, backend=backend, compute_mode=pipeline.compute_mode, output=pipeline.output,
+        precision=meta.precision, arch=meta.arch, threads=config.threads, warmup=config.warmup,
+        runs=config.runs, results=results, peak=peak,
+        environment=environment(threads=config.threads))

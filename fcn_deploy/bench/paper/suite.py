@@ -1,0 +1,479 @@
+"""The paper's timing reproduction in one run: Table 1, section 3.1, backends, export
+optimizations, the latency curve and the targets, all on one machine with one thread count.
+
+Models are built one at a time with random weights (timing does not depend on them), exported to
+the work folder, timed, and dropped before the next, so a full-width VGG16 never shares memory
+with another. The FP32 peak is measured before and after (the better of the two counts), so a
+machine that was busier at one end does not understate it.
+"""
+from __future__ import annotations
+
+import gc
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from fcn_deploy.bench.artifact import time_pipeline
+from fcn_deploy.bench.flops import MacCount
+from fcn_deploy.bench.paper.config import COMPARISON_MODELS, SCALING_MODELS, PaperConfig
+from fcn_deploy.bench.paper.facts import DISPLAY, paper_row
+from fcn_deploy.bench.pipeline import STAGES
+from fcn_deploy.bench.stats import TimingStats
+from fcn_deploy.errors import FCNError
+
+TRT_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class Measurement:
+    """One timed configuration: end-to-end and compute statistics, stage means, MACs."""
+
+    e2e: TimingStats
+    compute: TimingStats
+    stage_means_ms: dict[str, float]
+    macs: MacCount | None
+    compute_mode: str
+    output: str
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**self.e2e.flat("e2e"), **self.compute.flat("compute")}
+        for stage in STAGES:
+            out[f"{stage}_mean_ms"] = self.stage_means_ms.get(stage)
+        out["compute_mode"] = self.compute_mode
+        out["output"] = self.output
+        if self.macs is not None:
+            out["gmacs"] = self.macs.total / 1e9
+            out["conv_gmacs"] = self.macs.conv / 1e9
+            out["mac_source"] = self.macs.source
+            out["compute_gflops"] = 2 * self.macs.total / (self.compute.mean * 1e-3) / 1e9
+        else:
+            out.update(gmacs=None, conv_gmacs=None, mac_source=None, compute_gflops=None)
+        return out
+
+
+@dataclass
+class PaperReport:
+    """What ``run_paper`` produced: the flat records, the Markdown and the files written."""
+
+    records: list[dict[str, Any]]
+    markdown: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def find(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("kind") == kind and
+                all(r.get(k) == v for k, v in match.items())]
+
+
+class _Run:
+    """State of one reproduction run (the config, the records so far, logging)."""
+
+    def __init__(self, config: PaperConfig, work_dir: Path) -> None:
+        self.config = config
+        self.work_dir = work_dir
+        self.records: list[dict[str, Any]] = []
+        self.start = time.perf_counter()
+
+    # -- output --------------------------------------------------------------------------
+    def log(self, text: str) -> None:
+        if not self.config.progress:
+            return
+        elapsed = time.perf_counter() - self.start
+        line = f"[fcn-bench --paper {elapsed:6.0f} s] {text}"
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stderr)
+        except ImportError:
+            print(line, file=sys.stderr, flush=True)
+
+    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.records.append(record)
+        return record
+
+    def skip(self, section: str, what: str, reason: str, **extra: Any) -> dict[str, Any]:
+        self.log(f"skipped {what}: {reason}")
+        return self.add({"kind": "skip", "section": section, "what": what, "reason": reason,
+                         **extra})
+
+    def ratio(self, section: str, name: str, text: str, num: tuple[str, float],
+              den: tuple[str, float], **extra: Any) -> dict[str, Any]:
+        return self.add({"kind": "ratio", "section": section, "name": name, "description": text,
+                         "numerator": num[0], "numerator_ms": num[1], "denominator": den[0],
+                         "denominator_ms": den[1], "value": num[1] / den[1], **extra})
+
+    # -- timing --------------------------------------------------------------------------
+    def _time(self, pipeline, shape, *, runs: int, warmup: int, label: str,
+              macs: MacCount | None) -> Measurement:
+        e2e, compute, means = time_pipeline(pipeline, shape, warmup=warmup, runs=runs,
+                                            seed=self.config.seed, progress=self.config.progress,
+                                            label=label)
+        return Measurement(e2e, compute, means, macs, pipeline.compute_mode, pipeline.output)
+
+    def time_onnx(self, path: Path, shape, *, runs: int | None = None, warmup: int | None = None,
+                  label: str = "") -> Measurement:
+        from fcn_deploy.bench.flops import onnx_macs
+        from fcn_deploy.bench.pipeline import pipeline_for_runner
+        from fcn_deploy.runtime import open_runner
+
+        try:
+            macs = onnx_macs(path, shape)
+        except FCNError:
+            macs = None
+        with open_runner(path, backend="onnxruntime", device="cpu",
+                         intra_op_threads=self.config.threads) as runner:
+            pipeline = pipeline_for_runner(runner)
+            return self._time(pipeline, shape, runs=runs or self.config.runs,
+                              warmup=self.config.warmup if warmup is None else warmup,
+                              label=label, macs=macs)
+
+    def time_torch(self, model, shape, *, runs: int | None = None, warmup: int | None = None,
+                   label: str = "") -> Measurement:
+        from fcn_deploy.bench.flops import torch_macs
+        from fcn_deploy.bench.pipeline import TorchPipeline
+        from fcn_deploy.constants import VGG_MEAN_BGR
+
+        pipeline = TorchPipeline(model, mean=VGG_MEAN_BGR)
+        return self._time(pipeline, shape, runs=runs or self.config.runs,
+                          warmup=self.config.warmup if warmup is None else warmup, label=label,
+                          macs=torch_macs(model, shape))
+
+    def time_tensorrt(self, path: Path, shape, *, label: str = "") -> Measurement:
+        from fcn_deploy.bench.flops import artifact_macs
+        from fcn_deploy.bench.pipeline import pipeline_for_runner
+        from fcn_deploy.runtime import open_runner
+
+        with open_runner(path, backend="tensorrt") as runner:
+            pipeline = pipeline_for_runner(runner)
+            return self._time(pipeline, shape, runs=self.config.runs, warmup=self.config.warmup,
+                              label=label, macs=artifact_macs(path, shape, meta=runner.meta))
+
+
+def _shape_text(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _model_sections(config: PaperConfig, name: str) -> dict[str, bool]:
+    s = set(config.sections)
+    return {"table1": "table1" in s,
+            "backends": "backends" in s and name in COMPARISON_MODELS,
+            "export": "export" in s and name in COMPARISON_MODELS,
+            "scaling": "scaling" in s and name in SCALING_MODELS}
+
+
+def _run_model(run: _Run, name: str) -> None:
+    """Every measurement of one model (Table 1 row, backends, export variants, latency curve)."""
+    from fcn_deploy.bench.paper.artifacts import build_model, export_variant
+
+    config = run.config
+    todo = _model_sections(config, name)
+    if not any(todo.values()):
+        return
+    display = DISPLAY.get(name, name)
+    shape = config.shape
+    run.log(f"{display}: building (width {config.width:g}, random weights)")
+    model = build_model(name, width=config.width, seed=config.seed)
+    graphs: dict[str, Path] = {}
+
+    def graph(variant: str) -> Path:
+        if variant not in graphs:
+            run.log(f"{display}: exporting ONNX ({variant})")
+            exported = export_variant(model, run.work_dir, variant, seed=config.seed,
+                                      threads=config.threads)
+            run.add({"kind": "export", "model": name, "variant": variant,
+                     "file": exported.path.name, "reused": exported.reused,
+                     "seconds": exported.seconds})
+            graphs[variant] = exported.path
+        return graphs[variant]
+
+    measured: dict[str, Measurement] = {}
+
+    def ort_base() -> Measurement:
+        if "ort_fp32" not in measured:
+            run.log(f"{display}: onnxruntime fp32 at {_shape_text(shape)}, {config.runs} runs")
+            measured["ort_fp32"] = run.time_onnx(graph("base"), shape,
+                                                 label=f"{display} ort fp32")
+        return measured["ort_fp32"]
+
+    def torch_eager() -> Measurement:
+        if "torch_fp32" not in measured:
+            run.log(f"{display}: torch eager fp32 at {_shape_text(shape)}, {config.runs} runs")
+            measured["torch_fp32"] = run.time_torch(model, shape, label=f"{display} torch")
+        return measured["torch_fp32"]
+
+    common = {"model": name, "display": display, "width": config.width,
+              "input": _shape_text(shape), "threads": config.threads,
+              "runs": config.runs, "warmup": config.warmup}
+    if todo["table1"]:
+        _table1_row(run, name, model, common, ort_base if config.backend == "onnxruntime"
+                    else torch_eager)
+    if todo["backends"]:
+        _backends(run, name, common, torch_eager, ort_base, graph)
+    if todo["export"]:
+        _export_variants(run, name, common, ort_base, graph)
+    if todo["scaling"]:
+        _scaling(run, name, model, graph)
+    del model
+    gc.collect()
+
+
+def _table1_row(run: _Run, name: str, model, common: dict, measure: Callable[[], Measurement]):
+    from fcn_deploy.models.analysis import count_parameter_layers, count_parameters, receptive_field
+
+    shape = run.config.shape
+    rf, stride = receptive_field(model)
+    m = measure()
+    paper = paper_row(name)
+    run.add({"kind": "table1", **common, "backend": run.config.backend, "precision": "fp32",
+             **m.fields(),
+             "conv_layers": count_parameter_layers(model, shape),
+             "parameters": count_parameters(model),
+             "trainable_parameters": count_parameters(model, trainable_only=True),
+             "receptive_field": rf, "max_stride": stride,
+             "paper_column": paper.label if paper else None,
+             "paper_forward_ms": paper.forward_ms if paper else None,
+             "paper_conv_layers": paper.conv_layers if paper else None,
+             "paper_parameters_m": paper.parameters_m if paper else None,
+             "paper_receptive_field": paper.receptive_field if paper else None,
+             "paper_max_stride": paper.max_stride if paper else None,
+             "paper_mean_iu": paper.mean_iu if paper else None})
+
+
+def _backends(run: _Run, name: str, common: dict, torch_eager, ort_base, graph) -> None:
+    from fcn_deploy.runtime import backend_status
+
+    config, shape = run.config, run.config.shape
+    rows: dict[str, Measurement] = {}
+    rows["torch fp32"] = torch_eager()
+    run.add({"kind": "backend", **common, "backend": "torch", "precision": "fp32",
+             "graph": "in-memory nn.Module", "status": "measured", **rows["torch fp32"].fields()})
+    rows["onnxruntime fp32"] = ort_base()
+    run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "fp32",
+             "graph": graph("base").name, "status": "measured",
+             **rows["onnxruntime fp32"].fields()})
+    try:
+        from fcn_deploy.bench.paper.artifacts import quantize_variant
+
+        run.log(f"{common['display']}: INT8 quantization ({config.calibration_images} random "
+                "calibration images)")
+        int8 = quantize_variant(graph("base"), shape=shape, images=config.calibration_images,
+                                seed=config.seed)
+        run.add({"kind": "export", "model": name, "variant": "int8", "file": int8.path.name,
+                 "reused": int8.reused, "seconds": int8.seconds})
+        run.log(f"{common['display']}: onnxruntime int8 at {_shape_text(shape)}")
+        rows["onnxruntime int8"] = run.time_onnx(int8.path, shape,
+                                                 label=f"{common['display']} ort int8")
+        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "int8",
+                 "graph": int8.path.name, "status": "measured", **rows["onnxruntime int8"].fields()})
+    except ImportError as exc:
+        reason = f"fcn_deploy.quantize is not available here ({exc})"
+        run.skip("backends", f"{name} onnxruntime int8", reason)
+        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "int8",
+                 "status": "skipped", "reason": reason})
+    except FCNError as exc:
+        reason = f"INT8 quantization failed: {exc}"
+        run.skip("backends", f"{name} onnxruntime int8", reason)
+        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "int8",
+                 "status": "skipped", "reason": reason})
+    run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "fp16",
+             "status": "skipped",
+             "reason": "FP16 graphs are for GPUs (TensorRT); ONNX Runtime's CPU provider has "
+                       "no fast FP16 convolution on x86, so the row would time casts"})
+    trt_reason = backend_status().get("tensorrt")
+    for precision in TRT_PRECISIONS:
+        if trt_reason is not None:
+            run.add({"kind": "backend", **common, "backend": "tensorrt", "precision": precision,
+                     "status": "skipped", "reason": trt_reason})
+            continue
+        try:
+            path = _trt_graph(run, name, precision, graph, shape)
+            rows[f"tensorrt {precision}"] = run.time_tensorrt(path, shape,
+                                                              label=f"{name} trt {precision}")
+            run.add({"kind": "backend", **common, "backend": "tensorrt", "precision": precision,
+                     "graph": path.name, "status": "measured",
+                     **rows[f"tensorrt {precision}"].fields()})
+        except (FCNError, ImportError) as exc:
+            run.add({"kind": "backend", **common, "backend": "tensorrt", "precision": precision,
+                     "status": "skipped", "reason": str(exc)})
+    torch_m = rows["torch fp32"]
+    for key, m in rows.items():
+        if key == "torch fp32":
+            continue
+        label = key.replace(" ", "_")
+        run.ratio("backends", f"{name}:{label}_vs_torch_compute",
+                  f"{DISPLAY.get(name, name)}: torch eager compute / {key} compute",
+                  ("torch fp32 compute", torch_m.compute.mean), (f"{key} compute", m.compute.mean),
+                  model=name)
+        run.ratio("backends", f"{name}:{label}_vs_torch_e2e",
+                  f"{DISPLAY.get(name, name)}: torch eager end to end / {key} end to end",
+                  ("torch fp32 e2e", torch_m.e2e.mean), (f"{key} e2e", m.e2e.mean), model=name)
+    for backend in ("onnxruntime", "tensorrt"):
+        if f"{backend} int8" in rows and f"{backend} fp32" in rows:
+            for what in ("compute", "e2e"):
+                fp32 = getattr(rows[f"{backend} fp32"], what).mean
+                int8 = getattr(rows[f"{backend} int8"], what).mean
+                run.ratio("backends", f"{name}:{backend}_int8_vs_fp32_{what}",
+                          f"{DISPLAY.get(name, name)}: {backend} FP32 / INT8 ({what})",
+                          (f"{backend} fp32 {what}", fp32), (f"{backend} int8 {what}", int8),
+                          model=name)
+    _conv_profile(run, name, graph("base"), rows["onnxruntime fp32"])
+
+
+def _trt_graph(run: _Run, name: str, precision: str, graph, shape) -> Path:
+    """The ONNX graph TensorRT compiles for a precision (precision lives in the graph)."""
+    if precision == "fp32":
+        return graph("base")
+    if precision == "int8":
+        from fcn_deploy.bench.paper.artifacts import quantize_variant
+
+        return quantize_variant(graph("base"), shape=shape, images=run.config.calibration_images,
+                                seed=run.config.seed).path
+    raise FCNError("the FP16 graph for TensorRT comes from export_model(precision='fp16'); "
+                   "not prepared by this run")
+
+
+def _conv_profile(run: _Run, name: str, path: Path, ort_fp32: Measurement) -> None:
+    """Convolution throughput of ONNX Runtime FP32 from its profiler, against the peak."""
+    from fcn_deploy.bench.profile import CONV_OPS, ort_profile
+
+    config = run.config
+    run.log(f"{DISPLAY.get(name, name)}: onnxruntime profile ({config.profile_runs} runs)")
+    prof = ort_profile(path, config.shape, threads=config.threads, runs=config.profile_runs,
+                       warmup=1)
+    macs = ort_fp32.macs
+    rec = {"kind": "conv_profile", "model": name, "backend": "onnxruntime", "precision": "fp32",
+           "input": _shape_text(config.shape), "threads": config.threads,
+           "runs": config.profile_runs, "kernel_total_ms": prof.total_ms, "conv_ms": prof.conv_ms,
+           "conv_share": prof.conv_ms / prof.total_ms if prof.total_ms else None,
+           "conv_ops": ",".join(CONV_OPS)}
+    if macs is not None and prof.conv_ms > 0:
+        rec["conv_gmacs"] = macs.conv / 1e9
+        rec["conv_gflops"] = 2 * macs.conv / (prof.conv_ms * 1e-3) / 1e9
+    top = sorted(prof.by_op_ms.items(), key=lambda kv: -kv[1])[:8]
+    for op, ms in top:
+        rec[f"op_{op}_ms"] = ms
+    run.add(rec)
+
+
+def _export_variants(run: _Run, name: str, common: dict, ort_base, graph) -> None:
+    display = DISPLAY.get(name, name)
+    base = ort_base()
+    run.add({"kind": "export_variant", **common, "variant": "base",
+             "description": "deployed graph: depthwise upsampling, folded crops, scores out",
+             "backend": "onnxruntime", "graph": graph("base").name, **base.fields()})
+    texts = {"no_depthwise": "diagonal ConvTranspose kept dense (no depthwise rewrite)",
+             "no_crop_folding": "crops kept as Slice (not folded into the upsampling)",
+             "labels": "argmax inside the graph (uint8 labels out)"}
+    got: dict[str, Measurement] = {}
+    for variant, text in texts.items():
+        run.log(f"{display}: onnxruntime fp32, export variant {variant}")
+        got[variant] = run.time_onnx(graph(variant), run.config.shape,
+                                     label=f"{display} {variant}")
+        run.add({"kind": "export_variant", **common, "variant": variant, "description": text,
+                 "backend": "onnxruntime", "graph": graph(variant).name,
+                 **got[variant].fields()})
+    run.ratio("export", f"{name}:gain_depthwise_upsampling",
+              f"{display}: compute without / with the depthwise upsampling rewrite",
+              ("no_depthwise compute", got["no_depthwise"].compute.mean),
+              ("base compute", base.compute.mean), model=name)
+    run.ratio("export", f"{name}:gain_crop_folding",
+              f"{display}: compute without / with crop folding",
+              ("no_crop_folding compute", got["no_crop_folding"].compute.mean),
+              ("base compute", base.compute.mean), model=name)
+    run.ratio("export", f"{name}:gain_labels_in_graph",
+              f"{display}: end to end with scores out + host argmax / with argmax in the graph",
+              ("base e2e", base.e2e.mean), ("labels e2e", got["labels"].e2e.mean), model=name)
+
+
+def _scaling(run: _Run, name: str, model, graph) -> None:
+    config = run.config
+    display = DISPLAY.get(name, name)
+    for size in config.scaling_sizes:
+        shape = (1, 3, size, size)
+        run.log(f"{display}: latency curve at {size}x{size} ({config.backend}, "
+                f"{config.scaling_runs} runs)")
+        if config.backend == "onnxruntime":
+            m = run.time_onnx(graph("base"), shape, runs=config.scaling_runs, warmup=1,
+                              label=f"{display} {size}px")
+        else:
+            m = run.time_torch(model, shape, runs=config.scaling_runs, warmup=1,
+                               label=f"{display} {size}px")
+        run.add({"kind": "scaling", "model": name, "display": display, "size": size,
+                 "pixels": size * size, "backend": config.backend, "width": config.width,
+                 "runs": config.scaling_runs, **m.fields()})
+
+
+def run_paper(config: PaperConfig, output_dir) -> PaperReport:
+    """Run the reproduction and write ``paper.json``, ``paper.csv``, ``paper.md`` and the plots
+    into ``output_dir`` (created if its parent exists)."""
+    import torch
+
+    from fcn_deploy.bench.paper.markdown import render_markdown
+    from fcn_deploy.bench.paper.targets import evaluate_targets
+    from fcn_deploy.bench.peak import measure_peak
+    from fcn_deploy.bench.report import environment, prepare_output_dir, write_csv, write_json, write_text
+
+    out = prepare_output_dir(output_dir)
+    torch.set_num_threads(config.threads)
+    peak_sizes = (384, 768) if config.quick else (2048, 3072)
+    with ExitStack() as stack:
+        work = config.work_dir or Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="fcn-bench-paper-")))
+        run = _Run(config, Path(work))
+        settings = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+                    for k, v in asdict(config).items() if k != "extra"}
+        run.add({**environment(threads=config.threads), "command": config.command,
+                 **{f"config_{k}": v for k, v in settings.items()}})
+        run.log(f"measuring the FP32 peak ({config.threads} threads)")
+        peak_before = measure_peak(threads=config.threads, sizes=peak_sizes)
+        run.add({"kind": "peak", "when": "before", **peak_before.flat()})
+        for name in config.models:
+            _run_model(run, name)
+        if "patchwise" in config.sections:
+            from fcn_deploy.bench.paper.patchwise import run_patchwise
+
+            for rec in run_patchwise(config, run.work_dir, log=run.log):
+                run.add(rec)
+        run.log("measuring the FP32 peak again")
+        peak_after = measure_peak(threads=config.threads, sizes=peak_sizes)
+        run.add({"kind": "peak", "when": "after", **peak_after.flat()})
+        peak = peak_before.merge(peak_after)
+        run.add({"kind": "peak", "when": "best", **peak.flat()})
+        for rec in run.records:
+            if rec["kind"] == "conv_profile" and rec.get("conv_gflops") is not None:
+                rec["peak_gflops"] = peak.peak_gflops
+                rec["fraction_of_peak"] = rec["conv_gflops"] / peak.peak_gflops
+        _relative_rows(run.records)
+        for rec in evaluate_targets(run.records, config):
+            run.add(rec)
+        run.add({"kind": "summary", "seconds": time.perf_counter() - run.start})
+    files: dict[str, Path] = {}
+    if config.plots:
+        from fcn_deploy.bench.paper.plots import plot_scaling, plot_table1
+
+        if any(r["kind"] == "scaling" for r in run.records):
+            files["scaling_png"] = plot_scaling(run.records, out / "paper_scaling.png")
+        if any(r["kind"] == "table1" for r in run.records):
+            files["table1_png"] = plot_table1(run.records, out / "paper_table1.png")
+    markdown = render_markdown(run.records, config, images={k: v.name for k, v in files.items()})
+    files["json"] = write_json(out / "paper.json", run.records)
+    files["csv"] = write_csv(out / "paper.csv", run.records)
+    files["markdown"] = write_text(out / "paper.md", markdown)
+    return PaperReport(records=run.records, markdown=markdown, files=files)
+
+
+def _relative_rows(records: list[dict[str, Any]]) -> None:
+    """Table 1 forward times relative to FCN-AlexNet, measured and the paper's."""
+    rows = [r for r in records if r["kind"] == "table1"]
+    ref = next((r for r in rows if r["model"] == "fcn_alexnet"), None)
+    for r in rows:
+        if ref is None:
+            r["relative_to_alexnet"] = None
+            r["paper_relative_to_alexnet"] = None
+            continue
+        r["relative_to_alexnet"] = r["compute_mean_ms"] / ref["compute_mean_ms"]
+        r["paper_relative_to_alexnet"] = (r["paper_forward_ms"] / ref["paper_forward_ms"]
+                                          if r.get("paper_forward_ms") else None)
