@@ -30,7 +30,8 @@ SPEC_FORMS = (
     "voc:<VOCdevkit or VOCdevkit/VOC2012>[:<image set name or list file>]  (default set: val)",
     "sbd:<benchmark_RELEASE or its dataset/>[:train|val|<list file>]  (default: train)",
     "folder:<images dir>[,<masks dir>]  (masks matched by file stem; none = unlabelled)",
-    "synthetic[:<number of images>]  (SyntheticShapes, default 200 images)",
+    "synthetic[:<number of images>][:key=value,...]  (SyntheticShapes, default 200 images, "
+    "seed 0; e.g. synthetic:50:seed=1000,min_size=96)",
 )
 
 
@@ -91,13 +92,23 @@ def create_dataset(spec: str, **kwargs: Any) -> SegmentationDataset:
         images, masks = _split_optional(rest, ",")
         return _construct(FolderDataset, (images, masks), kwargs, spec)
     if scheme == "synthetic":
-        if rest:
+        count, _, extra = rest.partition(":")
+        if count.strip():
             try:
-                count = int(rest)
+                kwargs = {**kwargs, "num_images": int(count)}
             except ValueError:
-                raise FCNError(f"dataset spec {spec!r}: {rest!r} is not a number of images; "
-                               "expected synthetic[:<number of images>]") from None
-            kwargs = {**kwargs, "num_images": count}
+                raise FCNError(f"dataset spec {spec!r}: {count!r} is not a number of images; "
+                               "expected synthetic[:<number of images>][:key=value,...]") from None
+        for item in filter(None, (part.strip() for part in extra.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or key.strip() not in _options(SyntheticShapes):
+                raise FCNError(f"dataset spec {spec!r}: {item!r} is not an option=value; "
+                               f"synthetic options are {', '.join(_options(SyntheticShapes))}")
+            try:
+                kwargs = {**kwargs, key.strip(): int(value)}
+            except ValueError:
+                raise FCNError(f"dataset spec {spec!r}: {key.strip()} must be an integer, "
+                               f"got {value!r}") from None
         return _construct(SyntheticShapes, (), kwargs, spec)
     raise FCNError(f"dataset spec {spec!r} is not understood; expected one of: "
                    + "; ".join(SPEC_FORMS))

@@ -129,3 +129,26 @@ class _Twice:
 
     def __getitem__(self, i):
         return self.ds[0]
+
+
+def test_synthetic_spec_options_select_disjoint_image_sets():
+    from fcn_deploy.datasets import create_dataset
+
+    val = create_dataset("synthetic:3:seed=1000,min_size=70,max_size=80")
+    assert (len(val), val.seed, val.min_size, val.max_size) == (3, 1000, 70, 80)
+    train = create_dataset("synthetic:3")
+    assert train.seed == 0
+    assert not np.array_equal(val[0].image[:50, :50], train[0].image[:50, :50])
+    assert all(70 <= s.image.shape[0] <= 80 for s in val)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("synthetic:x", "not a number of images"),
+    ("synthetic:5:colour=1", "synthetic options are num_images, seed"),
+    ("synthetic:5:seed=abc", "seed must be an integer"),
+])
+def test_synthetic_spec_errors(spec, message):
+    from fcn_deploy.datasets import create_dataset
+
+    with pytest.raises(FCNError, match=message):
+        create_dataset(spec)
