@@ -72,12 +72,17 @@ def test_ratios_are_quotients_of_reported_times(quick):
         torch_row = _of(records, "backend", model=model, backend="torch")[0]
         ort = _of(records, "backend", model=model, backend="onnxruntime", precision="fp32")[0]
         int8 = _of(records, "backend", model=model, backend="onnxruntime", precision="int8")[0]
+        fp16 = _of(records, "backend", model=model, backend="onnxruntime", precision="fp16")[0]
+        assert int8["status"] == fp16["status"] == "measured", (int8.get("reason"),
+                                                                fp16.get("reason"))
         vs = _of(records, "ratio", name=f"{model}:onnxruntime_fp32_vs_torch_compute")[0]
         assert (vs["numerator_ms"], vs["denominator_ms"]) == (torch_row["compute_mean_ms"],
                                                               ort["compute_mean_ms"])
         q = _of(records, "ratio", name=f"{model}:onnxruntime_int8_vs_fp32_compute")[0]
         assert (q["numerator_ms"], q["denominator_ms"]) == (ort["compute_mean_ms"],
                                                             int8["compute_mean_ms"])
+        h = _of(records, "ratio", name=f"{model}:onnxruntime_fp16_vs_fp32_e2e")[0]
+        assert (h["numerator_ms"], h["denominator_ms"]) == (ort["e2e_mean_ms"], fp16["e2e_mean_ms"])
         variants = {r["variant"]: r for r in _of(records, "export_variant", model=model)}
         assert set(variants) == {"base", "no_depthwise", "no_crop_folding", "labels"}
         g = _of(records, "ratio", name=f"{model}:gain_depthwise_upsampling")[0]

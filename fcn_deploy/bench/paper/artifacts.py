@@ -22,6 +22,7 @@ VARIANTS = {
     "labels": {"outputs": "labels"},
     "no_depthwise": {"outputs": "scores", "depthwise_upsampling": False},
     "no_crop_folding": {"outputs": "scores", "fold_crops": False},
+    "fp16": {"outputs": "scores", "precision": "fp16"},
 }
 
 

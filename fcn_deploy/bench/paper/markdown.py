@@ -178,11 +178,14 @@ def _backends(records) -> list[str]:
                 f"{_num(re['value'] if re else (1.0 if r['backend'] == 'torch' else None), '.2f')} |")
         lines += ["", f"### {rows[[x['model'] for x in rows].index(model)]['display']} "
                       f"({rows[0]['input']})", "", *table]
-        for what in ("compute", "e2e"):
-            r = ratios.get(f"{model}:onnxruntime_int8_vs_fp32_{what}")
-            if r:
-                lines.append(f"\nONNX Runtime INT8 vs FP32 ({what}): {r['numerator_ms']:.1f} / "
-                             f"{r['denominator_ms']:.1f} ms = **{r['value']:.2f}x**")
+        for backend in ("onnxruntime", "tensorrt"):
+            for low in ("int8", "fp16"):
+                for what in ("compute", "e2e"):
+                    r = ratios.get(f"{model}:{backend}_{low}_vs_fp32_{what}")
+                    if r:
+                        lines.append(f"\n{backend} FP32 / {low.upper()} ({what}): "
+                                     f"{r['numerator_ms']:.1f} / {r['denominator_ms']:.1f} ms = "
+                                     f"**{r['value']:.2f}x** (> 1: {low.upper()} is faster)")
         prof = _of(records, "conv_profile", model=model)
         if prof:
             p = prof[0]

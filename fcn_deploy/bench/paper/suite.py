@@ -278,10 +278,18 @@ def _backends(run: _Run, name: str, common: dict, torch_eager, ort_base, graph) 
         run.skip("backends", f"{name} onnxruntime int8", reason)
         run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "int8",
                  "status": "skipped", "reason": reason})
-    run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "fp16",
-             "status": "skipped",
-             "reason": "FP16 graphs are for GPUs (TensorRT); ONNX Runtime's CPU provider has "
-                       "no fast FP16 convolution on x86, so the row would time casts"})
+    try:  # FP16 graphs are meant for GPUs; on the CPU this shows what running one there costs
+        run.log(f"{common['display']}: onnxruntime fp16 at {_shape_text(shape)}")
+        rows["onnxruntime fp16"] = run.time_onnx(graph("fp16"), shape,
+                                                 label=f"{common['display']} ort fp16")
+        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "fp16",
+                 "graph": graph("fp16").name, "status": "measured",
+                 **rows["onnxruntime fp16"].fields()})
+    except FCNError as exc:
+        reason = f"FP16 export or run failed: {exc}"
+        run.skip("backends", f"{name} onnxruntime fp16", reason)
+        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "fp16",
+                 "status": "skipped", "reason": reason})
     trt_reason = backend_status().get("tensorrt")
     for precision in TRT_PRECISIONS:
         if trt_reason is not None:
@@ -311,13 +319,15 @@ def _backends(run: _Run, name: str, common: dict, torch_eager, ort_base, graph) 
                   f"{DISPLAY.get(name, name)}: torch eager end to end / {key} end to end",
                   ("torch fp32 e2e", torch_m.e2e.mean), (f"{key} e2e", m.e2e.mean), model=name)
     for backend in ("onnxruntime", "tensorrt"):
-        if f"{backend} int8" in rows and f"{backend} fp32" in rows:
+        for low in ("int8", "fp16"):
+            if f"{backend} {low}" not in rows or f"{backend} fp32" not in rows:
+                continue
             for what in ("compute", "e2e"):
                 fp32 = getattr(rows[f"{backend} fp32"], what).mean
-                int8 = getattr(rows[f"{backend} int8"], what).mean
-                run.ratio("backends", f"{name}:{backend}_int8_vs_fp32_{what}",
-                          f"{DISPLAY.get(name, name)}: {backend} FP32 / INT8 ({what})",
-                          (f"{backend} fp32 {what}", fp32), (f"{backend} int8 {what}", int8),
+                other = getattr(rows[f"{backend} {low}"], what).mean
+                run.ratio("backends", f"{name}:{backend}_{low}_vs_fp32_{what}",
+                          f"{DISPLAY.get(name, name)}: {backend} FP32 / {low.upper()} ({what})",
+                          (f"{backend} fp32 {what}", fp32), (f"{backend} {low} {what}", other),
                           model=name)
     _conv_profile(run, name, graph("base"), rows["onnxruntime fp32"])
 
@@ -331,8 +341,7 @@ def _trt_graph(run: _Run, name: str, precision: str, graph, shape) -> Path:
 
         return quantize_variant(graph("base"), shape=shape, images=run.config.calibration_images,
                                 seed=run.config.seed).path
-    raise FCNError("the FP16 graph for TensorRT comes from export_model(precision='fp16'); "
-                   "not prepared by this run")
+    return graph("fp16")
 
 
 def _conv_profile(run: _Run, name: str, path: Path, ort_fp32: Measurement) -> None:
