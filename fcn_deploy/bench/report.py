@@ -151,15 +151,16 @@ def environment(*, threads: int | None = None) -> Record:
     }
     from importlib import metadata
 
-    for module, dist in (("onnxruntime", "onnxruntime"), ("torch", "torch"), ("onnx", "onnx"),
-                         ("tensorrt", "tensorrt")):
+    for module, dists in (("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
+                          ("torch", ("torch",)), ("onnx", ("onnx",)), ("tensorrt", ("tensorrt",))):
         mod = sys.modules.get(module)  # never import a heavy module just to report it
         version = getattr(mod, "__version__", None) if mod is not None else None
-        if version is None:
+        for dist in dists if version is None else ():
             try:
                 version = metadata.version(dist)
+                break
             except metadata.PackageNotFoundError:
-                version = None
+                continue
         env[module] = version
     try:
         load1 = os.getloadavg()[0]

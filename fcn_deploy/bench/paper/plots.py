@@ -25,7 +25,7 @@ def _save(plt, fig, path: Path) -> Path:
 
 def plot_scaling(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Compute latency against input pixels per model (a line per model, sizes labelled), with
-    a least-squares line through the origin showing how close cost is to linear in pixels."""
+    a least-squares straight line showing how close cost is to linear in the pixel count."""
     import numpy as np
 
     plt, fig = _figure(7.5, 4.8)
@@ -38,14 +38,15 @@ def plot_scaling(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
         ms = np.array([p[1] for p in pts], dtype=float)
         label = next(r.get("display", model) for r in rows if r["model"] == model)
         line, = ax.plot(px, ms, "o-", label=label)
-        slope = float(px @ ms / (px @ px)) if px.any() else 0.0
-        ax.plot([0, px.max()], [0, slope * px.max()], ":", color=line.get_color(), alpha=0.6)
+        if len(px) >= 2:  # least-squares line a + b * pixels: the padding-100 border is the a
+            b, a = np.polyfit(px, ms, 1)
+            ax.plot([0, px.max()], [a, a + b * px.max()], ":", color=line.get_color(), alpha=0.6)
         for x, y, s in zip(px, ms, (p[2] for p in pts)):
             ax.annotate(f"{s}px", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
     backend = rows[0]["backend"] if rows else "?"
     ax.set_xlabel("input size (megapixels, square images)")
     ax.set_ylabel("forward time, mean (ms)")
-    ax.set_title(f"FCN latency against input size ({backend}, dotted: proportional to pixels)")
+    ax.set_title(f"FCN latency against input size ({backend}, dotted: straight-line fit)")
     ax.grid(True, alpha=0.3)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
