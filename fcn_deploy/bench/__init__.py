@@ -5,8 +5,8 @@ Importing this package is cheap (numpy only); ONNX Runtime, PyTorch and matplotl
 when a benchmark that needs them runs. The paper reproduction lives in
 :mod:`fcn_deploy.bench.paper`.
 """
-from fcn_deploy.bench.artifact import (ArtifactBenchmark, BenchConfig, ShapeResult, bench_artifact,
-                                       random_images, time_pipeline)
+from fcn_deploy.bench.artifact import (ArtifactBenchmark, BenchConfig, PipelineTiming, ShapeResult,
+                                       bench_artifact, random_images, time_pipeline)
 from fcn_deploy.bench.flops import MacCount, artifact_macs, onnx_macs, torch_macs
 from fcn_deploy.bench.peak import PeakResult, measure_peak
 from fcn_deploy.bench.pipeline import (STAGES, OrtPipeline, RunnerPipeline, StagePipeline,
@@ -17,7 +17,7 @@ from fcn_deploy.bench.stats import STAT_FIELDS, TimingStats, summarize, time_run
 
 __all__ = [
     "ArtifactBenchmark", "BenchConfig", "MacCount", "OpProfile", "OrtPipeline", "PeakResult",
-    "RunnerPipeline", "STAGES", "STAT_FIELDS", "ShapeResult", "StagePipeline", "TimingStats",
+    "PipelineTiming", "RunnerPipeline", "STAGES", "STAT_FIELDS", "ShapeResult", "StagePipeline", "TimingStats",
     "TorchPipeline", "artifact_macs", "bench_artifact", "measure_peak", "onnx_macs",
     "ort_profile", "pipeline_for_runner", "random_images", "read_json", "summarize",
     "time_pipeline", "time_runs", "torch_macs", "write_csv", "write_json",

@@ -8,6 +8,7 @@ weights and the pixels do not change the arithmetic an FCN does, so timings hold
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -67,6 +68,7 @@ class ShapeResult:
     compute: TimingStats
     stage_means_ms: dict[str, float]
     macs: MacCount | None
+    cpu_per_wall: float | None = None
     peak_gflops: float | None = None
 
     @property
@@ -90,6 +92,7 @@ class ShapeResult:
         out.update(self.compute.flat("compute"))
         for stage in STAGES:
             out[f"{stage}_mean_ms"] = self.stage_means_ms.get(stage)
+        out["cpu_per_wall"] = self.cpu_per_wall
         if self.macs is not None:
             out.update(gmacs=self.macs.total / 1e9, conv_gmacs=self.macs.conv / 1e9,
                        deconv_gmacs=self.macs.deconv / 1e9, mac_source=self.macs.source,
@@ -146,7 +149,9 @@ class ArtifactBenchmark:
                  markdown_table([r.flat() for r in self.results], TIMING_COLUMNS), "",
                  "Times in ms. e2e = preprocess + copy in + compute + copy out + argmax; "
                  "compute = the network alone. GFLOP/s = 2 x MACs / mean compute time "
-                 f"({self.results[0].macs.source if self.results[0].macs else 'MACs unknown'})."]
+                 f"({self.results[0].macs.source if self.results[0].macs else 'MACs unknown'}). "
+                 "CPU/wall = process CPU seconds per wall second while timing (well below the "
+                 "thread count: other processes took the cores and the times are inflated)."]
         if self.peak is not None:
             lines += ["", f"Measured FP32 peak (best large matrix product at the same thread "
                           f"count): {self.peak.peak_gflops:.1f} GFLOP/s ({self.peak.peak_method})."]
@@ -172,7 +177,8 @@ def _timing_columns():
                  Column(f"{key}_throughput_ips", f"{head} img/s", _fmt(".2f"))]
     cols += [Column("gmacs", "GMAC", _fmt(".2f")),
              Column("compute_gflops", "GFLOP/s", _fmt(".1f")),
-             Column("fraction_of_peak", "of peak", _fmt(".0%"))]
+             Column("fraction_of_peak", "of peak", _fmt(".0%")),
+             Column("cpu_per_wall", "CPU/wall", _fmt(".2f"))]
     return cols
 
 
@@ -185,10 +191,21 @@ def random_images(shape: Sequence[int], *, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
 
 
+@dataclass
+class PipelineTiming:
+    """What :func:`time_pipeline` measured. ``cpu_per_wall``: process CPU seconds per wall
+    second over the timed runs (about the thread count when the process had the cores to
+    itself; much less means other processes took them, and the times are inflated)."""
+
+    e2e: TimingStats
+    compute: TimingStats
+    stage_means_ms: dict[str, float]
+    cpu_per_wall: float
+
+
 def time_pipeline(pipeline: StagePipeline, shape: Sequence[int], *, warmup: int, runs: int,
-                  seed: int = 0, progress: bool = False, label: str = "") -> tuple[
-                      TimingStats, TimingStats, dict[str, float]]:
-    """Warm up, then time ``runs`` runs; return (end-to-end stats, compute stats, stage means)."""
+                  seed: int = 0, progress: bool = False, label: str = "") -> PipelineTiming:
+    """Warm up, then time ``runs`` runs of the whole pipeline on random images of ``shape``."""
     check_counts(warmup=warmup, runs=runs)
     images = random_images(shape, seed=seed)
     n, _, h, w = shape
@@ -208,6 +225,7 @@ def time_pipeline(pipeline: StagePipeline, shape: Sequence[int], *, warmup: int,
             labels = None
         totals, computes = [], []
         stage_sums = {s: 0.0 for s in STAGES}
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         for i in range(runs):
             labels, times = pipeline.run(images)
             totals.append(sum(times.values()))
@@ -218,6 +236,7 @@ def time_pipeline(pipeline: StagePipeline, shape: Sequence[int], *, warmup: int,
                 bar.set_postfix_str(f"last {totals[-1] * 1e3:.1f} ms, mean "
                                     f"{np.mean(totals) * 1e3:.1f} ms")
                 bar.update(1)
+        cpu_per_wall = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
     finally:
         if bar is not None:
             bar.close()
@@ -225,7 +244,8 @@ def time_pipeline(pipeline: StagePipeline, shape: Sequence[int], *, warmup: int,
         raise FCNError(f"the network returned labels of shape {tuple(labels.shape)} for input "
                        f"{'x'.join(map(str, shape))}; expected {(n, h, w)}")
     means = {s: v / runs * 1e3 for s, v in stage_sums.items()}
-    return summarize(totals, items=n), summarize(computes, items=n), means
+    return PipelineTiming(summarize(totals, items=n), summarize(computes, items=n), means,
+                          cpu_per_wall)
 
 
 def _runner_options(backend: str, config: BenchConfig) -> dict[str, Any]:
@@ -258,12 +278,13 @@ def bench_artifact(path: str | os.PathLike, config: BenchConfig | None = None) -
         model = getattr(runner, "model", None) if backend == "torch" else None
         results = []
         for shape in config.shapes:
-            e2e, compute, means = time_pipeline(
+            t = time_pipeline(
                 pipeline, shape, warmup=config.warmup, runs=config.runs, seed=config.seed,
                 progress=config.progress, label=f"{path.name} {'x'.join(map(str, shape))}")
             macs = artifact_macs(path, shape, meta=meta, model=model)
-            results.append(ShapeResult(shape=tuple(shape), end_to_end=e2e, compute=compute,
-                                       stage_means_ms=means, macs=macs))
+            results.append(ShapeResult(shape=tuple(shape), end_to_end=t.e2e, compute=t.compute,
+                                       stage_means_ms=t.stage_means_ms, macs=macs,
+                                       cpu_per_wall=t.cpu_per_wall))
     finally:
         runner.close()
     peak = None

@@ -39,6 +39,7 @@ def test_onnx_artifact_at_two_shapes(tiny_artifacts):
         assert r["e2e_throughput_ips"] == pytest.approx(r["batch"] * 1e3 / r["e2e_mean_ms"])
         assert r["compute_gflops"] == pytest.approx(2 * r["gmacs"] / r["compute_mean_ms"] * 1e3)
         assert all(not isinstance(v, (dict, list)) for v in r.values())
+        assert 0 < r["cpu_per_wall"] < 64  # process CPU seconds per wall second while timing
     # the MACs are the graph's own count at each shape
     from fcn_deploy.bench.flops import onnx_macs
 

@@ -27,7 +27,8 @@ def _header(records, config) -> list[str]:
         f"Machine: {env.get('cpu')} ({env.get('cpu_count')} cores), {config.threads} threads "
         f"for every backend and for the peak; onnxruntime {env.get('onnxruntime')}, torch "
         f"{env.get('torch')}; {env.get('timestamp')}; load average at start "
-        f"{_num(env.get('load_avg_1min_at_start'), '.2f')}; run took "
+        f"{_num(env.get('load_avg_1min_at_start'), '.2f')}, at end "
+        f"{_num(summary.get('load_avg_1min_at_end'), '.2f')}; run took "
         f"{_num(summary.get('seconds'), '.0f')} s.",
         "",
         f"Settings: width {config.width:g} ({'the reference nets' if config.width == 1 else 'thin nets'}), "
@@ -283,7 +284,8 @@ def _all_timings(records) -> list[str]:
     for s in ("min", "median", "mean", "p90", "p99", "max"):
         cols.append(Column(f"compute_{s}_ms", s, _f(".1f")))
     cols += [Column("compute_cv", "CV", _f(".1%")), Column("e2e_mean_ms", "e2e mean", _f(".1f")),
-             Column("e2e_p99_ms", "e2e p99", _f(".1f"))]
+             Column("e2e_p99_ms", "e2e p99", _f(".1f")),
+             Column("cpu_per_wall", "CPU/wall", _f(".2f"))]
     return ["", "## Every timing (compute, ms)", "", markdown_table(rows, cols)]
 
 
@@ -294,6 +296,9 @@ def _notes(records, config) -> list[str]:
              "fcn_deploy.models.analysis.count_macs; GFLOP/s = 2 x MACs / mean compute time.",
              "- 'compute' is the network alone (ONNX Runtime: run_with_iobinding; PyTorch: the "
              "module's forward); 'e2e' adds preprocessing, copies and the argmax.",
+             f"- CPU/wall (every-timing table) = process CPU seconds per wall second while "
+             f"timing: about {config.threads} when the run had its {config.threads} threads' cores "
+             "to itself, lower when other processes took them (those times are inflated).",
              "- Dense patchwise and shift-and-stitch totals are extrapolated from the measured "
              "samples named in their table, not run in full."]
     for r in _of(records, "skip"):

@@ -38,6 +38,7 @@ class Measurement:
     macs: MacCount | None
     compute_mode: str
     output: str
+    cpu_per_wall: float | None = None
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.e2e.flat("e2e"), **self.compute.flat("compute")}
@@ -45,6 +46,7 @@ class Measurement:
             out[f"{stage}_mean_ms"] = self.stage_means_ms.get(stage)
         out["compute_mode"] = self.compute_mode
         out["output"] = self.output
+        out["cpu_per_wall"] = self.cpu_per_wall
         if self.macs is not None:
             out["gmacs"] = self.macs.total / 1e9
             out["conv_gmacs"] = self.macs.conv / 1e9
@@ -108,10 +110,10 @@ class _Run:
     # -- timing --------------------------------------------------------------------------
     def _time(self, pipeline, shape, *, runs: int, warmup: int, label: str,
               macs: MacCount | None) -> Measurement:
-        e2e, compute, means = time_pipeline(pipeline, shape, warmup=warmup, runs=runs,
-                                            seed=self.config.seed, progress=self.config.progress,
-                                            label=label)
-        return Measurement(e2e, compute, means, macs, pipeline.compute_mode, pipeline.output)
+        t = time_pipeline(pipeline, shape, warmup=warmup, runs=runs, seed=self.config.seed,
+                          progress=self.config.progress, label=label)
+        return Measurement(t.e2e, t.compute, t.stage_means_ms, macs, pipeline.compute_mode,
+                           pipeline.output, t.cpu_per_wall)
 
     def time_onnx(self, path: Path, shape, *, runs: int | None = None, warmup: int | None = None,
                   label: str = "") -> Measurement:
@@ -458,7 +460,8 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
         _relative_rows(run.records)
         for rec in evaluate_targets(run.records, config):
             run.add(rec)
-        run.add({"kind": "summary", "seconds": time.perf_counter() - run.start})
+        run.add({"kind": "summary", "seconds": time.perf_counter() - run.start,
+                 "load_avg_1min_at_end": _load()})
     files: dict[str, Path] = {}
     if config.plots:
         from fcn_deploy.bench.paper.plots import plot_scaling, plot_table1
@@ -472,6 +475,15 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
     files["csv"] = write_csv(out / "paper.csv", run.records)
     files["markdown"] = write_text(out / "paper.md", markdown)
     return PaperReport(records=run.records, markdown=markdown, files=files)
+
+
+def _load() -> float | None:
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
 
 
 def _relative_rows(records: list[dict[str, Any]]) -> None:
