@@ -14,8 +14,9 @@ def test_quantize_command(tiny_onnx, tmp_path, capsys):
                "--method", "entropy", "--exclude", "conv1", "--seed", "4", "--quiet"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert f"wrote {out}: 5 conv layers in INT8, float: /upscore2/ConvTranspose, " \
-           "/upscore/ConvTranspose, /conv1/Conv; entropy calibration on 3 images" in text
+    assert f"wrote {out}: 3 conv layers in INT8, float: /score_fr/Conv, /score_pool1/Conv, " \
+           "/upscore2/ConvTranspose, /upscore/ConvTranspose, /conv1/Conv; entropy calibration " \
+           "on 3 images" in text
     assert text.rstrip().endswith("TensorRT Q/DQ rules: ok")
     assert check_trt_qdq(out) == []
     calib = read_onnx_meta(out).extra["calibration"]

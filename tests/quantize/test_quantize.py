@@ -52,25 +52,35 @@ def test_each_method_gives_a_trt_valid_graph_that_runs_at_any_size(tiny_onnx, tm
         assert rms < 0.05, rms
 
 
-def test_default_layout_per_channel_conv_float_upsampling(tiny_onnx, tmp_path, calib_images):
+def test_default_layout_per_channel_conv_float_score_and_upsampling(tiny_onnx, tmp_path,
+                                                                    calib_images):
     out = tmp_path / "int8.onnx"
     result = quantize_onnx(tiny_onnx, out, calib_images, config=QuantizeConfig(progress=False))
     model = onnx.load(str(out))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    assert len(result.quantized_nodes) == len(convs) == 6
     producer = {o: n for n in model.graph.node for o in n.output}
-    for conv in convs:
+    by_name = {n.name: n for n in model.graph.node}
+    convs = {n.input[1]: by_name[n.name] for n in onnx.load(str(tiny_onnx)).graph.node
+             if n.op_type in ("Conv", "ConvTranspose")}  # by the FP32 graph's weight names
+    backbone = ["conv1.weight", "conv2.weight", "conv3.weight", "conv4.weight"]
+    assert sorted(result.quantized_nodes) == sorted(convs[w].name for w in backbone)
+    for w_name in backbone:
+        conv = convs[w_name]
         dq = producer[conv.input[1]]
         assert dq.op_type == "DequantizeLinear"
         scale, zp, w = inits[dq.input[1]], inits[dq.input[2]], inits[dq.input[0]]
         assert w.dtype == np.int8 and zp.dtype == np.int8 and not zp.any()
         assert scale.shape == (w.shape[0],)  # per output channel
         assert conv.input[2] in inits and inits[conv.input[2]].dtype == np.float32  # float bias
-    ups = [n for n in model.graph.node if n.op_type == "ConvTranspose"]
-    assert len(ups) == 2 and result.excluded_nodes == [n.name for n in ups]
-    for up in ups:  # kept in float: weights read directly, no DequantizeLinear
-        assert up.input[1] in inits and inits[up.input[1]].dtype == np.float32
+        assert producer[conv.input[0]].op_type == "DequantizeLinear"
+    # score layers and upsampling stay float and read float tensors (no Q/DQ in front of them)
+    floats = ["score_fr.weight", "score_pool1.weight", "upscore2.weight", "upscore.weight"]
+    assert sorted(result.excluded_nodes) == sorted(convs[w].name for w in floats)
+    for node in model.graph.node:
+        if node.name in result.excluded_nodes:
+            assert inits[node.input[1]].dtype == np.float32
+            src = producer.get(node.input[0])
+            assert src is None or src.op_type not in ("DequantizeLinear", "QuantizeLinear")
 
 
 def test_quantized_upsampling_uses_per_tensor_weights(tiny_onnx, tmp_path, calib_images):
@@ -106,6 +116,7 @@ def test_metadata_carried_over_with_calibration_settings(tiny_onnx, tmp_path, ca
     assert calib["num_images"] == 4 and calib["skipped_images"] == 0
     assert calib["excluded_kinds"] == ["first_conv"] and calib["excluded_names"] == ["score_*"]
     assert calib["excluded_nodes"] == kinds["first_conv"] + kinds["score"]
+    assert calib["quantized_layers"] == 5  # conv2..4 and both upsampling layers
     assert calib["image_sizes"] == {"min_hw": [33, 37], "max_hw": [61, 70]}
     json.dumps(meta.to_dict())
 
@@ -254,7 +265,7 @@ def test_exported_fcn8s_graph(tmp_path_factory, calib_images):
     assert [len(kinds[k]) for k in ("first_conv", "score", "upsample")] == [1, 3, 3]
     out = folder / "fcn8s_int8.onnx"
     result = quantize_onnx(fp32, out, calib_images, config=QuantizeConfig(progress=False))
-    assert len(result.quantized_nodes) == 18 and check_trt_qdq(out) == []
+    assert len(result.quantized_nodes) == 15 and check_trt_qdq(out) == []  # the backbone
     sess = _session(out)
     scores, labels = sess.run(["scores", "labels"],
                               {"image": np.zeros((1, 3, 45, 67), np.float32)})
