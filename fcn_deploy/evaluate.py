@@ -115,7 +115,8 @@ def _num(x: float) -> float | None:
 def _pct(x: float | None, *, signed: bool = False, digits: int = 2) -> str:
     if x is None or math.isnan(x):
         return "-"
-    return f"{100 * x:+.{digits}f}" if signed else f"{100 * x:.{digits}f}"
+    value = round(100 * x, digits) + 0.0  # no "-0.00" for a change that rounds to zero
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
 def _short(path: str, results: Sequence[EvalResult]) -> str:
