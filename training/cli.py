@@ -1,0 +1,205 @@
+"""``fcn-train``: train an FCN (reference recipes, staged or at once, resumable).
+
+Examples::
+
+    fcn-train --arch fcn8s_vgg16 --width 0.0625 --dataset synthetic --out runs/demo
+    fcn-train --arch fcn32s_vgg16 --imagenet vgg16.pth --dataset sbd:/data/benchmark_RELEASE \\
+        --val-dataset voc:/data/VOCdevkit:/data/seg11valid.txt --dataset-option year=2011 --out runs/32s
+    fcn-train --arch fcn16s_vgg16 --init-from runs/32s/best.pt ... --out runs/16s
+    fcn-train --resume runs/32s/last.pt
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from fcn_deploy.cli.common import add_device_option, add_seed_option, run_main
+from fcn_deploy.errors import FCNError
+from training.recipes import RECIPES, Recipe, default_recipe, get_recipe, recipe_fields
+
+_HELP = {
+    "lr": "base learning rate (biases get lr x bias-lr-mult)",
+    "momentum": "SGD momentum",
+    "weight_decay": "L2 weight decay (weights only; biases get none)",
+    "normalize_loss": "average the loss over labelled pixels (else: sum per image)",
+    "max_iters": "optimizer steps to train for",
+    "batch_size": "images per forward pass (>1: padded to the largest; 1: native size)",
+    "accumulate": "forward passes whose gradients are accumulated per step",
+    "bias_lr_mult": "learning-rate multiplier of the biases",
+    "eval_every": "evaluate, log and write last.pt every this many steps",
+    "mirror": "randomly mirror training images left-right",
+    "clip_grad_norm": "clip the gradient's L2 norm to this (0: off, as the reference)",
+}
+
+
+def _option_value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _dataset_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"dataset option {text!r} is not KEY=VALUE "
+                                         "(e.g. year=2011, min_size=48)")
+    return key.strip(), _option_value(value.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fcn-train", description="Train an FCN with the reference recipes (see --list-recipes).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    what = p.add_argument_group("model and data")
+    what.add_argument("--arch", help="architecture (fcn_deploy.models.list_models()); "
+                      "default with --resume: the checkpoint's")
+    what.add_argument("--dataset", help="training set spec: voc:<VOCdevkit>[:<set>], "
+                      "sbd:<root>[:train], folder:<images>,<masks>, synthetic[:<n>]")
+    what.add_argument("--val-dataset", help="validation set spec (default: synthetic data is "
+                      "validated on 50 other synthetic images; other data is not evaluated)")
+    what.add_argument("--dataset-option", action="append", type=_dataset_option, default=[],
+                      metavar="KEY=VALUE", help="keyword option for both datasets "
+                      "(e.g. year=2011, min_size=48); repeatable")
+    what.add_argument("--num-classes", type=int, help="check that the data has this many classes "
+                      "(default: the dataset's)")
+    what.add_argument("--width", type=float, default=None,
+                      help="channel multiplier (1.0 = the reference net) [default: 1.0]")
+    what.add_argument("--learn-upsampling", action="store_true", default=None,
+                      help="learn the intermediate upsampling layers (the paper) instead of "
+                      "keeping them bilinear (the reference)")
+    start = p.add_argument_group("starting point (one of)")
+    start.add_argument("--imagenet", type=Path, help="ImageNet classifier weights (e.g. "
+                       "torchvision vgg16.pth) whose fc layers become convolutions")
+    start.add_argument("--init-from", type=Path, help="a trained coarser FCN checkpoint "
+                       "(FCN-32s -> 16s -> 8s); new score layers start at zero")
+    start.add_argument("--resume", nargs="?", const="", default=None, metavar="LAST_PT",
+                       help="continue a run from its last.pt (default: <out>/last.pt); data, "
+                       "recipe and seed default to the checkpoint's")
+
+    rec = p.add_argument_group("recipe (defaults: --recipe's values; see --list-recipes)")
+    rec.add_argument("--recipe", help="named recipe (default: the arch's reference solver; "
+                     "synthetic-demo on synthetic data)")
+    rec.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
+    for name, kind in recipe_fields().items():
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            rec.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                             help=_HELP[name])
+        else:
+            rec.add_argument(flag, dest=name, type=kind, default=None, help=_HELP[name])
+
+    run = p.add_argument_group("run")
+    run.add_argument("--out", type=Path, help="output folder (created): best.pt, last.pt, "
+                     "log.jsonl, curves.png, report.json/.md; default with --resume: its folder")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start over in an --out that already holds a run")
+    add_seed_option(run)
+    add_device_option(run)
+    run.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    run.add_argument("--workers", type=int, default=0, help="data loading processes")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    run.add_argument("--val-limit", type=int, default=None,
+                     help="evaluate on the first N validation images only")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def format_recipes() -> str:
+    head = f"{'recipe':<16} {'lr':>7} {'mom.':>5} {'decay':>7} {'loss':>6} {'img/it':>7} " \
+           f"{'iters':>7}  description"
+    rows = [head]
+    for r in RECIPES.values():
+        img = f"{r.batch_size}x{r.accumulate}"
+        rows.append(f"{r.name:<16} {r.lr:>7.0e} {r.momentum:>5g} {r.weight_decay:>7g} "
+                    f"{'mean' if r.normalize_loss else 'sum':>6} {img:>7} {r.max_iters:>7}  "
+                    f"{r.description}")
+    return "\n".join(rows)
+
+
+def config_from_args(args: argparse.Namespace):
+    """Turn parsed options into a TrainConfig, filling a resumed run's settings from its checkpoint."""
+    from training.trainer import TrainConfig, resume_settings
+
+    resume = None
+    saved: dict[str, Any] = {}
+    if args.resume is not None:
+        if args.resume:
+            resume = Path(args.resume)
+        elif args.out is not None:
+            resume = args.out / "last.pt"
+        else:
+            raise FCNError("--resume without a path needs --out (it resumes <out>/last.pt)")
+        saved = resume_settings(resume)
+    arch = args.arch or saved.get("arch")
+    dataset = args.dataset or saved.get("dataset")
+    if not arch:
+        raise FCNError("--arch is required (e.g. --arch fcn8s_vgg16)")
+    if not dataset:
+        raise FCNError("--dataset is required (e.g. --dataset voc:/data/VOCdevkit or synthetic)")
+    if args.recipe:
+        base = get_recipe(args.recipe)
+    elif "recipe" in saved:
+        base = Recipe.from_dict(saved["recipe"])
+    else:
+        base = default_recipe(arch, synthetic=dataset.partition(":")[0].lower() == "synthetic")
+    recipe = base.replace(**{name: getattr(args, name) for name in recipe_fields()})
+    options = dict(saved.get("dataset_options") or {})
+    options.update(dict(args.dataset_option))
+    out = args.out if args.out is not None else (resume.parent if resume is not None else None)
+    if out is None:
+        raise FCNError("--out is required (the folder for checkpoints, log and report)")
+
+    def pick(value, key, default):
+        return value if value is not None else saved.get(key, default)
+
+    return TrainConfig(
+        arch=arch, dataset=dataset, out=out, recipe=recipe,
+        val_dataset=args.val_dataset or saved.get("val_dataset"), dataset_options=options,
+        width=pick(args.width, "width", 1.0),
+        learn_upsampling=pick(args.learn_upsampling, "learn_upsampling", False),
+        num_classes=args.num_classes, init_from=args.init_from, imagenet=args.imagenet,
+        resume=resume, overwrite=args.overwrite, seed=pick(args.seed, "seed", 0),
+        workers=args.workers, device=args.device, amp=args.amp, threads=args.threads,
+        val_limit=args.val_limit, progress=not args.no_progress)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_recipes:
+        print(format_recipes())
+        return 0
+    from training.trainer import train
+
+    config = config_from_args(args)
+    r = config.recipe
+    print(f"training {config.arch} (width {config.width:g}) on {config.dataset} with recipe "
+          f"{r.name}: lr {r.lr:g}, momentum {r.momentum:g}, {r.max_iters} iterations of "
+          f"{r.batch_size}x{r.accumulate} images -> {config.out}", file=sys.stderr)
+    result = train(config)
+    if result.final is not None:
+        f = result.final
+        print(f"final (iteration {f['iteration']}): pixel acc {_pct(f['pixel_accuracy'])} %, "
+              f"mean acc {_pct(f['mean_accuracy'])} %, mean IU {_pct(f['mean_iu'])} %, "
+              f"fw IU {_pct(f['fw_iu'])} %")
+    if result.best is not None:
+        print(f"best mean IU {_pct(result.best['mean_iu'])} % at iteration "
+              f"{result.best['iteration']}: {result.best_checkpoint}")
+    print(f"last checkpoint: {result.last_checkpoint}; report: {result.report_md}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
