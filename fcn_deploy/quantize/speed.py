@@ -102,6 +102,37 @@ def optimized_op_counts(path: str | os.PathLike, *, threads: int | None = 1) -> 
                    for n in model.graph.node)
 
 
+def profile_by_op(path: str | os.PathLike, x: np.ndarray, *, runs: int = 1,
+                  threads: int | None = None) -> dict[str, float]:
+    """Milliseconds per run spent in each op type (ONNX Runtime's profiler), largest first."""
+    import json
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    with tempfile.TemporaryDirectory(prefix="fcn-ortprof.") as tmp:
+        opts.profile_file_prefix = str(Path(tmp) / "prof")
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        sess.run(None, {name: x})  # warm-up, excluded below
+        for _ in range(runs):
+            sess.run(None, {name: x})
+        trace = json.loads(Path(sess.end_profiling()).read_text())
+    runs_seen = [e for e in trace if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    start_us = runs_seen[1]["ts"] if len(runs_seen) > 1 else None
+    totals: Counter = Counter()
+    for event in trace:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        if start_us is not None and event["ts"] < start_us:
+            continue
+        totals[event.get("args", {}).get("op_name", "?")] += event["dur"] / 1e3 / runs
+    return dict(totals.most_common())
+
+
 def speed_input(size: int, *, seed: int = 0) -> np.ndarray:
     """A preprocessed-looking 1x3xSxS input (pixels minus a mean)."""
     rng = np.random.default_rng(seed)
@@ -142,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--work-dir", default=None, help="where the graphs are kept (default: a temp dir)")
+    p.add_argument("--profile", action="store_true",
+                   help="also print where the INT8 graph spends its time, by op type")
     p.add_argument("--keep-float", nargs="*", default=None,
                    help="layer kinds kept in float (default: the quantizer's default)")
     args = p.parse_args(argv)
@@ -170,6 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"int8 median {q['median_ms']:.0f} ms (min {q['min_ms']:.0f}, cv {q['cv']:.3f}); "
               f"INT8/FP32 speed-up {ratio:.2f}x over {args.runs} interleaved runs", flush=True)
         del sessions
+        if args.profile:
+            prof = profile_by_op(pair.int8, x, threads=args.threads)
+            total = sum(prof.values())
+            print("  INT8 time by op: " + ", ".join(
+                f"{op} {ms:.0f} ms ({100 * ms / total:.0f}%)" for op, ms in prof.items()
+                if ms >= 0.005 * total), flush=True)
     print("\n| model | FP32 median ms | INT8 median ms | speed-up |\n|---|---:|---:|---:|")
     for arch, fp, q, ratio in rows:
         print(f"| {arch} | {fp['median_ms']:.0f} | {q['median_ms']:.0f} | {ratio:.2f}x |")
