@@ -1,0 +1,24 @@
+"""The timing-independent speed pieces: what ONNX Runtime runs for the default INT8 layout."""
+from __future__ import annotations
+
+from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
+from fcn_deploy.quantize.speed import optimized_op_counts, profile_by_op, speed_input, summarize
+
+
+def test_every_quantized_conv_runs_as_an_integer_kernel(tiny_onnx, tmp_path, calib_images):
+    out = tmp_path / "int8.onnx"
+    quantize_onnx(tiny_onnx, out, calib_images, config=QuantizeConfig(progress=False))
+    ops = optimized_op_counts(out)
+    # conv1..conv4 (the first one included: its Shape consumer reads the float image) on
+    # ONNX Runtime's integer kernels; the two score layers and both upsampling layers float
+    assert ops["QLinearConv"] == 4
+    assert ops["Conv"] == 2 and ops["ConvTranspose"] == 2
+    assert optimized_op_counts(tiny_onnx)["QLinearConv"] == 0
+    prof = profile_by_op(out, speed_input(40), runs=1, threads=1)
+    assert "QLinearConv" in prof and all(ms >= 0 for ms in prof.values())
+
+
+def test_summarize():
+    s = summarize([0.3, 0.1, 0.2])
+    assert s["min_ms"] == 100.0 and s["median_ms"] == 200.0 and s["runs"] == 3
+    assert abs(s["mean_ms"] - 200.0) < 1e-9
