@@ -262,10 +262,9 @@ def train(config: TrainConfig) -> TrainResult:
     if sum(x is not None for x in (config.resume, config.init_from, config.imagenet)) > 1:
         raise FCNError("--resume, --init-from and --imagenet are exclusive: pick one starting point")
     resume_ckpt = _load_resume_checkpoint(Path(config.resume)) if config.resume else None
+    train_set, val_set, val_spec = _open_datasets(config)
     out = prepare_output(Path(config.out), resume=resume_ckpt is not None,
                          overwrite=config.overwrite)
-
-    train_set, val_set, val_spec = _open_datasets(config)
     num_classes = train_set.num_classes
     if config.num_classes is not None and config.num_classes != num_classes:
         raise FCNError(f"--num-classes {config.num_classes} but the dataset {config.dataset} has "

@@ -1,0 +1,78 @@
+"""fcn-train end to end on tiny synthetic data, resume from the folder, clean user errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from training.cli import main
+
+TINY = ["--arch", "fcn8s_vgg16", "--width", "0.0625", "--dataset", "synthetic:4",
+        "--dataset-option", "min_size=32", "--dataset-option", "max_size=40",
+        "--dataset-option", "num_classes=3", "--batch-size", "1", "--val-limit", "2",
+        "--threads", "1", "--no-progress"]
+
+
+def test_train_two_iterations_then_resume_from_the_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(TINY + ["--max-iters", "2", "--eval-every", "1", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "final (iteration 2): pixel acc" in captured.out
+    assert "recipe synthetic-demo: lr 0.01" in captured.err
+    for name in ("best.pt", "last.pt", "log.jsonl", "curves.png", "report.json", "report.md"):
+        assert (out / name).is_file(), name
+    assert [json.loads(l)["iteration"] for l in (out / "log.jsonl").read_text().splitlines()] \
+        == [1, 2]
+    # Everything but the new length comes from the checkpoint.
+    assert main(["--resume", "--out", str(out), "--max-iters", "3", "--no-progress",
+                 "--threads", "1"]) == 0
+    assert "final (iteration 3)" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["iterations"] == 3 and report["dataset"] == "synthetic:4"
+    assert report["recipe"]["batch_size"] == 1 and report["recipe"]["max_iters"] == 3
+    assert report["arch_kwargs"]["width"] == 0.0625 and report["num_classes"] == 3
+
+
+def test_resume_from_another_arch_is_a_clean_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(TINY + ["--max-iters", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    rc = main(["--arch", "fcn32s_vgg16", "--resume", str(out / "last.pt"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"error: --resume checkpoint {out / 'last.pt'} holds a fcn8s_vgg16 model; this run " \
+           "trains fcn32s_vgg16" in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--recipe", "nope"], "error: unknown recipe 'nope'; valid: fcn32s"),
+    (["--momentum", "1.5"], "error: recipe 'synthetic-demo': momentum must be in [0, 1)"),
+    (["--resume"], "error: --resume without a path needs --out"),
+    (["--dataset", "synthetic"], "error: --arch is required"),
+    (["--dataset", "synthetic", "--arch", "fcn8s_vgg16"], "error: --out is required"),
+    (["--dataset", "synthetic", "--arch", "resnet", "--out", "x"], "unknown model 'resnet'"),
+])
+def test_option_errors(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = [] if args[0] in ("--resume", "--dataset") else ["--arch", "fcn8s_vgg16", "--dataset",
+                                                           "synthetic", "--out", "x"]
+    assert main(base + args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_list_recipes(capsys):
+    assert main(["--list-recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "fcn8s-atonce       1e-10  0.99" in out and "fcn-alexnet        1e-04   0.9" in out
+
+
+def test_bad_dataset_path_exits_2_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.cli", "--arch", "fcn32s_vgg16", "--dataset",
+         f"voc:{tmp_path}/missing", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f"error: VOC root {tmp_path}/missing does not exist; expected a VOCdevkit folder or its " \
+        "VOC2012 folder"
+    assert "Traceback" not in proc.stderr
