@@ -285,8 +285,15 @@ def _all_timings(records) -> list[str]:
         cols.append(Column(f"compute_{s}_ms", s, _f(".1f")))
     cols += [Column("compute_cv", "CV", _f(".1%")), Column("e2e_mean_ms", "e2e mean", _f(".1f")),
              Column("e2e_p99_ms", "e2e p99", _f(".1f")),
-             Column("cpu_per_wall", "CPU/wall", _f(".2f"))]
-    return ["", "## Every timing (compute, ms)", "", markdown_table(rows, cols)]
+             Column("cpu_per_wall", "CPU/wall", _f(".2f")),
+             Column("low_core_use", "cores under-used", lambda v: "**yes**" if v else "no")]
+    low = [r["what"] for r in rows if r.get("low_core_use")]
+    lines = ["", "## Every timing (compute, ms)", ""]
+    if low:
+        lines += [f"{len(low)} of {len(rows)} timings used less than 75% of their threads' "
+                  f"cores (other processes on the machine, or serial stretches in the graph); "
+                  f"their times are inflated: {', '.join(low)}.", ""]
+    return lines + [markdown_table(rows, cols)]
 
 
 def _notes(records, config) -> list[str]:

@@ -51,17 +51,20 @@ def _executor(model: Any, backend: str, *, threads: int, work_dir: Path, name: s
 
 
 def _time(fn: Callable[[], object], *, warmup: int, runs: int, items: int,
-          bar=None) -> TimingStats:
+          bar=None) -> tuple[TimingStats, float]:
+    """(statistics of ``runs`` timed calls, process CPU seconds per wall second meanwhile)."""
     for _ in range(warmup):
         fn()
     samples = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(runs):
         start = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - start)
         if bar is not None:
             bar.update(1)
-    return summarize(samples, items=items)
+    cpu_per_wall = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+    return summarize(samples, items=items), cpu_per_wall
 
 
 def extract_patches(x: np.ndarray, grid: int) -> np.ndarray:
@@ -130,28 +133,32 @@ def run_patchwise(config: Any, work_dir: Path, *, log: Callable[[str], None]) ->
             one_by_one = _time(lambda: [classify(patches[i:i + 1]) for i in range(n)],
                                warmup=min(w, 1), runs=r, items=n, bar=bar)
             full = _time(lambda: whole(x), warmup=w, runs=r, items=1, bar=bar)
-            shift = _time(lambda: [whole(s) for s in shifts], warmup=min(w, 1),
-                          runs=max(1, r // 2), items=len(shifts))
+            shift, _ = _time(lambda: [whole(s) for s in shifts], warmup=min(w, 1),
+                             runs=max(1, r // 2), items=len(shifts))
         finally:
             if bar is not None:
                 bar.close()
+    timed = {"single": single, "batched": batched, "one_by_one": one_by_one, "full": full}
+    single, batched, one_by_one, full = (timed[k][0] for k in ("single", "batched",
+                                                               "one_by_one", "full"))
     base = {"backend": backend, "width": config.width, "image": f"{size}x{size}",
             "grid": f"{grid}x{grid}", "runs": r, "warmup": w}
     records = []
     cases = [
-        ("patch_single", "AlexNet, one 227x227 patch", single, 1, 1,
+        ("patch_single", "AlexNet, one 227x227 patch", timed["single"], 1, 1,
          PAPER_PATCHWISE["patch_unbatched_ms"]),
-        ("patches_batched", f"AlexNet, {n} patches in one batch", batched, n, 1,
+        ("patches_batched", f"AlexNet, {n} patches in one batch", timed["batched"], n, 1,
          PAPER_PATCHWISE["patch_batched_ms"] * n),
-        ("patches_one_by_one", f"AlexNet, {n} patches one at a time", one_by_one, n, n,
+        ("patches_one_by_one", f"AlexNet, {n} patches one at a time", timed["one_by_one"], n,
+         n,
          PAPER_PATCHWISE["patch_unbatched_ms"] * n),
         ("whole_image", f"convolutionalized AlexNet, {size}x{size} image -> {grid}x{grid} grid",
-         full, n, 1, PAPER_PATCHWISE["whole_image_ms"]),
+         timed["full"], n, 1, PAPER_PATCHWISE["whole_image_ms"]),
     ]
-    for case, text, stats, patches_done, calls, paper_ms in cases:
+    for case, text, (stats, cpu), patches_done, calls, paper_ms in cases:
         rec = {"kind": "patchwise", "case": case, "description": text, **base,
-               "patches": patches_done, "calls_per_run": calls,
-               **stats.flat("compute"), "per_patch_ms": stats.mean / patches_done}
+               "patches": patches_done, "calls_per_run": calls, **stats.flat("compute"),
+               "per_patch_ms": stats.mean / patches_done, "cpu_per_wall": cpu}
         rec["paper_ms"] = paper_ms if grid == 10 else None
         records.append(rec)
 

@@ -439,7 +439,7 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
         run.add({**environment(threads=config.threads), "command": config.command,
                  **{f"config_{k}": v for k, v in settings.items()}})
         run.log(f"measuring the FP32 peak ({config.threads} threads)")
-        peak_before = measure_peak(threads=config.threads, sizes=peak_sizes)
+        peak_before = measure_peak(threads=config.threads, sizes=peak_sizes, repeats=5)
         run.add({"kind": "peak", "when": "before", **peak_before.flat()})
         for name in config.models:
             _run_model(run, name)
@@ -449,7 +449,7 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
             for rec in run_patchwise(config, run.work_dir, log=run.log):
                 run.add(rec)
         run.log("measuring the FP32 peak again")
-        peak_after = measure_peak(threads=config.threads, sizes=peak_sizes)
+        peak_after = measure_peak(threads=config.threads, sizes=peak_sizes, repeats=5)
         run.add({"kind": "peak", "when": "after", **peak_after.flat()})
         peak = peak_before.merge(peak_after)
         run.add({"kind": "peak", "when": "best", **peak.flat()})
@@ -458,6 +458,7 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
                 rec["peak_gflops"] = peak.peak_gflops
                 rec["fraction_of_peak"] = rec["conv_gflops"] / peak.peak_gflops
         _relative_rows(run.records)
+        _flag_core_use(run.records, config.threads)
         for rec in evaluate_targets(run.records, config):
             run.add(rec)
         run.add({"kind": "summary", "seconds": time.perf_counter() - run.start,
@@ -475,6 +476,19 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
     files["csv"] = write_csv(out / "paper.csv", run.records)
     files["markdown"] = write_text(out / "paper.md", markdown)
     return PaperReport(records=run.records, markdown=markdown, files=files)
+
+
+#: A timing whose process used less than this share of its threads' cores is flagged.
+LOW_CORE_USE = 0.75
+
+
+def _flag_core_use(records: list[dict[str, Any]], threads: int) -> None:
+    """``core_use`` = CPU seconds per wall second / threads; ``low_core_use`` below 0.75 (other
+    processes took the cores, or the graph has serial stretches; either way, slower)."""
+    for r in records:
+        if r.get("cpu_per_wall") is not None:
+            r["core_use"] = r["cpu_per_wall"] / threads
+            r["low_core_use"] = r["core_use"] < LOW_CORE_USE
 
 
 def _load() -> float | None:

@@ -46,6 +46,34 @@ def _skip_reason(records, model: str, backend: str, precision: str) -> str | Non
     return row.get("reason") if row and row.get("status") == "skipped" else None
 
 
+#: The timings each target is computed from: (kind, match) pairs.
+_INPUTS = {
+    "alexnet_whole_image_vs_batched_patches": [("patchwise", {"case": "patches_batched"}),
+                                               ("patchwise", {"case": "whole_image"})],
+    "fcn8s_onnxruntime_fp32_vs_torch": [
+        ("backend", {"model": "fcn8s_vgg16", "backend": "torch", "precision": "fp32"}),
+        ("backend", {"model": "fcn8s_vgg16", "backend": "onnxruntime", "precision": "fp32"})],
+    "onnxruntime_fp32_conv_fraction_of_peak": [
+        ("backend", {"model": "fcn8s_vgg16", "backend": "onnxruntime", "precision": "fp32"})],
+    "fcn8s_int8_vs_fp32": [
+        ("backend", {"model": "fcn8s_vgg16", "backend": "onnxruntime", "precision": p})
+        for p in ("fp32", "int8")],
+    "fcn_alexnet_int8_vs_fp32": [
+        ("backend", {"model": "fcn_alexnet", "backend": "onnxruntime", "precision": p})
+        for p in ("fp32", "int8")],
+}
+
+
+def _low_core_use(records, name: str) -> list[str]:
+    out = []
+    for kind, match in _INPUTS.get(name, []):
+        r = _find(records, kind, **match)
+        if r is not None and r.get("low_core_use"):
+            label = match.get("case") or f"{match.get('backend')} {match.get('precision')}"
+            out.append(f"{label} at {r['core_use']:.0%}")
+    return out
+
+
 def evaluate_targets(records: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
     """One "target" record per :data:`TARGETS` entry: measured value, threshold, holds, note."""
     reference = config.width == 1.0 and config.size == 500
@@ -101,6 +129,9 @@ def evaluate_targets(records: list[dict[str, Any]], config: Any) -> list[dict[st
             else:
                 note = (_skip_reason(records, model, "onnxruntime", "int8")
                         or f"the backend comparison did not run on {model}")
+        low = _low_core_use(records, t.name)
+        if low:
+            note += f"; measured with under-used cores ({', '.join(low)}): times inflated"
         holds = None
         if value is not None and t.threshold is not None:
             holds = bool(value >= t.threshold)
