@@ -13,7 +13,6 @@ without writing, so the last good checkpoint is kept.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import signal
@@ -100,7 +99,8 @@ class _Progress:
     position: int = 0  # images of this epoch's order already consumed
     losses: list[float] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] | None = None
+    best: dict[str, Any] | None = None  # metrics of the best evaluation (by mean IU)
+    latest: dict[str, Any] | None = None  # metrics of the latest evaluation
     elapsed_s: float = 0.0
 
 
@@ -158,15 +158,16 @@ def _open_datasets(config: TrainConfig):
     return train_set, val_set, val_spec
 
 
-def _check_checkpoint_compatible(path: Path, meta: ModelMeta, model, what: str) -> None:
-    if meta.arch != model.arch:
-        raise FCNError(f"{what} {path} holds a {meta.arch} model; this run trains {model.arch} "
-                       "(pass the same --arch, or start a new run)")
-    if meta.num_classes != model.num_classes:
-        raise FCNError(f"{what} {path} has {meta.num_classes} classes; this run's data has "
-                       f"{model.num_classes}")
-    if dict(meta.arch_kwargs) != dict(model.arch_kwargs):
-        raise FCNError(f"{what} {path} was built with {meta.arch_kwargs}; this run builds "
+def _check_checkpoint_compatible(path: Path, ckpt: dict[str, Any], model) -> None:
+    arch, kwargs = ckpt["arch"], dict(ckpt["arch_kwargs"])
+    if arch != model.arch:
+        raise FCNError(f"--resume checkpoint {path} holds a {arch} model; this run trains "
+                       f"{model.arch} (pass the same --arch, or start a new run)")
+    if kwargs.get("num_classes") != model.num_classes:
+        raise FCNError(f"--resume checkpoint {path} has {kwargs.get('num_classes')} classes; "
+                       f"this run's data has {model.num_classes}")
+    if kwargs != dict(model.arch_kwargs):
+        raise FCNError(f"--resume checkpoint {path} was built with {kwargs}; this run builds "
                        f"{model.arch_kwargs} (check --width / --learn-upsampling)")
 
 
@@ -188,7 +189,7 @@ def resume_settings(path: Path) -> dict[str, Any]:
     """What a run stored about itself in ``path`` (arch, dataset specs, recipe, seed, width...),
     so that ``fcn-train --resume last.pt`` needs no other option."""
     ckpt = _load_resume_checkpoint(Path(path))
-    return {**ckpt["training_state"].get("config", {}), "arch": ckpt["meta"]["arch"]}
+    return {**ckpt["training_state"].get("config", {}), "arch": ckpt["arch"]}
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -224,51 +225,37 @@ class _StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self._installed = False
         self._previous = None
 
     def __enter__(self) -> "_StopRequest":
         try:
             self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: Ctrl-C cannot reach us here anyway
-            self._previous = None
+            self._installed = True
+        except ValueError:  # not the main thread: Ctrl-C does not reach this thread anyway
+            pass
         return self
+
+    def _restore(self) -> None:
+        previous = self._previous if self._previous is not None else signal.default_int_handler
+        signal.signal(signal.SIGINT, previous)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
-        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        self._restore()  # a second Ctrl-C interrupts at once (the last checkpoint stays intact)
         print("\ninterrupted: finishing this iteration and saving last.pt "
               "(Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        if self._installed:
+            self._restore()
 
 
 # --- the run --------------------------------------------------------------------------------
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train as ``config`` says and return the result; see the module docstring."""
-    from tqdm import tqdm
-
-    from fcn_deploy.models import (capture_rng_state, create_model, restore_rng_state,
-                                   save_checkpoint)
-
-    recipe = config.recipe
-    device = resolve_device(config.device, amp=config.amp)
-    if config.threads is not None:
-        if config.threads < 1:
-            raise FCNError(f"--threads must be >= 1, got {config.threads}")
-        torch.set_num_threads(config.threads)
-    if sum(x is not None for x in (config.resume, config.init_from, config.imagenet)) > 1:
-        raise FCNError("--resume, --init-from and --imagenet are exclusive: pick one starting point")
-    resume_ckpt = _load_resume_checkpoint(Path(config.resume)) if config.resume else None
-    train_set, val_set, val_spec = _open_datasets(config)
-    out = prepare_output(Path(config.out), resume=resume_ckpt is not None,
-                         overwrite=config.overwrite)
-    num_classes = train_set.num_classes
-    if config.num_classes is not None and config.num_classes != num_classes:
-        raise FCNError(f"--num-classes {config.num_classes} but the dataset {config.dataset} has "
-                       f"{num_classes} classes")
+def _start_model(config: TrainConfig, num_classes: int, resume_ckpt: dict[str, Any] | None):
+    """Build the model and load its starting weights (resume, coarser net, ImageNet or scratch)."""
+    from fcn_deploy.models import create_model
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -276,8 +263,7 @@ def train(config: TrainConfig) -> TrainResult:
     model = create_model(config.arch, num_classes=num_classes, width=config.width,
                          learn_upsampling=config.learn_upsampling)
     if resume_ckpt is not None:
-        _check_checkpoint_compatible(Path(config.resume), ModelMeta.from_dict(resume_ckpt["meta"]),
-                                     model, "--resume checkpoint")
+        _check_checkpoint_compatible(Path(config.resume), resume_ckpt, model)
         model.load_state_dict(resume_ckpt["state_dict"])
     elif config.init_from is not None:
         from fcn_deploy.models.surgery import init_from_coarser
@@ -293,199 +279,255 @@ def train(config: TrainConfig) -> TrainResult:
             load_imagenet_weights(model, config.imagenet)
         except FCNError as exc:
             raise FCNError(f"--imagenet {config.imagenet}: {exc}") from None
-    model.to(device)
-    model.train()
+    return model
 
-    meta = ModelMeta(arch=model.arch, num_classes=num_classes,
-                     class_names=list(train_set.class_names), palette=list(train_set.palette),
-                     ignore_label=train_set.ignore_label, arch_kwargs=dict(model.arch_kwargs))
-    optimizer = create_optimizer(model, lr=recipe.lr, momentum=recipe.momentum,
-                                 weight_decay=recipe.weight_decay,
-                                 bias_lr_mult=recipe.bias_lr_mult)
-    scaler = torch.amp.GradScaler("cuda") if config.amp else None
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    progress = _Progress()
-    if resume_ckpt is not None:
-        state = resume_ckpt["training_state"]
-        optimizer.load_state_dict(state["optimizer"])
-        # The recipe may have been changed on resume (e.g. a longer schedule or another rate).
-        for group in optimizer.param_groups:
-            mult = recipe.bias_lr_mult if group.get("name") == "biases" else 1.0
-            group.update(lr=recipe.lr * mult, momentum=recipe.momentum)
-            if group.get("name") != "biases":
-                group["weight_decay"] = recipe.weight_decay
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        progress = _Progress(iteration=int(state["iteration"]), epoch=int(state["epoch"]),
-                             position=int(state["position"]),
-                             losses=[float(v) for v in state["losses"].tolist()],
-                             evals=list(state["evals"]), best=state["best"],
-                             elapsed_s=float(state["elapsed_s"]))
-        restore_rng_state(state["rng"])
 
-    ignore = train_set.ignore_label
-    pin = device.type == "cuda"
-    sampler = ResumableBatchSampler(len(train_set), batch_size=recipe.batch_size, seed=config.seed,
-                                    shuffle=True, mirror=recipe.mirror)
-    loader = make_loader(TorchSegmentation(train_set, mean=meta.mean), sampler,
-                         workers=config.workers, ignore_label=ignore, pin_memory=pin)
-    val_loader = None
-    if val_set is not None:
-        n_val = len(val_set) if config.val_limit is None else min(config.val_limit, len(val_set))
-        val_sampler = ResumableBatchSampler(n_val, batch_size=1, shuffle=False)
-        val_loader = make_loader(TorchSegmentation(val_set, mean=meta.mean), val_sampler,
-                                 workers=config.workers, ignore_label=ignore, pin_memory=pin)
+class _Run:
+    """One training run's objects and the steps of the loop (see :func:`train`)."""
 
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    run_info = {"dataset": config.dataset, "val_dataset": config.val_dataset,
-                "dataset_options": dict(config.dataset_options), "seed": config.seed,
-                "recipe": recipe.to_dict(), "width": config.width,
-                "learn_upsampling": config.learn_upsampling}
+    def __init__(self, config: TrainConfig) -> None:
+        from fcn_deploy.models import restore_rng_state
 
-    def checkpoint_meta() -> ModelMeta:
-        return meta.replace(extra={"training": {**run_info, "iteration": progress.iteration}})
+        self.config = config
+        self.recipe = recipe = config.recipe
+        self.device = resolve_device(config.device, amp=config.amp)
+        if config.threads is not None:
+            if config.threads < 1:
+                raise FCNError(f"--threads must be >= 1, got {config.threads}")
+            torch.set_num_threads(config.threads)
+        starts = [x for x in (config.resume, config.init_from, config.imagenet) if x is not None]
+        if len(starts) > 1:
+            raise FCNError("--resume, --init-from and --imagenet are exclusive: pick one "
+                           "starting point")
+        resume_ckpt = _load_resume_checkpoint(Path(config.resume)) if config.resume else None
+        self.train_set, self.val_set, self.val_spec = _open_datasets(config)
+        self.out = prepare_output(Path(config.out), resume=resume_ckpt is not None,
+                                  overwrite=config.overwrite)
+        num_classes = self.train_set.num_classes
+        if config.num_classes is not None and config.num_classes != num_classes:
+            raise FCNError(f"--num-classes {config.num_classes} but the dataset "
+                           f"{config.dataset} has {num_classes} classes")
 
-    def save_last(metrics: dict[str, Any] | None) -> None:
-        state = {
-            "format": STATE_FORMAT, "iteration": progress.iteration, "epoch": progress.epoch,
-            "position": progress.position, "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": capture_rng_state(), "losses": torch.tensor(progress.losses, dtype=torch.float64),
-            "evals": progress.evals, "best": progress.best, "elapsed_s": progress.elapsed_s,
-            "config": run_info,
-        }
-        save_checkpoint(last_path, model=model, meta=checkpoint_meta(), metrics=metrics,
-                        training_state=state)
+        self.model = _start_model(config, num_classes, resume_ckpt).to(self.device).train()
+        self.meta = ModelMeta(arch=self.model.arch, num_classes=num_classes,
+                              class_names=list(self.train_set.class_names),
+                              palette=list(self.train_set.palette),
+                              ignore_label=self.train_set.ignore_label,
+                              arch_kwargs=dict(self.model.arch_kwargs))
+        self.optimizer = create_optimizer(self.model, lr=recipe.lr, momentum=recipe.momentum,
+                                          weight_decay=recipe.weight_decay,
+                                          bias_lr_mult=recipe.bias_lr_mult)
+        self.scaler = torch.amp.GradScaler("cuda") if config.amp else None
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.progress = _Progress()
+        if resume_ckpt is not None:
+            state = resume_ckpt["training_state"]
+            # Only the per-parameter state (momentum buffers): the hyper-parameters are this
+            # run's recipe, which may differ from the stopped run's (a longer schedule, say).
+            current = self.optimizer.state_dict()
+            self.optimizer.load_state_dict({**current, "state": state["optimizer"]["state"]})
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            self.progress = _Progress(
+                iteration=int(state["iteration"]), epoch=int(state["epoch"]),
+                position=int(state["position"]), losses=state["losses"].tolist(),
+                evals=list(state["evals"]), best=state["best"], latest=state["latest"],
+                elapsed_s=float(state["elapsed_s"]))
+            restore_rng_state(state["rng"])
 
-    latest = {"metrics": None, "segmetrics": None}
+        self.ignore = self.train_set.ignore_label
+        pin = self.device.type == "cuda"
+        self.sampler = ResumableBatchSampler(len(self.train_set), batch_size=recipe.batch_size,
+                                             seed=config.seed, shuffle=True, mirror=recipe.mirror)
+        self.loader = make_loader(TorchSegmentation(self.train_set, mean=self.meta.mean),
+                                  self.sampler, workers=config.workers, ignore_label=self.ignore,
+                                  pin_memory=pin)
+        self.val_loader = None
+        if self.val_set is not None:
+            n_val = len(self.val_set) if config.val_limit is None \
+                else max(1, min(config.val_limit, len(self.val_set)))
+            self.val_loader = make_loader(
+                TorchSegmentation(self.val_set, mean=self.meta.mean),
+                ResumableBatchSampler(n_val, batch_size=1, shuffle=False),
+                workers=config.workers, ignore_label=self.ignore, pin_memory=pin)
+        self.batches = None  # iterator over the rest of the current epoch
+        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
+        # Stored in last.pt so that `fcn-train --resume` needs no other option.
+        self.run_info = {"dataset": config.dataset, "val_dataset": config.val_dataset,
+                         "dataset_options": dict(config.dataset_options), "seed": config.seed,
+                         "recipe": recipe.to_dict(), "width": config.width,
+                         "learn_upsampling": config.learn_upsampling}
 
-    def checkpoint_and_log(interval_loss: float) -> None:
-        record: dict[str, Any] = {"iteration": progress.iteration, "train_loss": interval_loss,
-                                  "epoch": progress.epoch, "elapsed_s": round(progress.elapsed_s, 3)}
-        metrics = None
-        if val_loader is not None:
-            seg = evaluate(model, val_loader, num_classes=num_classes, ignore_label=ignore,
-                           device=device, amp=config.amp, progress=config.progress)
-            metrics = {**seg.as_dict(), "iteration": progress.iteration}
-            record.update({k: metrics[k] for k in METRIC_NAMES})
-            latest["segmetrics"] = seg
-            improved = progress.best is None or (metrics["mean_iu"] or 0.0) > \
-                (progress.best["mean_iu"] or 0.0)
-            if improved:
-                progress.best = metrics
-        latest["metrics"] = metrics
-        progress.evals.append(record)
-        save_last(metrics)
-        if metrics is not None and progress.best is metrics:
-            save_checkpoint(best_path, model=model, meta=checkpoint_meta(), metrics=metrics)
-        write_log(out / "log.jsonl", progress.evals)
-        plot_curves(out / "curves.png", progress.losses, progress.evals)
-
-    batches = None  # the iterator over the current epoch
-
-    def next_batch():
-        nonlocal batches
+    # -- data ---------------------------------------------------------------------------------
+    def next_batch(self):
+        """The next batch of the resumable order; moves the epoch/position bookkeeping."""
+        progress = self.progress
         while True:
-            if batches is None:
-                sampler.set_epoch(progress.epoch, start=progress.position)
-                batches = iter(loader)
+            if self.batches is None:
+                self.sampler.set_epoch(progress.epoch, start=progress.position)
+                self.batches = iter(self.loader)
             try:
-                batch = next(batches)
+                batch = next(self.batches)
             except StopIteration:
-                progress.epoch, progress.position, batches = progress.epoch + 1, 0, None
+                progress.epoch, progress.position, self.batches = progress.epoch + 1, 0, None
                 continue
             if isinstance(batch, LoadError):
                 raise FCNError(batch.message)
             progress.position += len(batch)
             return batch
 
-    bar = tqdm(total=recipe.max_iters, initial=min(progress.iteration, recipe.max_iters),
-               desc=f"train {model.arch}", unit="it", disable=not config.progress,
-               dynamic_ncols=True)
-    interval_start = progress.evals[-1]["iteration"] if progress.evals else 0
-    try:
-        with _StopRequest() as stop:
-            while progress.iteration < recipe.max_iters:
-                started = time.perf_counter()
-                optimizer.zero_grad(set_to_none=True)
-                loss_value, images = 0.0, 0
-                for _ in range(recipe.accumulate):
-                    batch = next_batch()
-                    x = batch.images.to(device, non_blocking=pin)
-                    y = batch.labels.to(device, non_blocking=pin)
-                    with torch.autocast(device_type=device.type, enabled=config.amp):
-                        scores = model(x)
-                    loss = segmentation_loss(scores, y, normalize=recipe.normalize_loss,
-                                             ignore_label=ignore) / recipe.accumulate
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-                    loss_value += loss.item()
-                    images += len(batch)
-                if not math.isfinite(loss_value) and scaler is None:
-                    raise FCNError(f"the training loss became {loss_value} at iteration "
-                                   f"{progress.iteration + 1}; lower --lr (last.pt keeps the "
-                                   "last good state)")
-                if recipe.clip_grad_norm > 0:
-                    if scaler is not None:
-                        scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(trainable, recipe.clip_grad_norm)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                progress.iteration += 1
-                progress.losses.append(loss_value)
-                seconds = time.perf_counter() - started
-                progress.elapsed_s += seconds
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4g}", img_s=f"{images / seconds:.1f}",
-                                refresh=False)
-                if config.on_iteration is not None:
-                    config.on_iteration(progress.iteration, loss_value)
-                if progress.iteration % recipe.eval_every == 0 \
-                        or progress.iteration == recipe.max_iters:
-                    interval = progress.losses[interval_start:]
-                    checkpoint_and_log(float(np.mean(interval)))
-                    interval_start = progress.iteration
-                    if latest["metrics"] is not None:
-                        bar.write(f"iteration {progress.iteration}: mean IU "
-                                  f"{100 * (latest['metrics']['mean_iu'] or 0):.1f} %, "
-                                  f"pixel accuracy "
-                                  f"{100 * (latest['metrics']['pixel_accuracy'] or 0):.1f} %")
-                if stop.requested:
-                    save_last(latest["metrics"])
-                    bar.write(f"saved {last_path} at iteration {progress.iteration}; "
-                              f"continue with --resume {last_path}")
-                    raise KeyboardInterrupt
-    finally:
-        bar.close()
+    # -- one optimizer step -------------------------------------------------------------------
+    def step(self) -> tuple[float, int]:
+        """Accumulate ``recipe.accumulate`` batches, step; returns (loss, images)."""
+        recipe, device, amp = self.recipe, self.device, self.config.amp
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_value, images = 0.0, 0
+        for _ in range(recipe.accumulate):
+            batch = self.next_batch()
+            x = batch.images.to(device, non_blocking=True)
+            y = batch.labels.to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, enabled=amp):
+                scores = self.model(x)
+            loss = segmentation_loss(scores, y, normalize=recipe.normalize_loss,
+                                     ignore_label=self.ignore) / recipe.accumulate
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            loss_value += loss.item()
+            images += len(batch)
+        if not math.isfinite(loss_value) and self.scaler is None:
+            raise FCNError(f"the training loss became {loss_value} at iteration "
+                           f"{self.progress.iteration + 1}; lower --lr (last.pt keeps the last "
+                           "good state)")
+        if recipe.clip_grad_norm > 0:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.trainable, recipe.clip_grad_norm)
+        if self.scaler is not None:  # skips the step when the scaled gradients overflowed
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.progress.iteration += 1
+        self.progress.losses.append(loss_value)
+        return loss_value, images
 
-    # The final evaluation exists unless the run was already complete when resumed.
-    if progress.evals and progress.evals[-1]["iteration"] == progress.iteration:
-        final = latest["metrics"] if latest["metrics"] is not None else \
-            (progress.best if progress.best and progress.best["iteration"] == progress.iteration
-             else None)
-    else:
-        final = None
-    if final is None and val_loader is not None:
-        seg = evaluate(model, val_loader, num_classes=num_classes, ignore_label=ignore,
-                       device=device, amp=config.amp, progress=config.progress)
-        final = {**seg.as_dict(), "iteration": progress.iteration}
+    # -- evaluation and files -----------------------------------------------------------------
+    def evaluate(self) -> dict[str, Any] | None:
+        """The validation metrics (SegMetrics.as_dict() + iteration), None without a val set."""
+        if self.val_loader is None:
+            return None
+        seg = evaluate(self.model, self.val_loader, num_classes=self.meta.num_classes,
+                       ignore_label=self.ignore, device=self.device, amp=self.config.amp,
+                       progress=self.config.progress)
+        return {**seg.as_dict(), "iteration": self.progress.iteration}
 
-    last_interval = progress.losses[-recipe.eval_every:] or [float("nan")]
-    report = {
-        "arch": model.arch, "arch_kwargs": dict(model.arch_kwargs), "dataset": config.dataset,
-        "val_dataset": val_spec, "num_classes": num_classes,
-        "class_names": list(train_set.class_names), "recipe": recipe.to_dict(),
-        "iterations": progress.iteration, "elapsed_s": progress.elapsed_s, "device": str(device),
-        "seed": config.seed, "final_train_loss": float(np.mean(last_interval)),
-        "final": final, "best": progress.best,
-        "checkpoints": {"last": str(last_path),
-                        "best": str(best_path) if best_path.exists() else None},
-    }
-    report_json, report_md = write_report(out, report)
-    return TrainResult(iterations=progress.iteration, losses=list(progress.losses), final=final,
-                       best=progress.best, last_checkpoint=last_path,
-                       best_checkpoint=best_path if best_path.exists() else None,
-                       report_json=report_json, report_md=report_md,
-                       elapsed_s=progress.elapsed_s)
+    def _checkpoint_meta(self) -> ModelMeta:
+        return self.meta.replace(extra={"training": {**self.run_info,
+                                                     "iteration": self.progress.iteration}})
+
+    def save_last(self) -> None:
+        from fcn_deploy.models import capture_rng_state, save_checkpoint
+
+        p = self.progress
+        state = {
+            "format": STATE_FORMAT, "iteration": p.iteration, "epoch": p.epoch,
+            "position": p.position, "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": capture_rng_state(), "losses": torch.tensor(p.losses, dtype=torch.float64),
+            "evals": p.evals, "best": p.best, "latest": p.latest, "elapsed_s": p.elapsed_s,
+            "config": self.run_info,
+        }
+        save_checkpoint(self.last_path, model=self.model, meta=self._checkpoint_meta(),
+                        metrics=p.latest, training_state=state)
+
+    def evaluate_and_save(self, interval_loss: float) -> None:
+        """Evaluate; write last.pt, best.pt (when the mean IU improved), log.jsonl, curves.png."""
+        from fcn_deploy.models import save_checkpoint
+
+        p = self.progress
+        metrics = self.evaluate()
+        record: dict[str, Any] = {"iteration": p.iteration, "train_loss": interval_loss,
+                                  "epoch": p.epoch, "elapsed_s": round(p.elapsed_s, 3)}
+        improved = False
+        if metrics is not None:
+            record.update({k: metrics[k] for k in METRIC_NAMES})
+            improved = p.best is None or (metrics["mean_iu"] or 0.0) > (p.best["mean_iu"] or 0.0)
+            if improved:
+                p.best = metrics
+        p.latest = metrics
+        p.evals.append(record)
+        self.save_last()
+        if improved:
+            save_checkpoint(self.best_path, model=self.model, meta=self._checkpoint_meta(),
+                            metrics=metrics)
+        write_log(self.out / "log.jsonl", p.evals)
+        plot_curves(self.out / "curves.png", p.losses, p.evals)
+
+    def loop(self) -> None:
+        """Step until ``max_iters``; evaluate and save every ``eval_every`` and at the end."""
+        from tqdm import tqdm
+
+        recipe, p = self.recipe, self.progress
+        bar = tqdm(total=recipe.max_iters, initial=min(p.iteration, recipe.max_iters),
+                   desc=f"train {self.model.arch}", unit="it", disable=not self.config.progress,
+                   dynamic_ncols=True)
+        interval_start = p.evals[-1]["iteration"] if p.evals else 0
+        try:
+            with _StopRequest() as stop:
+                while p.iteration < recipe.max_iters:
+                    started = time.perf_counter()
+                    loss, images = self.step()
+                    seconds = time.perf_counter() - started
+                    p.elapsed_s += seconds
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4g}", img_s=f"{images / seconds:.1f}",
+                                    refresh=False)
+                    if self.config.on_iteration is not None:
+                        self.config.on_iteration(p.iteration, loss)
+                    if p.iteration % recipe.eval_every == 0 or p.iteration == recipe.max_iters:
+                        self.evaluate_and_save(float(np.mean(p.losses[interval_start:])))
+                        interval_start = p.iteration
+                        if p.latest is not None:
+                            bar.write(f"iteration {p.iteration}: mean IU "
+                                      f"{_pct(p.latest['mean_iu'])} %, pixel accuracy "
+                                      f"{_pct(p.latest['pixel_accuracy'])} %")
+                    if stop.requested:
+                        self.save_last()
+                        bar.write(f"saved {self.last_path} at iteration {p.iteration}; "
+                                  f"continue with --resume {self.last_path}")
+                        raise KeyboardInterrupt
+        finally:
+            bar.close()
+
+    def report(self) -> TrainResult:
+        """Write report.json/.md and return the result (evaluates if the run had nothing to do)."""
+        p = self.progress
+        final = p.latest if p.latest is not None and p.latest["iteration"] == p.iteration \
+            else self.evaluate()
+        last_interval = p.losses[-self.recipe.eval_every:] or [float("nan")]
+        best_checkpoint = self.best_path if self.best_path.exists() else None
+        report = {
+            "arch": self.model.arch, "arch_kwargs": dict(self.model.arch_kwargs),
+            "dataset": self.config.dataset, "val_dataset": self.val_spec,
+            "num_classes": self.meta.num_classes, "class_names": list(self.meta.class_names),
+            "recipe": self.recipe.to_dict(), "iterations": p.iteration,
+            "elapsed_s": p.elapsed_s, "device": str(self.device), "seed": self.config.seed,
+            "final_train_loss": float(np.mean(last_interval)), "final": final, "best": p.best,
+            "checkpoints": {"last": str(self.last_path),
+                            "best": str(best_checkpoint) if best_checkpoint else None},
+        }
+        report_json, report_md = write_report(self.out, report)
+        return TrainResult(iterations=p.iteration, losses=list(p.losses), final=final,
+                           best=p.best, last_checkpoint=self.last_path,
+                           best_checkpoint=best_checkpoint, report_json=report_json,
+                           report_md=report_md, elapsed_s=p.elapsed_s)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train as ``config`` says and return the result; see the module docstring."""
+    run = _Run(config)
+    run.loop()
+    return run.report()

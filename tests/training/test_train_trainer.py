@@ -159,3 +159,24 @@ def test_corrupt_image_reaches_the_user_naming_the_file(tmp_path, tiny_config, w
         train(config)
     assert "Traceback" not in str(info.value)
     assert not (tmp_path / "out" / "last.pt").exists()
+
+
+def test_imagenet_init_loads_the_classifier_into_the_backbone(tmp_path, tiny_config):
+    from fcn_deploy.models.classifiers import VGG16Classifier
+
+    torch.manual_seed(7)
+    classifier = VGG16Classifier(width=1 / 16)
+    torch.save(classifier.state_dict(), tmp_path / "vgg16.pth")
+    train(tiny_config(tmp_path / "run", arch="fcn32s_vgg16", imagenet=tmp_path / "vgg16.pth",
+                      recipe={"lr": 1e-30, "momentum": 0.0, "max_iters": 1, "eval_every": 1}))
+    got = load_checkpoint(tmp_path / "run" / "last.pt")["state_dict"]
+    source = classifier.state_dict()
+    torch.testing.assert_close(got["conv1_1.weight"], source["features.0.weight"], rtol=0,
+                               atol=1e-20)
+    # fc6 is the first fully connected layer reshaped into a 7x7 convolution
+    torch.testing.assert_close(got["fc6.weight"],
+                               source["classifier.0.weight"].reshape(got["fc6.weight"].shape),
+                               rtol=0, atol=1e-20)
+    with pytest.raises(FCNError, match="--imagenet .*vgg16.pth: ImageNet weights: .*shape"):
+        train(tiny_config(tmp_path / "run2", arch="fcn32s_vgg16", width=1 / 8,
+                          imagenet=tmp_path / "vgg16.pth"))
