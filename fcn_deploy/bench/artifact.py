@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -206,46 +206,71 @@ class PipelineTiming:
 def time_pipeline(pipeline: StagePipeline, shape: Sequence[int], *, warmup: int, runs: int,
                   seed: int = 0, progress: bool = False, label: str = "") -> PipelineTiming:
     """Warm up, then time ``runs`` runs of the whole pipeline on random images of ``shape``."""
+    return time_interleaved({label or "run": pipeline}, shape, warmup=warmup, runs=runs,
+                            seed=seed, progress=progress, label=label)[label or "run"]
+
+
+def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int], *,
+                     warmup: int, runs: int, seed: int = 0, progress: bool = False,
+                     label: str = "") -> dict[str, PipelineTiming]:
+    """Time several pipelines on the same images, **interleaved**: every pipeline warms up, then
+    each round runs each pipeline once. A change in machine load during the measurement then
+    slows all of them alike, so their ratios stay fair ("measured side by side")."""
     check_counts(warmup=warmup, runs=runs)
+    if not pipelines:
+        raise ValueError("no pipelines to time")
     images = random_images(shape, seed=seed)
     n, _, h, w = shape
+    names = list(pipelines)
+    totals: dict[str, list[float]] = {k: [] for k in names}
+    computes: dict[str, list[float]] = {k: [] for k in names}
+    stage_sums = {k: {s: 0.0 for s in STAGES} for k in names}
+    cpu = {k: 0.0 for k in names}
+    wall = {k: 0.0 for k in names}
+    labels: dict[str, np.ndarray] = {}
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=warmup + runs, desc=label or "x".join(map(str, shape)), unit="run",
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(total=(warmup + runs) * len(names), desc=label or "x".join(map(str, shape)),
+                   unit="run", leave=False, dynamic_ncols=True)
     try:
-        for _ in range(warmup):
-            labels, _ = pipeline.run(images)
-            if bar is not None:
-                bar.set_postfix_str("warm-up")
-                bar.update(1)
-        if warmup == 0:
-            labels = None
-        totals, computes = [], []
-        stage_sums = {s: 0.0 for s in STAGES}
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        for i in range(runs):
-            labels, times = pipeline.run(images)
-            totals.append(sum(times.values()))
-            computes.append(times["compute"])
-            for s in STAGES:
-                stage_sums[s] += times.get(s, 0.0)
-            if bar is not None:
-                bar.set_postfix_str(f"last {totals[-1] * 1e3:.1f} ms, mean "
-                                    f"{np.mean(totals) * 1e3:.1f} ms")
-                bar.update(1)
-        cpu_per_wall = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+        for name in names:
+            for _ in range(warmup):
+                labels[name], _ = pipelines[name].run(images)
+                if bar is not None:
+                    bar.set_postfix_str(f"warm-up {name}" if len(names) > 1 else "warm-up")
+                    bar.update(1)
+        for _ in range(runs):
+            for name in names:
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                labels[name], times = pipelines[name].run(images)
+                cpu[name] += time.process_time() - cpu0
+                wall[name] += time.perf_counter() - wall0
+                totals[name].append(sum(times.values()))
+                computes[name].append(times["compute"])
+                for s in STAGES:
+                    stage_sums[name][s] += times.get(s, 0.0)
+                if bar is not None:
+                    bar.set_postfix_str(
+                        (f"{name}: " if len(names) > 1 else "")
+                        + f"last {totals[name][-1] * 1e3:.1f} ms, mean "
+                        f"{np.mean(totals[name]) * 1e3:.1f} ms")
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    if labels is not None and tuple(labels.shape) != (n, h, w):
-        raise FCNError(f"the network returned labels of shape {tuple(labels.shape)} for input "
-                       f"{'x'.join(map(str, shape))}; expected {(n, h, w)}")
-    means = {s: v / runs * 1e3 for s, v in stage_sums.items()}
-    return PipelineTiming(summarize(totals, items=n), summarize(computes, items=n), means,
-                          cpu_per_wall)
+    out = {}
+    for name in names:
+        got = labels[name]
+        if tuple(got.shape) != (n, h, w):
+            raise FCNError(f"the network returned labels of shape {tuple(got.shape)} for input "
+                           f"{'x'.join(map(str, shape))}; expected {(n, h, w)}")
+        means = {s: v / runs * 1e3 for s, v in stage_sums[name].items()}
+        out[name] = PipelineTiming(summarize(totals[name], items=n),
+                                   summarize(computes[name], items=n), means,
+                                   cpu[name] / max(wall[name], 1e-9))
+    return out
 
 
 def _runner_options(backend: str, config: BenchConfig) -> dict[str, Any]:

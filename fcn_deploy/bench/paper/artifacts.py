@@ -68,8 +68,10 @@ def _width_tag(width: float) -> str:
 
 
 def export_variant(model: Any, work_dir: Path, variant: str, *, seed: int,
-                   threads: int | None = None) -> ExportedGraph:
-    """Export ``model`` as ``variant`` (see :data:`VARIANTS`) into ``work_dir`` (or reuse it)."""
+                   threads: int | None = None, verify: bool = True) -> ExportedGraph:
+    """Export ``model`` as ``variant`` (see :data:`VARIANTS`) into ``work_dir`` (or reuse it).
+
+    ``verify``: compare the graph with PyTorch at one small size (export_model's check)."""
     import time
 
     from fcn_deploy.export import export_model
@@ -81,8 +83,8 @@ def export_variant(model: Any, work_dir: Path, variant: str, *, seed: int,
         return ExportedGraph(path, variant, True, 0.0)
     start = time.perf_counter()
     # verified against PyTorch at one small size: proves the graph, costs little at width 1
-    export_model(model, None, path, verify=True, verify_sizes=[(1, 3, 72, 88)], threads=threads,
-                 **VARIANTS[variant])
+    export_model(model, None, path, verify=verify, verify_sizes=[(1, 3, 72, 88)],
+                 threads=threads, **VARIANTS[variant])
     return ExportedGraph(path, variant, False, time.perf_counter() - start)
 
 

@@ -50,21 +50,26 @@ def _executor(model: Any, backend: str, *, threads: int, work_dir: Path, name: s
     return lambda x: session.run(None, {"image": x})[0]
 
 
-def _time(fn: Callable[[], object], *, warmup: int, runs: int, items: int,
-          bar=None) -> tuple[TimingStats, float]:
-    """(statistics of ``runs`` timed calls, process CPU seconds per wall second meanwhile)."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+def _time_interleaved(cases: dict[str, tuple[Callable[[], object], int]], *, warmup: int,
+                      runs: int, bar=None) -> dict[str, tuple[TimingStats, float]]:
+    """Time ``{name: (fn, items per call)}`` interleaved (each round calls each once); returns
+    {name: (statistics, process CPU seconds per wall second during its calls)}."""
+    for fn, _ in cases.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in cases}
+    cpu = {k: 0.0 for k in cases}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-        if bar is not None:
-            bar.update(1)
-    cpu_per_wall = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
-    return summarize(samples, items=items), cpu_per_wall
+        for name, (fn, _) in cases.items():
+            c0, start = time.process_time(), time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+            cpu[name] += time.process_time() - c0
+            if bar is not None:
+                bar.update(1)
+    return {name: (summarize(samples[name], items=items),
+                   cpu[name] / max(sum(samples[name]), 1e-9))
+            for name, (_, items) in cases.items()}
 
 
 def extract_patches(x: np.ndarray, grid: int) -> np.ndarray:
@@ -125,22 +130,22 @@ def run_patchwise(config: Any, work_dir: Path, *, log: Callable[[str], None]) ->
         if config.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=4 * r, desc=f"section 3.1 ({backend})", unit="run", leave=False)
+            bar = tqdm(total=5 * r, desc=f"section 3.1 ({backend})", unit="run", leave=False)
         try:
-            log(f"section 3.1: AlexNet patches ({n} of 227x227) vs one {size}x{size} pass, {backend}")
-            single = _time(lambda: classify(patches[:1]), warmup=w, runs=r, items=1, bar=bar)
-            batched = _time(lambda: classify(patches), warmup=w, runs=r, items=n, bar=bar)
-            one_by_one = _time(lambda: [classify(patches[i:i + 1]) for i in range(n)],
-                               warmup=min(w, 1), runs=r, items=n, bar=bar)
-            full = _time(lambda: whole(x), warmup=w, runs=r, items=1, bar=bar)
-            shift, _ = _time(lambda: [whole(s) for s in shifts], warmup=min(w, 1),
-                             runs=max(1, r // 2), items=len(shifts))
+            log(f"section 3.1: AlexNet on {n} 227x227 patches vs one {size}x{size} pass, "
+                f"{backend}, interleaved")
+            timed = _time_interleaved({
+                "single": (lambda: classify(patches[:1]), 1),
+                "batched": (lambda: classify(patches), n),
+                "one_by_one": (lambda: [classify(patches[i:i + 1]) for i in range(n)], n),
+                "full": (lambda: whole(x), 1),
+                "shift": (lambda: [whole(s) for s in shifts], len(shifts)),
+            }, warmup=w, runs=r, bar=bar)
         finally:
             if bar is not None:
                 bar.close()
-    timed = {"single": single, "batched": batched, "one_by_one": one_by_one, "full": full}
-    single, batched, one_by_one, full = (timed[k][0] for k in ("single", "batched",
-                                                               "one_by_one", "full"))
+    single, batched, one_by_one, full, shift = (timed[k][0] for k in (
+        "single", "batched", "one_by_one", "full", "shift"))
     base = {"backend": backend, "width": config.width, "image": f"{size}x{size}",
             "grid": f"{grid}x{grid}", "runs": r, "warmup": w}
     records = []
@@ -195,6 +200,7 @@ def run_patchwise(config: Any, work_dir: Path, *, log: Callable[[str], None]) ->
                         f"passes over the {size}x{size} image",
          "units": passes, "per_unit_ms": shift.mean / len(shifts),
          "total_s": passes * shift.mean / len(shifts) / 1e3,
-         "sample": f"{len(shifts)} distinct shifted passes, {shift.n} runs", "extrapolated": True},
+         "sample": f"{len(shifts)} distinct shifted passes, {shift.n} runs",
+         "extrapolated": True},
     ]
     return records

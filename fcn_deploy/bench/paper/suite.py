@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fcn_deploy.bench.artifact import time_pipeline
 from fcn_deploy.bench.flops import MacCount
 from fcn_deploy.bench.paper.config import COMPARISON_MODELS, SCALING_MODELS, PaperConfig
 from fcn_deploy.bench.paper.facts import DISPLAY, paper_row
@@ -108,50 +107,72 @@ class _Run:
                          "denominator_ms": den[1], "value": num[1] / den[1], **extra})
 
     # -- timing --------------------------------------------------------------------------
-    def _time(self, pipeline, shape, *, runs: int, warmup: int, label: str,
-              macs: MacCount | None) -> Measurement:
-        t = time_pipeline(pipeline, shape, warmup=warmup, runs=runs, seed=self.config.seed,
-                          progress=self.config.progress, label=label)
-        return Measurement(t.e2e, t.compute, t.stage_means_ms, macs, pipeline.compute_mode,
-                           pipeline.output, t.cpu_per_wall)
+    # An "opener" sets up one configuration inside an ExitStack (which closes its runner) and
+    # returns (pipeline, MAC count); a group of them is timed interleaved.
+    def onnx_opener(self, path: Path) -> Callable:
+        def open_(stack: ExitStack, shape):
+            from fcn_deploy.bench.flops import onnx_macs
+            from fcn_deploy.bench.pipeline import pipeline_for_runner
+            from fcn_deploy.runtime import open_runner
 
-    def time_onnx(self, path: Path, shape, *, runs: int | None = None, warmup: int | None = None,
-                  label: str = "") -> Measurement:
-        from fcn_deploy.bench.flops import onnx_macs
-        from fcn_deploy.bench.pipeline import pipeline_for_runner
-        from fcn_deploy.runtime import open_runner
+            try:
+                macs = onnx_macs(path, shape)
+            except FCNError:
+                macs = None
+            runner = stack.enter_context(open_runner(path, backend="onnxruntime", device="cpu",
+                                                     intra_op_threads=self.config.threads))
+            return pipeline_for_runner(runner), macs
+        return open_
 
-        try:
-            macs = onnx_macs(path, shape)
-        except FCNError:
-            macs = None
-        with open_runner(path, backend="onnxruntime", device="cpu",
-                         intra_op_threads=self.config.threads) as runner:
-            pipeline = pipeline_for_runner(runner)
-            return self._time(pipeline, shape, runs=runs or self.config.runs,
-                              warmup=self.config.warmup if warmup is None else warmup,
-                              label=label, macs=macs)
+    def torch_opener(self, model) -> Callable:
+        def open_(stack: ExitStack, shape):
+            from fcn_deploy.bench.flops import torch_macs
+            from fcn_deploy.bench.pipeline import TorchPipeline
+            from fcn_deploy.constants import VGG_MEAN_BGR
 
-    def time_torch(self, model, shape, *, runs: int | None = None, warmup: int | None = None,
-                   label: str = "") -> Measurement:
-        from fcn_deploy.bench.flops import torch_macs
-        from fcn_deploy.bench.pipeline import TorchPipeline
-        from fcn_deploy.constants import VGG_MEAN_BGR
+            return TorchPipeline(model, mean=VGG_MEAN_BGR), torch_macs(model, shape)
+        return open_
 
-        pipeline = TorchPipeline(model, mean=VGG_MEAN_BGR)
-        return self._time(pipeline, shape, runs=runs or self.config.runs,
-                          warmup=self.config.warmup if warmup is None else warmup, label=label,
-                          macs=torch_macs(model, shape))
+    def tensorrt_opener(self, path: Path) -> Callable:
+        def open_(stack: ExitStack, shape):
+            from fcn_deploy.bench.flops import artifact_macs
+            from fcn_deploy.bench.pipeline import pipeline_for_runner
+            from fcn_deploy.runtime import open_runner
 
-    def time_tensorrt(self, path: Path, shape, *, label: str = "") -> Measurement:
-        from fcn_deploy.bench.flops import artifact_macs
-        from fcn_deploy.bench.pipeline import pipeline_for_runner
-        from fcn_deploy.runtime import open_runner
+            runner = stack.enter_context(open_runner(path, backend="tensorrt"))
+            return pipeline_for_runner(runner), artifact_macs(path, shape, meta=runner.meta)
+        return open_
 
-        with open_runner(path, backend="tensorrt") as runner:
-            pipeline = pipeline_for_runner(runner)
-            return self._time(pipeline, shape, runs=self.config.runs, warmup=self.config.warmup,
-                              label=label, macs=artifact_macs(path, shape, meta=runner.meta))
+    def time_group(self, openers: dict[str, Callable], shape, *, runs: int | None = None,
+                   warmup: int | None = None, label: str = ""
+                   ) -> tuple[dict[str, Measurement], dict[str, str]]:
+        """Time the configurations interleaved; returns (measurements, {name: why it failed})
+        where a configuration that cannot be opened (FCNError, ImportError) is left out."""
+        from fcn_deploy.bench.artifact import time_interleaved
+
+        failed: dict[str, str] = {}
+        with ExitStack() as stack:
+            pipes, macs = {}, {}
+            for name, opener in openers.items():
+                try:
+                    pipes[name], macs[name] = opener(stack, shape)
+                except (FCNError, ImportError) as exc:
+                    failed[name] = str(exc)
+            if not pipes:
+                return {}, failed
+            timings = time_interleaved(
+                pipes, shape, runs=runs or self.config.runs,
+                warmup=self.config.warmup if warmup is None else warmup, seed=self.config.seed,
+                progress=self.config.progress, label=label)
+        return {name: Measurement(t.e2e, t.compute, t.stage_means_ms, macs[name],
+                                  pipes[name].compute_mode, pipes[name].output, t.cpu_per_wall)
+                for name, t in timings.items()}, failed
+
+    def time_one(self, opener: Callable, shape, **kw: Any) -> Measurement:
+        got, failed = self.time_group({"one": opener}, shape, **kw)
+        if failed:
+            raise FCNError(failed["one"])
+        return got["one"]
 
 
 def _shape_text(shape) -> str:
@@ -184,7 +205,7 @@ def _run_model(run: _Run, name: str) -> None:
         if variant not in graphs:
             run.log(f"{display}: exporting ONNX ({variant})")
             exported = export_variant(model, run.work_dir, variant, seed=config.seed,
-                                      threads=config.threads)
+                                      threads=config.threads, verify=not config.quick)
             run.add({"kind": "export", "model": name, "variant": variant,
                      "file": exported.path.name, "reused": exported.reused,
                      "seconds": exported.seconds})
@@ -192,42 +213,33 @@ def _run_model(run: _Run, name: str) -> None:
         return graphs[variant]
 
     measured: dict[str, Measurement] = {}
-
-    def ort_base() -> Measurement:
-        if "ort_fp32" not in measured:
-            run.log(f"{display}: onnxruntime fp32 at {_shape_text(shape)}, {config.runs} runs")
-            measured["ort_fp32"] = run.time_onnx(graph("base"), shape,
-                                                 label=f"{display} ort fp32")
-        return measured["ort_fp32"]
-
-    def torch_eager() -> Measurement:
-        if "torch_fp32" not in measured:
-            run.log(f"{display}: torch eager fp32 at {_shape_text(shape)}, {config.runs} runs")
-            measured["torch_fp32"] = run.time_torch(model, shape, label=f"{display} torch")
-        return measured["torch_fp32"]
-
     common = {"model": name, "display": display, "width": config.width,
               "input": _shape_text(shape), "threads": config.threads,
               "runs": config.runs, "warmup": config.warmup}
-    if todo["table1"]:
-        _table1_row(run, name, model, common, ort_base if config.backend == "onnxruntime"
-                    else torch_eager)
+    # backends first: their interleaved ONNX Runtime / PyTorch timings also serve Table 1
     if todo["backends"]:
-        _backends(run, name, common, torch_eager, ort_base, graph)
+        measured.update(_backends(run, name, model, common, graph))
+    if todo["table1"]:
+        key = "onnxruntime fp32" if config.backend == "onnxruntime" else "torch fp32"
+        if key not in measured:
+            opener = (run.onnx_opener(graph("base")) if config.backend == "onnxruntime"
+                      else run.torch_opener(model))
+            run.log(f"{display}: {key} at {_shape_text(shape)}, {config.runs} runs")
+            measured[key] = run.time_one(opener, shape, label=f"{display} {key}")
+        _table1_row(run, name, model, common, measured[key])
     if todo["export"]:
-        _export_variants(run, name, common, ort_base, graph)
+        _export_variants(run, name, common, graph)
     if todo["scaling"]:
         _scaling(run, name, model, graph)
     del model
     gc.collect()
 
 
-def _table1_row(run: _Run, name: str, model, common: dict, measure: Callable[[], Measurement]):
+def _table1_row(run: _Run, name: str, model, common: dict, m: Measurement) -> None:
     from fcn_deploy.models.analysis import count_parameter_layers, count_parameters, receptive_field
 
     shape = run.config.shape
     rf, stride = receptive_field(model)
-    m = measure()
     paper = paper_row(name)
     run.add({"kind": "table1", **common, "backend": run.config.backend, "precision": "fp32",
              **m.fields(),
@@ -244,81 +256,79 @@ def _table1_row(run: _Run, name: str, model, common: dict, measure: Callable[[],
              "paper_mean_iu": paper.mean_iu if paper else None})
 
 
-def _backends(run: _Run, name: str, common: dict, torch_eager, ort_base, graph) -> None:
+def _backends(run: _Run, name: str, model, common: dict, graph) -> dict[str, Measurement]:
+    """PyTorch eager, ONNX Runtime FP32/INT8/FP16 and TensorRT (where present), interleaved."""
     from fcn_deploy.runtime import backend_status
 
     config, shape = run.config, run.config.shape
-    rows: dict[str, Measurement] = {}
-    rows["torch fp32"] = torch_eager()
-    run.add({"kind": "backend", **common, "backend": "torch", "precision": "fp32",
-             "graph": "in-memory nn.Module", "status": "measured", **rows["torch fp32"].fields()})
-    rows["onnxruntime fp32"] = ort_base()
-    run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "fp32",
-             "graph": graph("base").name, "status": "measured",
-             **rows["onnxruntime fp32"].fields()})
+    display = common["display"]
+    openers: dict[str, Callable] = {"torch fp32": run.torch_opener(model),
+                                    "onnxruntime fp32": run.onnx_opener(graph("base"))}
+    graphs = {"torch fp32": "in-memory nn.Module", "onnxruntime fp32": graph("base").name}
+    skipped: dict[str, str] = {}
     try:
         from fcn_deploy.bench.paper.artifacts import quantize_variant
 
-        run.log(f"{common['display']}: INT8 quantization ({config.calibration_images} random "
+        run.log(f"{display}: INT8 quantization ({config.calibration_images} random "
                 "calibration images)")
         int8 = quantize_variant(graph("base"), shape=shape, images=config.calibration_images,
                                 seed=config.seed)
         run.add({"kind": "export", "model": name, "variant": "int8", "file": int8.path.name,
                  "reused": int8.reused, "seconds": int8.seconds})
-        run.log(f"{common['display']}: onnxruntime int8 at {_shape_text(shape)}")
-        rows["onnxruntime int8"] = run.time_onnx(int8.path, shape,
-                                                 label=f"{common['display']} ort int8")
-        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "int8",
-                 "graph": int8.path.name, "status": "measured", **rows["onnxruntime int8"].fields()})
+        openers["onnxruntime int8"] = run.onnx_opener(int8.path)
+        graphs["onnxruntime int8"] = int8.path.name
     except ImportError as exc:
-        reason = f"fcn_deploy.quantize is not available here ({exc})"
-        run.skip("backends", f"{name} onnxruntime int8", reason)
-        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "int8",
-                 "status": "skipped", "reason": reason})
+        skipped["onnxruntime int8"] = f"fcn_deploy.quantize is not available here ({exc})"
     except FCNError as exc:
-        reason = f"INT8 quantization failed: {exc}"
-        run.skip("backends", f"{name} onnxruntime int8", reason)
-        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "int8",
-                 "status": "skipped", "reason": reason})
+        skipped["onnxruntime int8"] = f"INT8 quantization failed: {exc}"
     try:  # FP16 graphs are meant for GPUs; on the CPU this shows what running one there costs
-        run.log(f"{common['display']}: onnxruntime fp16 at {_shape_text(shape)}")
-        rows["onnxruntime fp16"] = run.time_onnx(graph("fp16"), shape,
-                                                 label=f"{common['display']} ort fp16")
-        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "fp16",
-                 "graph": graph("fp16").name, "status": "measured",
-                 **rows["onnxruntime fp16"].fields()})
+        openers["onnxruntime fp16"] = run.onnx_opener(graph("fp16"))
+        graphs["onnxruntime fp16"] = graph("fp16").name
     except FCNError as exc:
-        reason = f"FP16 export or run failed: {exc}"
-        run.skip("backends", f"{name} onnxruntime fp16", reason)
-        run.add({"kind": "backend", **common, "backend": "onnxruntime", "precision": "fp16",
-                 "status": "skipped", "reason": reason})
+        skipped["onnxruntime fp16"] = f"FP16 export failed: {exc}"
     trt_reason = backend_status().get("tensorrt")
     for precision in TRT_PRECISIONS:
+        key = f"tensorrt {precision}"
         if trt_reason is not None:
-            run.add({"kind": "backend", **common, "backend": "tensorrt", "precision": precision,
-                     "status": "skipped", "reason": trt_reason})
+            skipped[key] = trt_reason
             continue
         try:
-            path = _trt_graph(run, name, precision, graph, shape)
-            rows[f"tensorrt {precision}"] = run.time_tensorrt(path, shape,
-                                                              label=f"{name} trt {precision}")
-            run.add({"kind": "backend", **common, "backend": "tensorrt", "precision": precision,
-                     "graph": path.name, "status": "measured",
-                     **rows[f"tensorrt {precision}"].fields()})
+            path = _trt_graph(run, precision, graph, shape)
+            openers[key] = run.tensorrt_opener(path)
+            graphs[key] = path.name
         except (FCNError, ImportError) as exc:
-            run.add({"kind": "backend", **common, "backend": "tensorrt", "precision": precision,
-                     "status": "skipped", "reason": str(exc)})
+            skipped[key] = str(exc)
+    run.log(f"{display}: {', '.join(openers)} at {_shape_text(shape)}, {config.runs} runs each, "
+            "interleaved")
+    rows, failed = run.time_group(openers, shape, label=f"{display} backends")
+    skipped.update(failed)
+    order = ["torch fp32", "onnxruntime fp32", "onnxruntime int8", "onnxruntime fp16",
+             *(f"tensorrt {p}" for p in TRT_PRECISIONS)]
+    for key in order:
+        backend, precision = key.split()
+        if key in rows:
+            run.add({"kind": "backend", **common, "backend": backend, "precision": precision,
+                     "graph": graphs[key], "status": "measured", "interleaved": True,
+                     **rows[key].fields()})
+        else:
+            reason = skipped.get(key, "not run")
+            if backend != "tensorrt":
+                run.skip("backends", f"{name} {key}", reason)
+            run.add({"kind": "backend", **common, "backend": backend, "precision": precision,
+                     "status": "skipped", "reason": reason})
+    if "torch fp32" not in rows or "onnxruntime fp32" not in rows:
+        raise FCNError(f"{name}: the PyTorch or ONNX Runtime FP32 timing failed: {failed}")
     torch_m = rows["torch fp32"]
     for key, m in rows.items():
         if key == "torch fp32":
             continue
         label = key.replace(" ", "_")
         run.ratio("backends", f"{name}:{label}_vs_torch_compute",
-                  f"{DISPLAY.get(name, name)}: torch eager compute / {key} compute",
+                  f"{display}: torch eager compute / {key} compute",
                   ("torch fp32 compute", torch_m.compute.mean), (f"{key} compute", m.compute.mean),
                   model=name)
         run.ratio("backends", f"{name}:{label}_vs_torch_e2e",
-                  f"{DISPLAY.get(name, name)}: torch eager end to end / {key} end to end",
+                  f"{display}: torch eager end to end / {key} end to end",
                   ("torch fp32 e2e", torch_m.e2e.mean), (f"{key} e2e", m.e2e.mean), model=name)
     for backend in ("onnxruntime", "tensorrt"):
         for low in ("int8", "fp16"):
@@ -328,13 +338,14 @@ def _backends(run: _Run, name: str, common: dict, torch_eager, ort_base, graph) 
                 fp32 = getattr(rows[f"{backend} fp32"], what).mean
                 other = getattr(rows[f"{backend} {low}"], what).mean
                 run.ratio("backends", f"{name}:{backend}_{low}_vs_fp32_{what}",
-                          f"{DISPLAY.get(name, name)}: {backend} FP32 / {low.upper()} ({what})",
+                          f"{display}: {backend} FP32 / {low.upper()} ({what})",
                           (f"{backend} fp32 {what}", fp32), (f"{backend} {low} {what}", other),
                           model=name)
     _conv_profile(run, name, graph("base"), rows["onnxruntime fp32"])
+    return rows
 
 
-def _trt_graph(run: _Run, name: str, precision: str, graph, shape) -> Path:
+def _trt_graph(run: _Run, precision: str, graph, shape) -> Path:
     """The ONNX graph TensorRT compiles for a precision (precision lives in the graph)."""
     if precision == "fp32":
         return graph("base")
@@ -369,23 +380,23 @@ def _conv_profile(run: _Run, name: str, path: Path, ort_fp32: Measurement) -> No
     run.add(rec)
 
 
-def _export_variants(run: _Run, name: str, common: dict, ort_base, graph) -> None:
-    display = DISPLAY.get(name, name)
-    base = ort_base()
-    run.add({"kind": "export_variant", **common, "variant": "base",
-             "description": "deployed graph: depthwise upsampling, folded crops, scores out",
-             "backend": "onnxruntime", "graph": graph("base").name, **base.fields()})
-    texts = {"no_depthwise": "diagonal ConvTranspose kept dense (no depthwise rewrite)",
+def _export_variants(run: _Run, name: str, common: dict, graph) -> None:
+    """The deployed graph against each optimization switched off, timed interleaved."""
+    display = common["display"]
+    texts = {"base": "deployed graph: depthwise upsampling, folded crops, scores out",
+             "no_depthwise": "diagonal ConvTranspose kept dense (no depthwise rewrite)",
              "no_crop_folding": "crops kept as Slice (not folded into the upsampling)",
              "labels": "argmax inside the graph (uint8 labels out)"}
-    got: dict[str, Measurement] = {}
+    openers = {variant: run.onnx_opener(graph(variant)) for variant in texts}
+    run.log(f"{display}: onnxruntime fp32 export variants ({', '.join(texts)}), interleaved")
+    got, failed = run.time_group(openers, run.config.shape, label=f"{display} export variants")
+    if failed:
+        raise FCNError(f"{name}: export variants failed to open: {failed}")
     for variant, text in texts.items():
-        run.log(f"{display}: onnxruntime fp32, export variant {variant}")
-        got[variant] = run.time_onnx(graph(variant), run.config.shape,
-                                     label=f"{display} {variant}")
         run.add({"kind": "export_variant", **common, "variant": variant, "description": text,
-                 "backend": "onnxruntime", "graph": graph(variant).name,
+                 "backend": "onnxruntime", "graph": graph(variant).name, "interleaved": True,
                  **got[variant].fields()})
+    base = got["base"]
     run.ratio("export", f"{name}:gain_depthwise_upsampling",
               f"{display}: compute without / with the depthwise upsampling rewrite",
               ("no_depthwise compute", got["no_depthwise"].compute.mean),
@@ -406,12 +417,10 @@ def _scaling(run: _Run, name: str, model, graph) -> None:
         shape = (1, 3, size, size)
         run.log(f"{display}: latency curve at {size}x{size} ({config.backend}, "
                 f"{config.scaling_runs} runs)")
-        if config.backend == "onnxruntime":
-            m = run.time_onnx(graph("base"), shape, runs=config.scaling_runs, warmup=1,
-                              label=f"{display} {size}px")
-        else:
-            m = run.time_torch(model, shape, runs=config.scaling_runs, warmup=1,
-                               label=f"{display} {size}px")
+        opener = (run.onnx_opener(graph("base")) if config.backend == "onnxruntime"
+                  else run.torch_opener(model))
+        m = run.time_one(opener, shape, runs=config.scaling_runs, warmup=1,
+                         label=f"{display} {size}px")
         run.add({"kind": "scaling", "model": name, "display": display, "size": size,
                  "pixels": size * size, "backend": config.backend, "width": config.width,
                  "runs": config.scaling_runs, **m.fields()})
