@@ -53,8 +53,7 @@ def _dataset_option(text: str) -> tuple[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="fcn-train", description="Train an FCN with the reference recipes (see --list-recipes).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="fcn-train", description="Train an FCN with the reference recipes (see --list-recipes).")
     what = p.add_argument_group("model and data")
     what.add_argument("--arch", help="architecture (fcn_deploy.models.list_models()); "
                       "default with --resume: the checkpoint's")
@@ -68,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--num-classes", type=int, help="check that the data has this many classes "
                       "(default: the dataset's)")
     what.add_argument("--width", type=float, default=None,
-                      help="channel multiplier (1.0 = the reference net) [default: 1.0]")
+                      help="channel multiplier (default: 1.0 = the reference net)")
     what.add_argument("--learn-upsampling", action="store_true", default=None,
                       help="learn the intermediate upsampling layers (the paper) instead of "
                       "keeping them bilinear (the reference)")
@@ -101,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed_option(run)
     add_device_option(run)
     run.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    run.add_argument("--workers", type=int, default=0, help="data loading processes")
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    run.add_argument("--workers", type=int, default=0, help="data loading processes (default: 0, load in the main process)")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     run.add_argument("--val-limit", type=int, default=None,
                      help="evaluate on the first N validation images only")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
