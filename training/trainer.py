@@ -117,6 +117,10 @@ def resolve_device(name: str | None, *, amp: bool = False) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FCNError(f"--device {name} asked for CUDA, but this PyTorch ({torch.__version__}) "
                        "sees no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise FCNError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA "
+                       f"device(s), numbered from 0")
     if device.type not in ("cpu", "cuda"):
         raise FCNError(f"--device {name}: only cpu and cuda are supported")
     if amp and device.type != "cuda":
