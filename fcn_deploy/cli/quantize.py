@@ -20,10 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="FP32 ONNX graph (from fcn-export)")
     p.add_argument("-o", "--output", required=True, help="INT8 ONNX file to write")
     p.add_argument("--calib", required=True, metavar="SOURCE", help=f"calibration images: {SOURCE_HELP}")
-    p.add_argument("--method", choices=METHODS, default="minmax",
-                   help="calibration statistics (default: minmax)")
-    p.add_argument("--percentile", type=float, default=99.999,
-                   help="percentile for --method percentile (default: 99.999)")
+    p.add_argument("--method", choices=METHODS, default="percentile",
+                   help="calibration statistics (default: percentile)")
+    p.add_argument("--percentile", type=float, default=99.99,
+                   help="percentile of |activation| for --method percentile (default: 99.99)")
     p.add_argument("--num-images", type=int, default=None,
                    help="use at most this many calibration images (default: all; 32 for 'synthetic')")
     p.add_argument("--keep-float", nargs="*", choices=KINDS, default=None, metavar="KIND",

@@ -61,13 +61,16 @@ class MissingMetadataWarning(UserWarning):
 class QuantizeConfig:
     """Settings of one INT8 quantization run; None means the default.
 
+    ``method``/``percentile``: percentile 99.99 by default, chosen by measurement (README): on
+    the demo models it kept mean IU within 1 point in every run, where min-max lost up to 3.2
+    points and entropy up to 1.5 (outliers set min-max's ranges; 99.9 already clips too much).
     ``exclude_kinds``: layer kinds kept in float (``first_conv``, ``score``, ``upsample``);
     None means :data:`DEFAULT_EXCLUDE`, ``()`` quantizes everything. ``exclude_names``: node
     names or layer names (a weight's prefix, e.g. ``score_fr``), shell patterns allowed.
     """
 
-    method: str = "minmax"
-    percentile: float = 99.999
+    method: str = "percentile"
+    percentile: float = 99.99
     num_images: int | None = None
     exclude_kinds: Sequence[str] | None = None
     exclude_names: Sequence[str] = ()

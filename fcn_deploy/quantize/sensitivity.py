@@ -42,7 +42,7 @@ def kind_combinations(kinds: Sequence[str] | None = None) -> list[tuple[str, ...
 
 
 def measure_sensitivity(fp32_path: str | os.PathLike, calibration: Any, dataset: Any, *,
-                        methods: Sequence[str] = ("minmax",),
+                        methods: Sequence[str] = ("percentile",), percentile: float = 99.99,
                         combinations: Sequence[Sequence[str]] | None = None,
                         work_dir: str | os.PathLike | None = None, max_images: int | None = None,
                         seed: int | None = None, progress: bool = True,
@@ -70,8 +70,8 @@ def measure_sensitivity(fp32_path: str | os.PathLike, calibration: Any, dataset:
                 out = Path(tmp) / f"{method}_{'-'.join(combo) or 'none'}.onnx"
                 reader.rewind()
                 result = quantize_onnx(fp32_path, out, reader, config=QuantizeConfig(
-                    method=method, exclude_kinds=combo, progress=progress,
-                    calibration_cache=str(cache)))
+                    method=method, percentile=percentile, exclude_kinds=combo,
+                    progress=progress, calibration_cache=str(cache)))
                 variants.append((method, combo, out, len(result.quantized_nodes)))
         report = compare_models([fp32_path] + [v[2] for v in variants], dataset,
                                 max_images=max_images, progress=progress, seed=seed,
@@ -107,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--calib", required=True, help="calibration source (as fcn-quantize --calib)")
     p.add_argument("--dataset", required=True, help="labelled evaluation dataset spec")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--percentile", type=float, default=99.99, help="for --methods percentile")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N images")
     p.add_argument("--seed", type=int, default=None, help="seed of a synthetic --dataset")
     p.add_argument("--calib-seed", type=int, default=None, help="seed of a synthetic --calib")
@@ -127,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         data = create_dataset(args.dataset, seed=args.seed)
     miou, rows = measure_sensitivity(args.model, reader, data, methods=args.methods,
-                                     max_images=args.limit, progress=False)
+                                     percentile=args.percentile, max_images=args.limit,
+                                     progress=False)
     print(format_table(miou, rows))
     return 0
 

@@ -35,5 +35,5 @@ def test_measure_sensitivity_calibrates_once_and_evaluates_every_variant(trained
         assert abs(r.delta_mean_iu - (r.mean_iu - miou)) < 1e-12
         assert 0.9 < r.agreement <= 1.0
     table = format_table(miou, rows)
-    assert "| minmax | score, upsample | 4 |" in table and "| minmax | nothing | 8 |" in table
+    assert "| percentile | score, upsample | 4 |" in table and "| percentile | nothing | 8 |" in table
     assert list(tmp_path.iterdir()) == []  # variants were temporary
