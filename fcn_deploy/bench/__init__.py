@@ -17,7 +17,8 @@ from fcn_deploy.bench.stats import STAT_FIELDS, TimingStats, summarize, time_run
 
 __all__ = [
     "ArtifactBenchmark", "BenchConfig", "MacCount", "OpProfile", "OrtPipeline", "PeakResult",
-    "PipelineTiming", "RunnerPipeline", "STAGES", "STAT_FIELDS", "ShapeResult", "StagePipeline", "TimingStats",
+    "PipelineTiming", "RunnerPipeline", "STAGES", "STAT_FIELDS", "ShapeResult", "StagePipeline",
+    "TimingStats",
     "TorchPipeline", "artifact_macs", "bench_artifact", "measure_peak", "onnx_macs",
     "ort_profile", "pipeline_for_runner", "random_images", "read_json", "summarize",
     "time_pipeline", "time_runs", "torch_macs", "write_csv", "write_json",

@@ -90,8 +90,9 @@ class ShapeResult:
         out: dict[str, Any] = {"shape": f"{n}x{c}x{h}x{w}", "batch": n, "height": h, "width": w}
         out.update(self.end_to_end.flat("e2e"))
         out.update(self.compute.flat("compute"))
-        for stage in STAGES:
-            out[f"{stage}_mean_ms"] = self.stage_means_ms.get(stage)
+        for stage in STAGES:  # "compute_mean_ms" is the compute statistics' own mean
+            if stage != "compute":
+                out[f"{stage}_mean_ms"] = self.stage_means_ms.get(stage)
         out["cpu_per_wall"] = self.cpu_per_wall
         if self.macs is not None:
             out.update(gmacs=self.macs.total / 1e9, conv_gmacs=self.macs.conv / 1e9,

@@ -102,7 +102,8 @@ def onnx_macs(model_or_path: Any, input_shape: Sequence[int], *,
         d.dim_value = v
     inferred = shape_inference.infer_shapes(model, data_prop=True)
     shapes: dict[str, list[int | None]] = {}
-    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+    g = inferred.graph
+    for v in list(g.value_info) + list(g.input) + list(g.output):
         shapes[v.name] = _dims(v)
     for name, d in inits.items():
         shapes[name] = [int(x) for x in d]

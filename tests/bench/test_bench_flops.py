@@ -22,7 +22,8 @@ def _hand_graph():
                               name="up")]
     graph = helper.make_graph(
         nodes, "hand",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                       ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 8, None, None])],
         [w1, w2])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -21,7 +21,8 @@ def quick(tmp_path_factory):
 
 
 def _of(records, kind, **match):
-    return [r for r in records if r["kind"] == kind and all(r.get(k) == v for k, v in match.items())]
+    return [r for r in records
+            if r["kind"] == kind and all(r.get(k) == v for k, v in match.items())]
 
 
 def test_files_are_written(quick):
@@ -59,7 +60,7 @@ def test_every_timing_is_ordered(quick):
             assert r["compute_mean_ms"] <= r["e2e_mean_ms"]
         if r.get("compute_gflops") is not None:
             assert r["compute_gflops"] == pytest.approx(2 * r["gmacs"] / r["compute_mean_ms"] * 1e3)
-    assert {s for s in STAT_FIELDS} <= {k.split("_")[1] for k in timed[0] if k.startswith("compute_")}
+    assert set(STAT_FIELDS) <= {k.split("_")[1] for k in timed[0] if k.startswith("compute_")}
 
 
 def test_ratios_are_quotients_of_reported_times(quick):
@@ -117,8 +118,8 @@ def test_table1_numbers_come_from_the_models(quick):
         assert r["trainable_parameters"] == count_parameters(model, trainable_only=True)
         assert r["runs"] == 3 and r["compute_n"] == 3 and r["input"] == "1x3x96x96"
     # geometry does not depend on the width: the paper's values
-    assert (table1["fcn_alexnet"]["conv_layers"], table1["fcn_alexnet"]["receptive_field"]) == (8, 355)
-    assert (table1["fcn8s_vgg16"]["conv_layers"], table1["fcn8s_vgg16"]["receptive_field"]) == (16, 404)
+    geometry = {m: (r["conv_layers"], r["receptive_field"]) for m, r in table1.items()}
+    assert geometry == {"fcn_alexnet": (8, 355), "fcn8s_vgg16": (16, 404)}
     assert all(r["max_stride"] == 32 for r in table1.values())
     assert table1["fcn8s_vgg16"]["paper_forward_ms"] == 210.0
 

@@ -68,24 +68,27 @@ class PaperConfig:
         sections = list(self.sections or SECTIONS)
         bad = [s for s in sections if s not in SECTIONS]
         if bad:
-            raise FCNError(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
+            raise FCNError(f"unknown section(s) {', '.join(bad)}; choose from "
+                           f"{', '.join(SECTIONS)}")
         self.sections = sections
-        self.width = float(self.width if self.width is not None else (1 / 16 if q else 1.0))
-        self.size = int(self.size if self.size is not None else (96 if q else 500))
-        self.runs = int(self.runs if self.runs is not None else (3 if q else 20))
-        self.warmup = int(self.warmup if self.warmup is not None else (1 if q else 2))
+        def pick(value, quick, full):
+            return value if value is not None else (quick if q else full)
+
+        self.width = float(pick(self.width, 1 / 16, 1.0))
+        self.size = int(pick(self.size, 96, 500))
+        self.runs = int(pick(self.runs, 3, 20))
+        self.warmup = int(pick(self.warmup, 1, 2))
         check_counts(warmup=self.warmup, runs=self.runs)
-        self.scaling_sizes = [int(s) for s in (self.scaling_sizes or
-                                               ((64, 96, 128) if q else (250, 375, 500, 750, 1000)))]
-        self.scaling_runs = int(self.scaling_runs if self.scaling_runs is not None else (2 if q else 3))
+        curve = pick(None, (64, 96, 128), (250, 375, 500, 750, 1000))
+        self.scaling_sizes = [int(s) for s in (self.scaling_sizes or curve)]
+        self.scaling_runs = int(pick(self.scaling_runs, 2, 3))
         check_counts(warmup=1, runs=self.scaling_runs)
         # Section 3.1's image: (grid - 1) * 32 + 227 gives a grid x grid AlexNet output; the paper
         # used 500x500 (a 10x10 grid), quick mode 4x4 (323x323).
-        self.patch_grid = int(self.patch_grid if self.patch_grid is not None else (4 if q else 10))
-        self.shift_samples = int(self.shift_samples if self.shift_samples is not None else (2 if q else 4))
-        self.calibration_images = int(self.calibration_images if self.calibration_images is not None
-                                      else (1 if q else 2))
-        self.profile_runs = int(self.profile_runs if self.profile_runs is not None else (1 if q else 3))
+        self.patch_grid = int(pick(self.patch_grid, 4, 10))
+        self.shift_samples = int(pick(self.shift_samples, 2, 4))
+        self.calibration_images = int(pick(self.calibration_images, 1, 2))
+        self.profile_runs = int(pick(self.profile_runs, 1, 3))
         self.threads = int(self.threads or os.cpu_count() or 1)
         if min(self.size, *self.scaling_sizes) < 32:
             raise FCNError("input sizes must be >= 32 px")

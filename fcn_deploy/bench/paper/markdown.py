@@ -31,7 +31,8 @@ def _header(records, config) -> list[str]:
         f"{_num(summary.get('load_avg_1min_at_end'), '.2f')}; run took "
         f"{_num(summary.get('seconds'), '.0f')} s.",
         "",
-        f"Settings: width {config.width:g} ({'the reference nets' if config.width == 1 else 'thin nets'}), "
+        f"Settings: width {config.width:g} "
+        f"({'the reference nets' if config.width == 1 else 'thin nets'}), "
         f"input {config.size}x{config.size}, {config.warmup} warm-up + {config.runs} timed runs "
         f"(Table 1, section 3.1, backends, export variants), latency curve {config.scaling_runs} "
         f"runs per size; main backend {config.backend}.",
@@ -67,7 +68,8 @@ def _targets(records) -> list[str]:
     def holds(r):
         return {True: "**holds**", False: "**does not hold**", None: "n/a"}[r.get("holds")]
 
-    table = ["| target | measured | threshold | result | how it was measured |", "|---|---|---|---|---|"]
+    table = ["| target | measured | threshold | result | how it was measured |",
+             "|---|---|---|---|---|"]
     for r in rows:
         table.append(f"| {r['description']} | {measured(r)} | {threshold(r)} | {holds(r)} | "
                      f"{r.get('note', '')} |")
@@ -138,7 +140,8 @@ def _patchwise(records) -> list[str]:
     ext = _of(records, "extrapolation")
     ecols = [Column("description", "dense output by ..."),
              Column("per_unit_ms", "measured per unit (ms)", _f(".2f")),
-             Column("units", "units", _f(",d")), Column("total_s", "extrapolated total (s)", _f(",.1f")),
+             Column("units", "units", _f(",d")),
+             Column("total_s", "extrapolated total (s)", _f(",.1f")),
              Column("sample", "measured on")]
     lines += ["Extrapolated (measured on the sample named, multiplied by the number of units; "
               "not run in full):", "", markdown_table(ext, ecols)]
@@ -168,15 +171,15 @@ def _backends(records) -> list[str]:
                              "| | | | | | | | |")
                 continue
             key = f"{r['backend']}_{r['precision']}"
-            rc = ratios.get(f"{model}:{key}_vs_torch_compute")
-            re = ratios.get(f"{model}:{key}_vs_torch_e2e")
+            one = 1.0 if r["backend"] == "torch" else None  # the reference row
+            rc = ratios.get(f"{model}:{key}_vs_torch_compute", {}).get("value", one)
+            re = ratios.get(f"{model}:{key}_vs_torch_e2e", {}).get("value", one)
             table.append(
                 f"| {r['backend']} | {r['precision']} | {r['compute_mean_ms']:.1f} | "
                 f"{r['compute_median_ms']:.1f} | {r['compute_p90_ms']:.1f} | "
                 f"{r['compute_cv']:.1%} | {r['e2e_mean_ms']:.1f} | "
                 f"{r['e2e_throughput_ips']:.2f} | {_num(r.get('compute_gflops'))} | "
-                f"{_num(rc['value'] if rc else (1.0 if r['backend'] == 'torch' else None), '.2f')} | "
-                f"{_num(re['value'] if re else (1.0 if r['backend'] == 'torch' else None), '.2f')} |")
+                f"{_num(rc, '.2f')} | {_num(re, '.2f')} |")
         lines += ["", f"### {rows[[x['model'] for x in rows].index(model)]['display']} "
                       f"({rows[0]['input']})", "", *table]
         for backend in ("onnxruntime", "tensorrt"):
@@ -196,7 +199,8 @@ def _backends(records) -> list[str]:
                 f"\nONNX Runtime FP32 profile ({p['runs']} runs): convolution kernels "
                 f"{p['conv_ms']:.0f} ms of {p['kernel_total_ms']:.0f} ms per run "
                 f"({_num(p.get('conv_share'), '.0%')}); {_num(p.get('conv_gmacs'), '.1f')} GMAC "
-                f"-> {_num(p.get('conv_gflops'))} GFLOP/s = {_num(p.get('fraction_of_peak'), '.0%')} "
+                f"-> {_num(p.get('conv_gflops'))} GFLOP/s = "
+                f"{_num(p.get('fraction_of_peak'), '.0%')} "
                 f"of the measured peak. By operator: {ops}.")
     return lines
 
@@ -237,7 +241,8 @@ def _scaling(records, images) -> list[str]:
         by = {r["size"]: r for r in rows if r["model"] == model}
         per_mp = [by[s]["compute_mean_ms"] / (s * s / 1e6) for s in sizes if s in by]
         table.append(f"| {next(iter(by.values()))['display']} | " +
-                     " | ".join(f"{by[s]['compute_mean_ms']:.0f}" if s in by else "-" for s in sizes)
+                     " | ".join(f"{by[s]['compute_mean_ms']:.0f}" if s in by else "-"
+                                for s in sizes)
                      + f" | {min(per_mp):.0f}..{max(per_mp):.0f} |")
     lines = ["", "## Latency against input size", "",
              f"Mean compute time (ms), {rows[0]['backend']}, {rows[0]['runs']} runs per point "

@@ -92,8 +92,11 @@ def shifted_inputs(x: np.ndarray, count: int, stride: int = ALEXNET_STRIDE) -> l
     padded[:, :, :h, :w] = x
     total = stride * stride
     picks = np.linspace(0, total - 1, num=min(count, total)).round().astype(int)
-    return [np.ascontiguousarray(padded[:, :, k // stride:k // stride + h, k % stride:k % stride + w])
-            for k in picks]
+    out = []
+    for k in picks:
+        dy, dx = divmod(int(k), stride)
+        out.append(np.ascontiguousarray(padded[:, :, dy:dy + h, dx:dx + w]))
+    return out
 
 
 def run_patchwise(config: Any, work_dir: Path, *, log: Callable[[str], None]) -> list[dict]:
@@ -182,7 +185,8 @@ def run_patchwise(config: Any, work_dir: Path, *, log: Callable[[str], None]) ->
     records.append(ratio("batching_gain", "one patch alone / one patch's share of a batch",
                          "patch_single", single.mean, "patches_batched_per_patch",
                          batched.mean / n,
-                         PAPER_PATCHWISE["patch_unbatched_ms"] / PAPER_PATCHWISE["patch_batched_ms"]))
+                         PAPER_PATCHWISE["patch_unbatched_ms"]
+                         / PAPER_PATCHWISE["patch_batched_ms"]))
     dense = size * size
     passes = ALEXNET_STRIDE ** 2
     records += [

@@ -41,8 +41,9 @@ class Measurement:
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.e2e.flat("e2e"), **self.compute.flat("compute")}
-        for stage in STAGES:
-            out[f"{stage}_mean_ms"] = self.stage_means_ms.get(stage)
+        for stage in STAGES:  # "compute_mean_ms" is the compute statistics' own mean
+            if stage != "compute":
+                out[f"{stage}_mean_ms"] = self.stage_means_ms.get(stage)
         out["compute_mode"] = self.compute_mode
         out["output"] = self.output
         out["cpu_per_wall"] = self.cpu_per_wall
@@ -434,7 +435,8 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
     from fcn_deploy.bench.paper.markdown import render_markdown
     from fcn_deploy.bench.paper.targets import evaluate_targets
     from fcn_deploy.bench.peak import measure_peak
-    from fcn_deploy.bench.report import environment, prepare_output_dir, write_csv, write_json, write_text
+    from fcn_deploy.bench.report import (environment, prepare_output_dir, write_csv, write_json,
+                                         write_text)
 
     out = prepare_output_dir(output_dir)
     torch.set_num_threads(config.threads)
