@@ -178,3 +178,64 @@ class SegmentationDataset:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} items, {self.num_classes} classes)"
+
+
+class IdListDataset(SegmentationDataset):
+    """Images and labels named by the ids of a list file (VOC, SBD).
+
+    A subclass calls :meth:`_resolve_list`, sets ``image_dir`` and ``label_dir``, calls
+    :meth:`_read_ids`, and implements :meth:`read_label`. Item ``i`` is
+    ``image_dir/<id><image_suffix>`` with the label ``label_dir/<id><label_suffix>``.
+    """
+
+    kind = "dataset"  # names the dataset in messages ("VOC", "SBD")
+    image_suffix = ".jpg"
+    label_suffix = ".png"
+    image_dir: Path
+    label_dir: Path
+
+    def _resolve_list(self, image_set: str, list_file: str | os.PathLike | None,
+                      sets_dir: Path) -> None:
+        """Set ``list_path`` and ``image_set``: ``list_file``, or ``image_set`` when it names a
+        list file, else the set ``sets_dir/<image_set>.txt`` (which must exist)."""
+        if list_file is None:
+            candidate = Path(image_set)
+            if candidate.suffix == ".txt" or len(candidate.parts) > 1:
+                list_file = candidate  # the image_set names a list file, not a set
+        if list_file is not None:
+            self.list_path = Path(list_file)
+            self.image_set = self.list_path.stem
+            return
+        self.list_path = sets_dir / f"{image_set}.txt"
+        self.image_set = image_set
+        if not self.list_path.is_file():
+            found = sorted(p.stem for p in sets_dir.glob("*.txt")) if sets_dir.is_dir() else []
+            hint = f"; available sets: {', '.join(found)}" if found else ""
+            raise FCNError(f"{self.kind} image set list {self.list_path} does not exist{hint}")
+
+    def _read_ids(self) -> None:
+        """Read the ids from ``list_path``; every listed image and label must exist up front."""
+        self.ids = read_id_list(self.list_path, what=f"{self.kind} image list")
+        missing = [p for i in self.ids for p in (self.image_path(i), self.label_path(i))
+                   if not p.is_file()]
+        if missing:
+            raise FCNError(f"{len(missing)} files listed by {self.list_path} are missing: "
+                           f"{format_missing(missing)}")
+
+    def image_path(self, image_id: str) -> Path:
+        return self.image_dir / f"{image_id}{self.image_suffix}"
+
+    def label_path(self, image_id: str) -> Path:
+        return self.label_dir / f"{image_id}{self.label_suffix}"
+
+    def read_label(self, path: Path) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _load(self, index: int) -> Sample:
+        image_id = self.ids[index]
+        label_path = self.label_path(image_id)
+        return self.load_pair(self.image_path(image_id), self.read_label(label_path), label_path,
+                              image_id)

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from fcn_deploy.constants import VOC_CLASSES
-from fcn_deploy.datasets.base import SegmentationDataset, Sample, format_missing, read_id_list
+from fcn_deploy.datasets.base import IdListDataset
 from fcn_deploy.errors import FCNError
 
 
@@ -64,8 +64,11 @@ def read_sbd_label(path: Path) -> np.ndarray:
     return seg
 
 
-class SBDSegmentation(SegmentationDataset):
+class SBDSegmentation(IdListDataset):
     """SBD images with their ``cls/*.mat`` class maps; ``image_set`` is train, val or a list file."""
+
+    kind = "SBD"
+    label_suffix = ".mat"
 
     def __init__(self, root: str | os.PathLike, *, image_set: str | None = None,
                  list_file: str | os.PathLike | None = None, num_classes: int | None = None,
@@ -75,41 +78,10 @@ class SBDSegmentation(SegmentationDataset):
             num_classes = len(class_names) if class_names is not None else len(VOC_CLASSES)
         super().__init__(num_classes=num_classes, class_names=class_names, palette=palette)
         self.root = resolve_sbd_root(root)
-        image_set = image_set or "train"
-        if list_file is None:
-            candidate = Path(image_set)
-            if candidate.suffix == ".txt" or len(candidate.parts) > 1:
-                list_file = candidate
-        if list_file is not None:
-            self.list_path = Path(list_file)
-            self.image_set = self.list_path.stem
-        else:
-            self.list_path = self.root / f"{image_set}.txt"
-            self.image_set = image_set
-            if not self.list_path.is_file():
-                found = sorted(p.stem for p in self.root.glob("*.txt"))
-                hint = f"; available sets: {', '.join(found)}" if found else ""
-                raise FCNError(f"SBD image set list {self.list_path} does not exist{hint}")
+        self._resolve_list(image_set or "train", list_file, self.root)
         self.image_dir = self.root / "img"
         self.label_dir = self.root / "cls"
-        self.ids = read_id_list(self.list_path, what="SBD image list")
-        missing = [p for i in self.ids for p in (self.image_path(i), self.label_path(i))
-                   if not p.is_file()]
-        if missing:
-            raise FCNError(f"{len(missing)} files listed by {self.list_path} are missing: "
-                           f"{format_missing(missing)}")
+        self._read_ids()
 
-    def image_path(self, image_id: str) -> Path:
-        return self.image_dir / f"{image_id}.jpg"
-
-    def label_path(self, image_id: str) -> Path:
-        return self.label_dir / f"{image_id}.mat"
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _load(self, index: int) -> Sample:
-        image_id = self.ids[index]
-        label_path = self.label_path(image_id)
-        return self.load_pair(self.image_path(image_id), read_sbd_label(label_path), label_path,
-                              image_id)
+    def read_label(self, path: Path) -> np.ndarray:
+        return read_sbd_label(path)

@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from fcn_deploy.constants import VOC_CLASSES
-from fcn_deploy.datasets.base import (SegmentationDataset, Sample, format_missing, read_id_list)
+from fcn_deploy.datasets.base import IdListDataset, SegmentationDataset
 from fcn_deploy.errors import FCNError
 
 
@@ -34,12 +36,14 @@ def resolve_voc_root(root: str | os.PathLike, *, year: str | int = "2012") -> Pa
                    "VOCdevkit folder or its year folder")
 
 
-class VOCSegmentation(SegmentationDataset):
+class VOCSegmentation(IdListDataset):
     """PASCAL VOC semantic segmentation (images + palette-index labels).
 
     ``image_set`` is a set name (``ImageSets/Segmentation/<name>.txt``) or a path to a list file;
     ``list_file`` forces a list file path. All listed images and labels are checked to exist up front.
     """
+
+    kind = "VOC"
 
     def __init__(self, root: str | os.PathLike, *, image_set: str | None = None,
                  year: str | int | None = None, list_file: str | os.PathLike | None = None,
@@ -50,51 +54,20 @@ class VOCSegmentation(SegmentationDataset):
         super().__init__(num_classes=num_classes, class_names=class_names, palette=palette)
         year = str(year) if year is not None else "2012"
         self.root = resolve_voc_root(root, year=year)
-        image_set = image_set or "val"
-        if list_file is None:
-            candidate = Path(image_set)
-            if candidate.suffix == ".txt" or len(candidate.parts) > 1:
-                list_file = candidate  # the image_set names a list file, not a set
-        if list_file is not None:
-            self.list_path = Path(list_file)
-            self.image_set = self.list_path.stem
-        else:
-            self.list_path = self.root / "ImageSets" / "Segmentation" / f"{image_set}.txt"
-            self.image_set = image_set
-            if not self.list_path.is_file():
-                sets_dir = self.list_path.parent
-                found = sorted(p.stem for p in sets_dir.glob("*.txt")) if sets_dir.is_dir() else []
-                hint = f"; available sets: {', '.join(found)}" if found else ""
-                raise FCNError(f"VOC image set list {self.list_path} does not exist{hint}")
+        self._resolve_list(image_set or "val", list_file,
+                           self.root / "ImageSets" / "Segmentation")
         self.image_dir = self.root / "JPEGImages"
         self.label_dir = self.root / "SegmentationClass"
         for folder in (self.image_dir, self.label_dir):
             if not folder.is_dir():
                 raise FCNError(f"VOC folder {folder} does not exist; expected the VOCdevkit layout "
                                "(JPEGImages/, SegmentationClass/, ImageSets/Segmentation/)")
-        self.ids = read_id_list(self.list_path, what="VOC image list")
-        missing = [p for i in self.ids for p in (self.image_path(i), self.label_path(i))
-                   if not p.is_file()]
-        if missing:
-            raise FCNError(f"{len(missing)} files listed by {self.list_path} are missing: "
-                           f"{format_missing(missing)}")
+        self._read_ids()
 
-    def image_path(self, image_id: str) -> Path:
-        return self.image_dir / f"{image_id}.jpg"
-
-    def label_path(self, image_id: str) -> Path:
-        return self.label_dir / f"{image_id}.png"
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _load(self, index: int) -> Sample:
+    def read_label(self, path: Path) -> np.ndarray:
         from fcn_deploy.imageio import read_label
 
-        image_id = self.ids[index]
-        label_path = self.label_path(image_id)
-        return self.load_pair(self.image_path(image_id), read_label(label_path), label_path,
-                              image_id)
+        return read_label(path)
 
 
 def write_voc_layout(root: str | os.PathLike, dataset: SegmentationDataset, *,
