@@ -145,8 +145,14 @@ class Stream:
             self.stream = None
 
 
-class DeviceBuffer:
-    """GPU memory that grows on demand: reallocated only when a larger size is asked for."""
+class _GrowingBuffer:
+    """Memory that grows on demand: reallocated only when a larger size is asked for.
+
+    Subclasses name the cudart allocator and its matching free function.
+    """
+
+    _malloc = ""
+    _free = ""
 
     def __init__(self) -> None:
         self._cudart = import_cudart()
@@ -156,30 +162,27 @@ class DeviceBuffer:
     def ensure(self, nbytes: int) -> int:
         if nbytes > self.nbytes:
             self.free()
-            self.ptr = int(check(self._cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes} bytes)"))
+            malloc = getattr(self._cudart, self._malloc)
+            self.ptr = int(check(malloc(nbytes), f"{self._malloc}({nbytes} bytes)"))
             self.nbytes = nbytes
         return self.ptr
 
     def free(self) -> None:
         if self.ptr:
-            check(self._cudart.cudaFree(self.ptr), "cudaFree")
+            check(getattr(self._cudart, self._free)(self.ptr), self._free)
         self.ptr, self.nbytes = 0, 0
 
 
-class PinnedBuffer:
+class DeviceBuffer(_GrowingBuffer):
+    """GPU memory, grown on demand."""
+
+    _malloc, _free = "cudaMalloc", "cudaFree"
+
+
+class PinnedBuffer(_GrowingBuffer):
     """Page-locked host memory (needed for truly asynchronous copies), grown on demand."""
 
-    def __init__(self) -> None:
-        self._cudart = import_cudart()
-        self.ptr = 0
-        self.nbytes = 0
-
-    def ensure(self, nbytes: int) -> int:
-        if nbytes > self.nbytes:
-            self.free()
-            self.ptr = int(check(self._cudart.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes} bytes)"))
-            self.nbytes = nbytes
-        return self.ptr
+    _malloc, _free = "cudaMallocHost", "cudaFreeHost"
 
     def view(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A numpy view of the first ``prod(shape)`` elements (valid until the next ensure/free)."""
@@ -189,11 +192,6 @@ class PinnedBuffer:
             raise ValueError("pinned buffer is smaller than the requested view")
         raw = (ctypes.c_uint8 * (count * dtype.itemsize)).from_address(self.ptr)
         return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
-
-    def free(self) -> None:
-        if self.ptr:
-            check(self._cudart.cudaFreeHost(self.ptr), "cudaFreeHost")
-        self.ptr, self.nbytes = 0, 0
 
 
 def memcpy_htod_async(dst: int, src: int, nbytes: int, stream: Stream) -> None:
