@@ -94,6 +94,25 @@ class FCNBase(nn.Module):
         return {"num_classes": self.num_classes, "width": self.width,
                 "learn_upsampling": self.learn_upsampling}
 
+    def _add_fc_classifier(self, in_channels: int, *, fc6_kernel: int) -> None:
+        """The reference's convolutionalized classifier under Caffe's names: fc6 (an unpadded
+        ``fc6_kernel`` square conv) and fc7 (1x1), 4096 channels at width 1, each followed by
+        ReLU and dropout 0.5, then the 1x1 ``score_fr``. Run it with :meth:`_fc_classifier`."""
+        fc = scaled_channels(4096, self.width)
+        self.fc6 = nn.Conv2d(in_channels, fc, fc6_kernel)
+        self.relu6 = nn.ReLU(inplace=True)
+        self.drop6 = nn.Dropout(0.5)
+        self.fc7 = nn.Conv2d(fc, fc, 1)
+        self.relu7 = nn.ReLU(inplace=True)
+        self.drop7 = nn.Dropout(0.5)
+        self.score_fr = nn.Conv2d(fc, self.num_classes, 1)
+
+    def _fc_classifier(self, h: torch.Tensor) -> torch.Tensor:
+        """fc6 -> fc7 -> score_fr: the coarse score map."""
+        h = self.drop6(self.relu6(self.fc6(h)))
+        h = self.drop7(self.relu7(self.fc7(h)))
+        return self.score_fr(h)
+
     def init_weights(self) -> None:
         """Initialisation for training from scratch: Kaiming for the backbone, zero scores,
         bilinear upsampling."""

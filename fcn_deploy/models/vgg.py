@@ -34,14 +34,7 @@ class _VGG16FCNBase(FCNBase):
                 in_ch = out_ch
             self.add_module(f"pool{block}", nn.MaxPool2d(2, stride=2, ceil_mode=True))
             self.block_channels[block] = out_ch
-        fc = scaled_channels(4096, width)
-        self.fc6 = nn.Conv2d(in_ch, fc, 7)
-        self.relu6 = nn.ReLU(inplace=True)
-        self.drop6 = nn.Dropout(0.5)
-        self.fc7 = nn.Conv2d(fc, fc, 1)
-        self.relu7 = nn.ReLU(inplace=True)
-        self.drop7 = nn.Dropout(0.5)
-        self.score_fr = nn.Conv2d(fc, num_classes, 1)
+        self._add_fc_classifier(in_ch, fc6_kernel=7)
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the backbone; returns pool3, pool4 and the coarse score map ``score_fr``."""
@@ -52,9 +45,7 @@ class _VGG16FCNBase(FCNBase):
             x = getattr(self, f"pool{block}")(x)
             if block in (3, 4):
                 out[f"pool{block}"] = x
-        x = self.drop6(self.relu6(self.fc6(x)))
-        x = self.drop7(self.relu7(self.fc7(x)))
-        out["score_fr"] = self.score_fr(x)
+        out["score_fr"] = self._fc_classifier(x)
         return out
 
 
