@@ -39,6 +39,10 @@ def add_seed_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
 
 
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """Parse ``1x3x500x500`` into a tuple; used by every command that takes shapes."""
     try:

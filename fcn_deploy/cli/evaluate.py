@@ -5,8 +5,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from fcn_deploy.cli.common import (add_device_option, add_seed_option, add_threads_option,
-                                   run_main)
+from fcn_deploy.cli.common import (add_device_option, add_quiet_option, add_seed_option,
+                                   add_threads_option, run_main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None,
                    help="runtime backend (default: chosen from the file: onnxruntime, torch, "
                         "tensorrt)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(p)
     add_threads_option(p)
     add_device_option(p)
     add_seed_option(p)

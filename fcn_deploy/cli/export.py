@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from fcn_deploy.cli.common import add_threads_option, parse_shape, run_main
+from fcn_deploy.cli.common import add_quiet_option, add_threads_option, parse_shape, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "in mean IU on this labelled dataset (e.g. synthetic:20)")
     p.add_argument("--eval-limit", type=int, default=None, help="use at most N images")
     add_threads_option(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(p)
     return p
 
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from fcn_deploy.cli.common import add_seed_option, run_main
+from fcn_deploy.cli.common import add_quiet_option, add_seed_option, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "score_fr; shell patterns allowed); repeatable")
     p.add_argument("--calibration-cache", default=None, metavar="JSON",
                    help="reuse (or write) calibration ranges in this file")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(p)
     add_seed_option(p)
     return p
 
