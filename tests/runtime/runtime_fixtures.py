@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fcn_deploy.meta import ModelMeta, write_onnx_meta
 
@@ -104,3 +105,19 @@ def random_image(h: int, w: int, seed: int = 1) -> np.ndarray:
     base = np.stack([np.sin(xx / 5.0 + k) * 100 + np.cos(yy / 7.0 - k) * 80 for k in range(3)], -1)
     noise = rng.normal(0, 10, size=(h, w, 3))
     return np.clip(base + 128 + noise, 0, 255).astype(np.uint8)
+
+
+# -- fixtures, imported by the runtime and engine conftests ---------------------------------------
+@pytest.fixture
+def tiny_onnx(tmp_path):
+    """Path of a tiny graph with both 'scores' and 'labels' outputs (4 classes)."""
+    return make_tiny_onnx(tmp_path / "tiny.onnx")
+
+
+@pytest.fixture
+def onnx_factory(tmp_path):
+    """``onnx_factory(name, **kwargs)`` writes a variant of the tiny graph."""
+    def make(name: str = "variant.onnx", **kwargs):
+        return make_tiny_onnx(tmp_path / name, **kwargs)
+
+    return make
