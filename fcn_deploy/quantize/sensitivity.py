@@ -135,8 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except FCNError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from fcn_deploy.cli.common import run_main  # FCNError -> one line, exit 2, as every command
+
+    sys.exit(run_main(main))
