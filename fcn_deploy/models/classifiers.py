@@ -33,6 +33,8 @@ class _Classifier(nn.Module):
     input_size: int = 0
     #: classifier.N index -> FCN layer name it becomes (fc8, the ImageNet classifier, is dropped).
     fcn_layer_names: dict[int, str] = {}
+    #: features.N index -> the FCN's conv layer name.
+    _conv_names: dict[int, str] = {}
 
     def __init__(self, num_classes: int, width: float) -> None:
         super().__init__()
@@ -51,7 +53,9 @@ class _Classifier(nn.Module):
 
     def fcn_key_map(self) -> dict[str, str]:
         """{classifier state_dict prefix: FCN layer name} for the layers an FCN inherits."""
-        raise NotImplementedError
+        keys = {f"features.{i}": name for i, name in self._conv_names.items()}
+        keys.update({f"classifier.{i}": name for i, name in self.fcn_layer_names.items()})
+        return keys
 
 
 class VGG16Classifier(_Classifier):
@@ -82,18 +86,13 @@ class VGG16Classifier(_Classifier):
         )
         _init_classifier(self)
 
-    def fcn_key_map(self) -> dict[str, str]:
-        keys = {f"features.{i}": name for i, name in self._conv_names.items()}
-        keys.update({f"classifier.{i}": name for i, name in self.fcn_layer_names.items()})
-        return keys
-
 
 class AlexNetClassifier(_Classifier):
     """CaffeNet (AlexNet as trained in Caffe) in a torchvision-like key layout, 227x227 input."""
 
     input_size = 227
     fcn_layer_names = {1: "fc6", 4: "fc7"}
-    _conv_indices = {0: "conv1", 4: "conv2", 8: "conv3", 10: "conv4", 12: "conv5"}
+    _conv_names = {0: "conv1", 4: "conv2", 8: "conv3", 10: "conv4", 12: "conv5"}
 
     def __init__(self, *, num_classes: int = 1000, width: float = 1.0) -> None:
         super().__init__(num_classes, width)
@@ -116,11 +115,6 @@ class AlexNetClassifier(_Classifier):
             nn.Linear(fc, self.num_classes),
         )
         _init_classifier(self)
-
-    def fcn_key_map(self) -> dict[str, str]:
-        keys = {f"features.{i}": name for i, name in self._conv_indices.items()}
-        keys.update({f"classifier.{i}": name for i, name in self.fcn_layer_names.items()})
-        return keys
 
 
 def _init_classifier(model: nn.Module) -> None:
