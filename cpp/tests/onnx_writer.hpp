@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "testing.hpp"
+
 namespace fcn_test {
 
 class Proto {  // one protobuf message being encoded
@@ -178,6 +180,13 @@ inline std::string make_onnx(const ModelSpec& s) {
 inline void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+/// Writes the model for ``spec`` as ``name`` in the run's scratch folder; returns its path.
+inline std::string save_onnx(const ModelSpec& spec, const std::string& name) {
+  const std::string path = temp_dir() + "/" + name;
+  write_file(path, make_onnx(spec));
+  return path;
 }
 
 }  // namespace fcn_test

@@ -9,14 +9,10 @@
 
 namespace {
 
-std::string save(const fcn_test::ModelSpec& spec, const std::string& name) {
-  const std::string path = fcn_test::temp_dir() + "/" + name;
-  fcn_test::write_file(path, fcn_test::make_onnx(spec));
-  return path;
-}
+using fcn_test::save_onnx;
 
 std::string good_model() {
-  static const std::string path = save(fcn_test::ModelSpec::identity(), "good.onnx");
+  static const std::string path = save_onnx(fcn_test::ModelSpec::identity(), "good.onnx");
   return path;
 }
 
@@ -43,37 +39,37 @@ TEST(errors, corrupt_and_empty_files) {
 TEST(errors, metadata_problems) {
   fcn_test::ModelSpec none = fcn_test::ModelSpec::identity();
   none.props = {{"producer", "someone else"}};
-  CHECK_THROWS(fcn::Segmenter(save(none, "nometa.onnx")), "carries no fcn-deploy metadata");
+  CHECK_THROWS(fcn::Segmenter(save_onnx(none, "nometa.onnx")), "carries no fcn-deploy metadata");
 
   fcn_test::ModelSpec no_mean = fcn_test::ModelSpec::identity();
   no_mean.props.erase("fcn.mean");
-  CHECK_THROWS(fcn::Segmenter(save(no_mean, "nomean.onnx")), "nomean.onnx: metadata is missing mean");
+  CHECK_THROWS(fcn::Segmenter(save_onnx(no_mean, "nomean.onnx")), "nomean.onnx: metadata is missing mean");
 
   fcn_test::ModelSpec bad_json = fcn_test::ModelSpec::identity();
   bad_json.props["fcn.palette"] = "[[0, 0, 0], [1";
-  CHECK_THROWS(fcn::Segmenter(save(bad_json, "badjson.onnx")), "'fcn.palette' is not valid JSON");
+  CHECK_THROWS(fcn::Segmenter(save_onnx(bad_json, "badjson.onnx")), "'fcn.palette' is not valid JSON");
 
   // Metadata says 4 classes, the network computes 3.
   fcn_test::ModelSpec wrong = fcn_test::ModelSpec::identity();
   wrong.props = fcn_test::ModelSpec::metadata(4, "BGR", "[0, 0, 0]");
-  fcn::Segmenter seg(save(wrong, "wrongclasses.onnx"));
+  fcn::Segmenter seg(save_onnx(wrong, "wrongclasses.onnx"));
   CHECK_THROWS(seg.predict(cv::Mat(4, 4, CV_8UC3, cv::Scalar(1, 2, 3))), "(num_classes in the metadata)");
 }
 
 TEST(errors, io_contract_violations) {
   fcn_test::ModelSpec renamed = fcn_test::ModelSpec::identity();
   renamed.input_name = "input";
-  CHECK_THROWS(fcn::Segmenter(save(renamed, "renamed.onnx")),
+  CHECK_THROWS(fcn::Segmenter(save_onnx(renamed, "renamed.onnx")),
                "the network's inputs are input float32 [batch, 3, height, width]; expected one input 'image'");
 
   fcn_test::ModelSpec no_outputs = fcn_test::ModelSpec::identity();
   no_outputs.scores_name = "logits";
-  CHECK_THROWS(fcn::Segmenter(save(no_outputs, "logits.onnx")),
+  CHECK_THROWS(fcn::Segmenter(save_onnx(no_outputs, "logits.onnx")),
                "outputs are logits float32 [batch, 3, height, width]; expected 'scores'");
 
   fcn_test::ModelSpec fixed = fcn_test::ModelSpec::identity();
   fixed.input_dims = {1, 3, 8, 8};
-  fcn::Segmenter seg(save(fixed, "fixed.onnx"));
+  fcn::Segmenter seg(save_onnx(fixed, "fixed.onnx"));
   CHECK_EQ(seg.predict(cv::Mat(8, 8, CV_8UC3, cv::Scalar(0, 0, 0))).rows, 8);
   CHECK_THROWS(seg.predict(cv::Mat(9, 8, CV_8UC3, cv::Scalar(0, 0, 0))),
                "an image of 9x8 does not fit the network's input image float32 [1, 3, 8, 8]");

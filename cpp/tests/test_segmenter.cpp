@@ -9,11 +9,7 @@
 
 namespace {
 
-std::string save(const fcn_test::ModelSpec& spec, const std::string& name) {
-  const std::string path = fcn_test::temp_dir() + "/" + name;
-  fcn_test::write_file(path, fcn_test::make_onnx(spec));
-  return path;
-}
+using fcn_test::save_onnx;
 
 // Pixels (B, G, R) whose labels are easy to compute by hand for mean (10, 20, 30).
 cv::Mat hand_image() {
@@ -52,7 +48,7 @@ fcn_test::ModelSpec random_model(int classes, bool scores, bool labels) {
 }  // namespace
 
 TEST(segmenter, bgr_model_labels_by_hand) {
-  fcn::Segmenter seg(save(fcn_test::ModelSpec::identity("BGR"), "bgr.onnx"));
+  fcn::Segmenter seg(save_onnx(fcn_test::ModelSpec::identity("BGR"), "bgr.onnx"));
   CHECK_EQ(seg.meta().arch, std::string("identity_test"));
   CHECK(seg.backend().find("onnxruntime") == 0);
   CHECK(seg.backend().find("CPUExecutionProvider") != std::string::npos);
@@ -73,7 +69,7 @@ TEST(segmenter, bgr_model_labels_by_hand) {
 
 TEST(segmenter, rgb_model_gets_channels_swapped) {
   // mean is in the model's channel order (R, G, B) = (30, 20, 10).
-  fcn::Segmenter seg(save(fcn_test::ModelSpec::identity("RGB", "[30.0, 20.0, 10.0]"), "rgb.onnx"));
+  fcn::Segmenter seg(save_onnx(fcn_test::ModelSpec::identity("RGB", "[30.0, 20.0, 10.0]"), "rgb.onnx"));
   const cv::Mat img = hand_image();
   const std::vector<float> x = seg.preprocess({img});
   CHECK_EQ(x.size(), size_t(18));
@@ -86,7 +82,7 @@ TEST(segmenter, rgb_model_gets_channels_swapped) {
 
 TEST(segmenter, mean_is_subtracted_in_float32) {
   // A mean with a fraction: the input is float32(pixel) - float32(mean), exactly as numpy does.
-  fcn::Segmenter seg(save(fcn_test::ModelSpec::identity("BGR", "[104.00698793, 116.66876762, 122.67891434]"), "vgg.onnx"));
+  fcn::Segmenter seg(save_onnx(fcn_test::ModelSpec::identity("BGR", "[104.00698793, 116.66876762, 122.67891434]"), "vgg.onnx"));
   cv::Mat img(1, 1, CV_8UC3, cv::Scalar(1, 2, 250));
   const std::vector<float> x = seg.preprocess({img});
   CHECK_EQ(x[0], 1.0f - 104.00698793f);
@@ -95,9 +91,9 @@ TEST(segmenter, mean_is_subtracted_in_float32) {
 }
 
 TEST(segmenter, graph_labels_match_argmax_of_scores) {
-  fcn::Segmenter both(save(random_model(5, true, true), "both.onnx"));
-  fcn::Segmenter scores_only(save(random_model(5, true, false), "scores.onnx"));
-  fcn::Segmenter labels_only(save(random_model(5, false, true), "labels.onnx"));
+  fcn::Segmenter both(save_onnx(random_model(5, true, true), "both.onnx"));
+  fcn::Segmenter scores_only(save_onnx(random_model(5, true, false), "scores.onnx"));
+  fcn::Segmenter labels_only(save_onnx(random_model(5, false, true), "labels.onnx"));
   const cv::Mat img = random_image(23, 31, 7);
   cv::Mat scores;
   const cv::Mat from_graph = both.predict(img, &scores);
@@ -122,7 +118,7 @@ TEST(segmenter, graph_labels_match_argmax_of_scores) {
 }
 
 TEST(segmenter, batch_equals_single_predictions) {
-  fcn::Segmenter seg(save(random_model(4, true, false), "batch.onnx"));
+  fcn::Segmenter seg(save_onnx(random_model(4, true, false), "batch.onnx"));
   std::vector<cv::Mat> images = {random_image(9, 13, 1), random_image(9, 13, 2), random_image(9, 13, 3)};
   std::vector<cv::Mat> scores;
   const std::vector<cv::Mat> labels = seg.predict_batch(images, &scores);
@@ -139,7 +135,7 @@ TEST(segmenter, batch_equals_single_predictions) {
 }
 
 TEST(segmenter, other_image_types_are_converted) {
-  fcn::Segmenter seg(save(fcn_test::ModelSpec::identity("BGR"), "convert.onnx"));
+  fcn::Segmenter seg(save_onnx(fcn_test::ModelSpec::identity("BGR"), "convert.onnx"));
   const cv::Mat img = hand_image();
   cv::Mat deep;
   img.convertTo(deep, CV_16U, 257.0);  // 16-bit: divided by 257 again
@@ -157,7 +153,7 @@ TEST(segmenter, other_image_types_are_converted) {
 TEST(segmenter, threads_option_and_concurrent_calls) {
   fcn::Options one;
   one.threads = 1;
-  fcn::Segmenter seg(save(random_model(6, true, false), "threads.onnx"), one);
+  fcn::Segmenter seg(save_onnx(random_model(6, true, false), "threads.onnx"), one);
   const cv::Mat img = random_image(31, 17, 11);
   const cv::Mat expected = seg.predict(img);
   std::vector<cv::Mat> got(4);
@@ -171,7 +167,7 @@ TEST(segmenter, threads_option_and_concurrent_calls) {
 }
 
 TEST(segmenter, move_transfers_the_model) {
-  fcn::Segmenter a(save(fcn_test::ModelSpec::identity("BGR"), "move.onnx"));
+  fcn::Segmenter a(save_onnx(fcn_test::ModelSpec::identity("BGR"), "move.onnx"));
   fcn::Segmenter b(std::move(a));
   CHECK(values(b.predict(hand_image())) == (std::vector<uchar>{0, 1, 2, 0, 1, 0}));
   CHECK_THROWS(a.predict(hand_image()), "moved from");  // NOLINT(bugprone-use-after-move)
