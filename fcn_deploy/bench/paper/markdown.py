@@ -126,6 +126,8 @@ def _patchwise(records) -> list[str]:
             Column("compute_median_ms", "median (ms)", _f(".1f")),
             Column("compute_cv", "CV", _f(".1%")),
             Column("per_patch_ms", "per patch (ms)", _f(".2f")),
+            Column("gmacs", "GMAC", _f(".2f")),
+            Column("compute_gflops", "GFLOP/s", _f(".0f")),
             Column("paper_ms", "paper (ms)", _f("g"))]
     lines = ["", "## Section 3.1: patchwise classification vs one convolutional pass", "",
              f"AlexNet (CaffeNet geometry) with random weights on {b['backend']}, "
@@ -263,13 +265,12 @@ def _peak(records) -> list[str]:
     parts = [f"{k[5:-7].replace('_n', ' n=')}: {v:.1f}" for k, v in best.items()
              if k.startswith("peak_") and k.endswith("_gflops") and k != "peak_gflops"
              and v is not None]
-    before = next((r for r in records if r.get("kind") == "peak" and r.get("when") == "before"), {})
-    after = next((r for r in records if r.get("kind") == "peak" and r.get("when") == "after"), {})
+    samples = [f"{r['when']} {r['peak_gflops']:.0f}" for r in records
+               if r.get("kind") == "peak" and r.get("when") != "best"]
     return ["", "## Measured FP32 peak", "",
             f"Best single-precision matrix product at {best.get('peak_threads')} threads: "
-            f"**{best['peak_gflops']:.1f} GFLOP/s** ({best['peak_method']}); before the run "
-            f"{_num(before.get('peak_gflops'))}, after {_num(after.get('peak_gflops'))}. "
-            f"All (GFLOP/s): {'; '.join(parts)}."]
+            f"**{best['peak_gflops']:.1f} GFLOP/s** ({best['peak_method']}). Samples (GFLOP/s): "
+            f"{'; '.join(samples)}. Best per library and size: {'; '.join(parts)}."]
 
 
 def _all_timings(records) -> list[str]:

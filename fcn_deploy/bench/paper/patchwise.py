@@ -163,10 +163,18 @@ def run_patchwise(config: Any, work_dir: Path, *, log: Callable[[str], None]) ->
         ("whole_image", f"convolutionalized AlexNet, {size}x{size} image -> {grid}x{grid} grid",
          timed["full"], n, 1, PAPER_PATCHWISE["whole_image_ms"]),
     ]
+    from fcn_deploy.bench.flops import torch_macs
+
+    patch_macs = torch_macs(classifier, (1, 3, ALEXNET_PATCH, ALEXNET_PATCH)).total
+    macs = {"patch_single": patch_macs, "patches_batched": n * patch_macs,
+            "patches_one_by_one": n * patch_macs,
+            "whole_image": torch_macs(fully_conv, (1, 3, size, size)).total}
     for case, text, (stats, cpu), patches_done, calls, paper_ms in cases:
         rec = {"kind": "patchwise", "case": case, "description": text, **base,
                "patches": patches_done, "calls_per_run": calls, **stats.flat("compute"),
-               "per_patch_ms": stats.mean / patches_done, "cpu_per_wall": cpu}
+               "per_patch_ms": stats.mean / patches_done, "cpu_per_wall": cpu,
+               "gmacs": macs[case] / 1e9,
+               "compute_gflops": 2 * macs[case] / (stats.mean * 1e-3) / 1e9}
         rec["paper_ms"] = paper_ms if grid == 10 else None
         records.append(rec)
 
