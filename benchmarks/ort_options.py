@@ -4,7 +4,9 @@
     python -m benchmarks.ort_options --arch fcn8s_vgg16 --size 500 --int8   # exports it first
 
 Variants (each a fresh session): the default (all optimizations, which on x86 includes the
-blocked NCHWc layout), "extended" (no layout rewrite), "basic", spinning threads off, denormals
+blocked NCHWc layout; pool threads stop spinning when a Run returns, as in every fcn_deploy
+benchmark session), ONNX Runtime's own default of spinning on after a Run (with interleaved
+sessions it takes a core from the next one), "extended" (no layout rewrite), "basic", spinning threads off, denormals
 as zero, no memory arena / memory pattern, 1 thread, and the parallel executor. The variants run
 **interleaved** (one run of each in turn), so a machine whose load changes during the
 measurement shifts them all alike; the ratio column is what to read. Prints a Markdown table and
@@ -29,6 +31,7 @@ from fcn_deploy.bench.stats import summarize
 #: name -> (graph optimization level, session config entries, threads override, options)
 VARIANTS = {
     "default (all, NCHWc)": ("all", {}, None, {}),
+    "keep spinning after Run": ("all", {"session.force_spinning_stop": "0"}, None, {}),
     "extended (no NCHWc)": ("extended", {}, None, {}),
     "basic": ("basic", {}, None, {}),
     "no spinning": ("all", {"session.intra_op.allow_spinning": "0"}, None, {}),

@@ -213,10 +213,15 @@ def time_pipeline(pipeline: StagePipeline, shape: Sequence[int], *, warmup: int,
 
 def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int], *,
                      warmup: int, runs: int, seed: int = 0, progress: bool = False,
-                     label: str = "") -> dict[str, PipelineTiming]:
+                     label: str = "", settle_s: float | None = None
+                     ) -> dict[str, PipelineTiming]:
     """Time several pipelines on the same images, **interleaved**: every pipeline warms up, then
     each round runs each pipeline once. A change in machine load during the measurement then
-    slows all of them alike, so their ratios stay fair ("measured side by side")."""
+    slows all of them alike, so their ratios stay fair ("measured side by side").
+
+    ``settle_s`` (default 0.02 s with several pipelines, 0 with one): an untimed pause before
+    each timed run, so the previous pipeline's thread pool (OpenMP threads spin for a while
+    after a parallel region) has gone idle and does not take a core from the next one."""
     check_counts(warmup=warmup, runs=runs)
     if not pipelines:
         raise ValueError("no pipelines to time")
@@ -235,6 +240,8 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
 
         bar = tqdm(total=(warmup + runs) * len(names), desc=label or "x".join(map(str, shape)),
                    unit="run", leave=False, dynamic_ncols=True)
+    if settle_s is None:
+        settle_s = 0.02 if len(names) > 1 else 0.0
     try:
         for name in names:
             for _ in range(warmup):
@@ -244,6 +251,8 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
                     bar.update(1)
         for _ in range(runs):
             for name in names:
+                if settle_s:
+                    time.sleep(settle_s)
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 labels[name], times = pipelines[name].run(images)
                 cpu[name] += time.process_time() - cpu0

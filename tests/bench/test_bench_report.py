@@ -67,3 +67,14 @@ def test_ort_profile_times_the_convolutions(tiny_artifacts):
               {"cat": "Node", "name": "a_fence_before", "dur": 7, "args": {"op_name": "Conv"}}]
     parsed = parse_ort_profile(events, runs=2)
     assert parsed.by_op_ms == {"Conv": 1.5, "Relu": 0.5} and parsed.conv_ms == 1.5
+
+
+def test_benchmark_sessions_stop_spinning_after_a_run(tiny_artifacts):
+    from fcn_deploy.bench.pipeline import STOP_SPINNING, make_ort_session
+
+    (key, value), = STOP_SPINNING.items()
+    opts = make_ort_session(tiny_artifacts["scores"], threads=1).get_session_options()
+    assert opts.get_session_config_entry(key) == value == "1"
+    kept = make_ort_session(tiny_artifacts["scores"], threads=1, stop_spinning=False)
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        kept.get_session_options().get_session_config_entry(key)

@@ -61,6 +61,7 @@ def _time_interleaved(cases: dict[str, tuple[Callable[[], object], int]], *, war
     cpu = {k: 0.0 for k in cases}
     for _ in range(runs):
         for name, (fn, _) in cases.items():
+            time.sleep(0.02)  # let the previous case's threads go idle (see time_interleaved)
             c0, start = time.process_time(), time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)

@@ -111,18 +111,21 @@ class _Run:
     # An "opener" sets up one configuration inside an ExitStack (which closes its runner) and
     # returns (pipeline, MAC count); a group of them is timed interleaved.
     def onnx_opener(self, path: Path) -> Callable:
+        """ONNX Runtime on the CPU, with the runner's settings plus STOP_SPINNING (several
+        sessions are timed side by side; see fcn_deploy.bench.pipeline.STOP_SPINNING)."""
         def open_(stack: ExitStack, shape):
             from fcn_deploy.bench.flops import onnx_macs
-            from fcn_deploy.bench.pipeline import pipeline_for_runner
-            from fcn_deploy.runtime import open_runner
+            from fcn_deploy.bench.pipeline import OrtPipeline, make_ort_session
+            from fcn_deploy.meta import read_onnx_meta
 
             try:
                 macs = onnx_macs(path, shape)
             except FCNError:
                 macs = None
-            runner = stack.enter_context(open_runner(path, backend="onnxruntime", device="cpu",
-                                                     intra_op_threads=self.config.threads))
-            return pipeline_for_runner(runner), macs
+            meta = read_onnx_meta(path)
+            session = make_ort_session(path, threads=self.config.threads)
+            return OrtPipeline(session, mean=meta.mean, channel_order=meta.channel_order,
+                               where=str(path)), macs
         return open_
 
     def torch_opener(self, model) -> Callable:
