@@ -306,6 +306,11 @@ def bench_artifact(path: str | os.PathLike, config: BenchConfig | None = None) -
     config = config or BenchConfig()
     path = Path(path)
     backend = config.backend or default_backend(path)
+    peak = None
+    if config.peak:  # before the runner exists: its thread pool must not compete with the product
+        from fcn_deploy.bench.peak import measure_peak
+
+        peak = measure_peak(threads=config.threads, repeats=5)
     runner = open_runner(path, backend=backend, **_runner_options(backend, config))
     try:
         pipeline = pipeline_for_runner(runner, output=config.output)
@@ -322,11 +327,12 @@ def bench_artifact(path: str | os.PathLike, config: BenchConfig | None = None) -
                                        cpu_per_wall=t.cpu_per_wall))
     finally:
         runner.close()
-    peak = None
-    if config.peak:
-        from fcn_deploy.bench.peak import measure_peak
+        del runner
+    if peak is not None:  # and after it is gone; the better sample counts
+        import gc
 
-        peak = measure_peak(threads=config.threads)
+        gc.collect()
+        peak = peak.merge(measure_peak(threads=config.threads, repeats=5))
         for r in results:
             r.peak_gflops = peak.peak_gflops
     return ArtifactBenchmark(
