@@ -60,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_option(one)
     paper = p.add_argument_group("paper reproduction (--paper)")
     paper.add_argument("--quick", action="store_true",
-                       help="tiny widths, small inputs, few runs: checks the harness (CI), not speed")
+                       help="tiny widths, small inputs, few runs: checks the harness (CI), "
+                            "not speed")
     paper.add_argument("--models", nargs="+", default=None,
                        help="models to run (default: fcn_alexnet fcn32s_vgg16 fcn16s_vgg16 "
                             "fcn8s_vgg16 fcn_googlenet)")
     paper.add_argument("--sections", nargs="+", default=None,
-                       help="sections to run: table1 patchwise backends export scaling (default all)")
+                       help="sections to run: table1 patchwise backends export scaling "
+                            "(default all)")
     paper.add_argument("--width", type=float, default=None,
                        help="channel width multiplier (default 1 = the reference nets; 1/16 quick)")
     paper.add_argument("--size", type=int, default=None,
