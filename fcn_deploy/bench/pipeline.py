@@ -204,16 +204,9 @@ def make_ort_session(path: Any, *, threads: int | None = None, level: str = "all
     sessions timed side by side do not slow each other down)."""
     import onnxruntime as ort
 
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[level]
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
+    from fcn_deploy.runtime.onnxruntime_backend import session_options
+
     entries = {**(STOP_SPINNING if stop_spinning else {}), **(session_config or {})}
-    for key, value in entries.items():
-        options.add_session_config_entry(key, value)
+    options = session_options(intra_op_threads=threads or None, graph_optimization_level=level,
+                              session_config=entries)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

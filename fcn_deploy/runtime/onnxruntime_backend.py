@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -55,12 +55,47 @@ def choose_providers(device: str | None, available: Sequence[str]) -> list[Any]:
     raise FCNError(f"device {device!r} is not understood; use 'cpu', 'cuda' or 'cuda:N'")
 
 
+def session_options(*, intra_op_threads: int | None = None,
+                    graph_optimization_level: str | None = None,
+                    session_config: Mapping[str, str] | None = None):
+    """``onnxruntime.SessionOptions`` from the runner's options (also used by the benchmark)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if intra_op_threads is not None:
+        if intra_op_threads < 0:
+            raise FCNError(f"intra_op_threads must be >= 0 (0 = ONNX Runtime's default), "
+                           f"got {intra_op_threads}")
+        options.intra_op_num_threads = int(intra_op_threads)
+    level = graph_optimization_level or "all"
+    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    if hasattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT"):
+        levels["layout"] = ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT
+    if level not in levels:
+        raise FCNError(f"graph_optimization_level {level!r} is not one of "
+                       f"{', '.join(levels)}")
+    options.graph_optimization_level = levels[level]
+    options.log_severity_level = 3  # errors only; our own messages say what went wrong
+    for key, value in (session_config or {}).items():
+        try:
+            options.add_session_config_entry(str(key), str(value))
+        except Exception as exc:  # ORT raises its own error types for bad entries
+            raise FCNError(f"ONNX Runtime session config {key}={value} was refused: {exc}") from None
+    return options
+
+
 class OnnxRuntimeRunner(Runner):
     """An ``onnxruntime.InferenceSession`` behind the runner contract.
 
     Options: ``device``; ``providers`` (list passed to ONNX Runtime as is); ``intra_op_threads``
     (CPU threads per operator, default ONNX Runtime's); ``graph_optimization_level`` (one of
-    "disable", "basic", "extended", "layout", "all"; default "all").
+    "disable", "basic", "extended", "layout", "all"; default "all"); ``session_config`` (ONNX
+    Runtime session config entries, e.g. ``{"session.force_spinning_stop": "1"}`` when several
+    sessions share the cores in one process: otherwise their idle threads keep spinning after a
+    run and slow the next session down).
 
     Thread-safety: an ONNX Runtime session may run from several threads at once, so ``infer`` is
     not serialized (``concurrent = True``).
@@ -71,7 +106,8 @@ class OnnxRuntimeRunner(Runner):
 
     def __init__(self, path: str | os.PathLike, *, device: str | None = None,
                  providers: Sequence[Any] | None = None, intra_op_threads: int | None = None,
-                 graph_optimization_level: str | None = None) -> None:
+                 graph_optimization_level: str | None = None,
+                 session_config: Mapping[str, str] | None = None) -> None:
         super().__init__()
         import onnxruntime as ort
 
@@ -79,24 +115,9 @@ class OnnxRuntimeRunner(Runner):
 
         self.path = Path(path)
         self.meta = read_onnx_meta(self.path)  # also checks existence and readability
-        options = ort.SessionOptions()
-        if intra_op_threads is not None:
-            if intra_op_threads < 0:
-                raise FCNError(f"intra_op_threads must be >= 0 (0 = ONNX Runtime's default), "
-                               f"got {intra_op_threads}")
-            options.intra_op_num_threads = int(intra_op_threads)
-        level = graph_optimization_level or "all"
-        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-        if hasattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT"):
-            levels["layout"] = ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT
-        if level not in levels:
-            raise FCNError(f"graph_optimization_level {level!r} is not one of "
-                           f"{', '.join(levels)}")
-        options.graph_optimization_level = levels[level]
-        options.log_severity_level = 3  # errors only; our own messages say what went wrong
+        options = session_options(intra_op_threads=intra_op_threads,
+                                  graph_optimization_level=graph_optimization_level,
+                                  session_config=session_config)
 
         available = ort.get_available_providers()
         chosen = list(providers) if providers is not None else choose_providers(device, available)

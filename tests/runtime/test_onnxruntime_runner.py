@@ -211,3 +211,15 @@ def test_provider_choice():
         assert choose_providers(None, gpu_build) == ["CPUExecutionProvider"]
     with pytest.raises(FCNError, match="device 'cuda:0' needs onnxruntime-gpu"):
         choose_providers("cuda:0", cpu_only)
+
+
+def test_session_config_entries_reach_the_session(tiny_onnx):
+    config = {"session.force_spinning_stop": "1"}
+    with open_runner(tiny_onnx, session_config=config) as runner:
+        options = runner.session.get_session_options()
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+        assert set(runner.infer({"image": _x()})) == {o.name for o in runner.outputs}
+    with open_runner(tiny_onnx) as runner:
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            runner.session.get_session_options().get_session_config_entry(
+                "session.force_spinning_stop")
