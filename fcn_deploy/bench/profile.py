@@ -74,26 +74,17 @@ def ort_profile(path: str | os.PathLike, shape: Sequence[int], *, threads: int |
     """
     import onnxruntime as ort
 
+    from fcn_deploy.runtime.onnxruntime_backend import session_options
+
     if runs < 1:
         raise FCNError(f"profile runs must be >= 1, got {runs}")
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    if graph_optimization_level not in levels:
-        raise FCNError(f"graph_optimization_level {graph_optimization_level!r} is not one of "
-                       f"{', '.join(levels)}")
+    options = session_options(intra_op_threads=threads or None,
+                              graph_optimization_level=graph_optimization_level,
+                              session_config=session_config)
     x = np.random.default_rng(0).standard_normal(tuple(shape), dtype=np.float32) * 50
     with tempfile.TemporaryDirectory(prefix="fcn-profile-") as tmp:
-        options = ort.SessionOptions()
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "ort")
-        options.graph_optimization_level = levels[graph_optimization_level]
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        for key, value in (session_config or {}).items():
-            options.add_session_config_entry(key, value)
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         outputs = [session.get_outputs()[0].name]
