@@ -138,6 +138,7 @@ def _one(args: argparse.Namespace) -> int:
 def _paper(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     try:
         from fcn_deploy.bench.paper import PaperConfig, run_paper
+        from fcn_deploy.bench.paper.targets import format_measured
     except ImportError as exc:
         raise FCNError(f"the paper reproduction needs PyTorch to build the models ({exc}); "
                        "install fcn-deploy[torch]") from None
@@ -152,11 +153,8 @@ def _paper(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     report = run_paper(config, args.output_dir or Path("paper_bench"))
     targets = [r for r in report.records if r["kind"] == "target"]
     for t in targets:
-        value = t["measured"]
-        shown = ("not measured" if value is None else
-                 f"{value:.0%}" if t["unit"] == "fraction" else f"{value:.2f}x")
         verdict = {True: "holds", False: "DOES NOT HOLD", None: "n/a"}[t["holds"]]
-        print(f"target: {t['description']}: {shown} -> {verdict}. {t['note']}")
+        print(f"target: {t['description']}: {format_measured(t)} -> {verdict}. {t['note']}")
     for key in ("markdown", "json", "csv", "scaling_png", "table1_png"):
         if key in report.files:
             print(f"wrote {report.files[key]}")

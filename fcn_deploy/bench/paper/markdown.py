@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from fcn_deploy.bench.paper.targets import format_measured
 from fcn_deploy.bench.report import Column, markdown_table
 
 
@@ -53,12 +54,6 @@ def _targets(records) -> list[str]:
     if not rows:
         return []
 
-    def measured(r):
-        v = r.get("measured")
-        if v is None:
-            return "not measured"
-        return f"{v:.0%}" if r.get("unit") == "fraction" else f"{v:.2f}x"
-
     def threshold(r):
         t = r.get("threshold")
         if t is None:
@@ -71,7 +66,7 @@ def _targets(records) -> list[str]:
     table = ["| target | measured | threshold | result | how it was measured |",
              "|---|---|---|---|---|"]
     for r in rows:
-        table.append(f"| {r['description']} | {measured(r)} | {threshold(r)} | {holds(r)} | "
+        table.append(f"| {r['description']} | {format_measured(r)} | {threshold(r)} | {holds(r)} | "
                      f"{r.get('note', '')} |")
     return ["", "## Targets", "", *table]
 

@@ -34,6 +34,14 @@ TARGETS = (
 )
 
 
+def format_measured(target: dict[str, Any]) -> str:
+    """A target record's measured value as the reports show it ("73%", "1.92x")."""
+    value = target.get("measured")
+    if value is None:
+        return "not measured"
+    return f"{value:.0%}" if target.get("unit") == "fraction" else f"{value:.2f}x"
+
+
 def _find(records, kind: str, **match: Any) -> dict[str, Any] | None:
     for r in records:
         if r.get("kind") == kind and all(r.get(k) == v for k, v in match.items()):
