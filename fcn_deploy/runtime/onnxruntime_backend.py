@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.meta import ModelMeta
 from fcn_deploy.runtime.base import Runner, TensorInfo
 
 
@@ -111,10 +112,7 @@ class OnnxRuntimeRunner(Runner):
         super().__init__()
         import onnxruntime as ort
 
-        from fcn_deploy.meta import read_onnx_meta
-
         self.path = Path(path)
-        self.meta = read_onnx_meta(self.path)  # also checks existence and readability
         options = session_options(intra_op_threads=intra_op_threads,
                                   graph_optimization_level=graph_optimization_level,
                                   session_config=session_config)
@@ -132,6 +130,12 @@ class OnnxRuntimeRunner(Runner):
                                                     providers=["CPUExecutionProvider"])
             else:
                 raise FCNError(f"ONNX Runtime could not load {self.path}: {exc}") from None
+        # The metadata_props come from the session ORT already parsed: no second load of the
+        # file (hundreds of MB for VGG-based FCNs) and no onnx import on the runtime path.
+        try:
+            self.meta = ModelMeta.from_onnx_props(self.session.get_modelmeta().custom_metadata_map)
+        except FCNError as exc:
+            raise FCNError(f"{self.path}: {exc}") from None
         self.providers = self.session.get_providers()
         self.inputs = [self._info(i) for i in self.session.get_inputs()]
         self.outputs = [self._info(o) for o in self.session.get_outputs()]
