@@ -162,9 +162,13 @@ def environment(*, threads: int | None = None) -> Record:
             except metadata.PackageNotFoundError:
                 continue
         env[module] = version
-    try:
-        load1 = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        load1 = None
-    env["load_avg_1min_at_start"] = load1
+    env["load_avg_1min_at_start"] = load_avg_1min()
     return env
+
+
+def load_avg_1min() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None

@@ -438,8 +438,8 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
     from fcn_deploy.bench.paper.markdown import render_markdown
     from fcn_deploy.bench.paper.targets import evaluate_targets
     from fcn_deploy.bench.peak import measure_peak
-    from fcn_deploy.bench.report import (environment, prepare_output_dir, write_csv, write_json,
-                                         write_text)
+    from fcn_deploy.bench.report import (environment, load_avg_1min, prepare_output_dir,
+                                         write_csv, write_json, write_text)
 
     out = prepare_output_dir(output_dir)
     torch.set_num_threads(config.threads)
@@ -482,7 +482,7 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
         for rec in evaluate_targets(run.records, config):
             run.add(rec)
         run.add({"kind": "summary", "seconds": time.perf_counter() - run.start,
-                 "load_avg_1min_at_end": _load()})
+                 "load_avg_1min_at_end": load_avg_1min()})
     files: dict[str, Path] = {}
     if config.plots:
         from fcn_deploy.bench.paper.plots import plot_scaling, plot_table1
@@ -509,15 +509,6 @@ def _flag_core_use(records: list[dict[str, Any]], threads: int) -> None:
         if r.get("cpu_per_wall") is not None:
             r["core_use"] = r["cpu_per_wall"] / threads
             r["low_core_use"] = r["core_use"] < LOW_CORE_USE
-
-
-def _load() -> float | None:
-    import os
-
-    try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return None
 
 
 def _relative_rows(records: list[dict[str, Any]]) -> None:
