@@ -27,10 +27,12 @@ _ORT_TYPES = {
 
 def _gpu_providers_wanted(available: Sequence[str]) -> list[Any]:
     """GPU providers to try, best first, when onnxruntime-gpu and a GPU are present."""
+    gpu_eps = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+    if not gpu_eps:  # CPU-only onnxruntime: no need to load the engine package to count GPUs
+        return []
     from fcn_deploy.engine.cuda import gpu_count
 
-    gpu_eps = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
-    if not gpu_eps or gpu_count() == 0:
+    if gpu_count() == 0:
         return []
     import importlib.util
 
