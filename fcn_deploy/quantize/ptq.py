@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.export.graph import remove_unused_initializers
 from fcn_deploy.quantize.trt_rules import QDQ_OPS
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -326,11 +327,7 @@ def float_reads_float(model, excluded: Sequence[str]) -> int:
             break
         for n in dead:
             graph.node.remove(n)
-    used = {i for n in graph.node for i in n.input}
-    keep = [t for t in graph.initializer if t.name in used]
-    if len(keep) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
+    remove_unused_initializers(model)  # the scales and zero points of the dropped Q/DQ
     return rewired
 
 
@@ -434,10 +431,6 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     sizes = list(getattr(reader, "shapes", []))
     skipped = list(getattr(reader, "skipped", []))
     num_images = len(reader) if hasattr(reader, "__len__") else len(sizes)
-    consumers = {}
-    for node in qmodel.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
     dq_fed = {n.output[0] for n in qmodel.graph.node if n.op_type == "DequantizeLinear"}
     quantized = [n.name for n in qmodel.graph.node if n.op_type in ("Conv", "ConvTranspose")
                  and len(n.input) > 1 and n.input[0] in dq_fed and n.input[1] in dq_fed]
