@@ -124,10 +124,9 @@ def _session(path, *, threads: int | None = None, expose: str | None = None):
     import onnx
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
+    from fcn_deploy.runtime.onnxruntime_backend import session_options
+
+    options = session_options(intra_op_threads=threads or None)
     source: Any = str(path)
     if expose is not None:
         model = onnx.load(str(path))
