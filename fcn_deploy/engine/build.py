@@ -124,7 +124,8 @@ def prepare_build(onnx_path: str | os.PathLike, options: BuildOptions | None = N
         raise FCNError(f"{onnx_path}: the Q/DQ graph is not buildable by TensorRT: {shown}{more}. "
                        "Quantize with symmetric int8 (ActivationSymmetric/WeightSymmetric)")
     return PreparedBuild(onnx_path=onnx_path, graph=graph, profiles=profiles, options=options,
-                         onnx_sha256=sha256_file(onnx_path))
+                         onnx_sha256=sha256_file(onnx_path,
+                                                 external_files=graph.external_files))
 
 
 def network_flags(trt) -> int:

@@ -21,24 +21,32 @@ from fcn_deploy.meta import ModelMeta
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
-def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, including its external-data file (``<name>.data``) when present."""
+def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20,
+                external_files: list[Path] | None = None) -> str:
+    """Hex sha256 of a file, including its external-data file (``<name>.data``) when present.
+
+    ``external_files``: those files when the caller already knows them (:class:`GraphInfo`), so
+    the ONNX file is not parsed again just to find them.
+    """
     path = Path(path)
+    if external_files is None:
+        external_files = _external_data_files(path)
     digest = hashlib.sha256()
-    for part in (path, *_external_data_files(path)):
+    for part in (path, *external_files):
         with open(part, "rb") as f:
             while block := f.read(chunk):
                 digest.update(block)
     return digest.hexdigest()
 
 
-def _external_data_files(path: Path) -> list[Path]:
-    try:
-        import onnx
+def _external_data_files(path: Path, model=None) -> list[Path]:
+    if model is None:
+        try:
+            import onnx
 
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:
-        return []
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception:
+            return []
     names = set()
     for init in model.graph.initializer:
         if init.data_location == 1:  # TensorProto.EXTERNAL
@@ -155,6 +163,7 @@ class GraphInfo:
     output_names: list[str]
     precision: PrecisionReport
     meta: ModelMeta | None
+    external_files: list[Path] = field(default_factory=list)  # external-data files that exist
 
 
 def inspect_onnx(path: str | os.PathLike) -> GraphInfo:
@@ -184,4 +193,5 @@ def inspect_onnx(path: str | os.PathLike) -> GraphInfo:
             raise FCNError(f"{path}: {exc}") from None
     return GraphInfo(path=path, input_name=inp.name, input_shape=dims,
                      output_names=[o.name for o in model.graph.output],
-                     precision=detect_precision(model), meta=meta)
+                     precision=detect_precision(model), meta=meta,
+                     external_files=_external_data_files(path, model))
