@@ -68,11 +68,16 @@ def _classifier_for(fcn_model: nn.Module):
 
     arch = getattr(fcn_model, "arch", "")
     width = getattr(fcn_model, "width", 1.0)
+    # The template only supplies key names and shapes: build it on the meta device (no memory,
+    # no random init of a 138M-parameter classifier).
     if arch.endswith("_vgg16"):
-        return VGG16Classifier(width=width), "torchvision VGG16 (features.N, classifier.0/3/6)"
+        with torch.device("meta"):
+            template = VGG16Classifier(width=width)
+        return template, "torchvision VGG16 (features.N, classifier.0/3/6)"
     if arch == "fcn_alexnet":
-        return (AlexNetClassifier(width=width),
-                "CaffeNet in AlexNetClassifier's layout (features.N, classifier.1/4/6)")
+        with torch.device("meta"):
+            template = AlexNetClassifier(width=width)
+        return template, "CaffeNet in AlexNetClassifier's layout (features.N, classifier.1/4/6)"
     raise FCNError(f"no ImageNet weight layout for {arch or type(fcn_model).__name__!r}: "
                    f"load_imagenet_weights supports the *_vgg16 FCNs (torchvision VGG16 "
                    f"state_dict) and fcn_alexnet (CaffeNet state_dict)")
