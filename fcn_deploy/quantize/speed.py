@@ -25,8 +25,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fcn_deploy.errors import FCNError
-
 
 @dataclass
 class SpeedPair:
@@ -73,14 +71,9 @@ def cpu_session(path: str | os.PathLike, *, threads: int | None = None,
     """An ONNX Runtime CPU session with all graph optimizations (as the runtime opens it)."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[opt_level]
-    if threads:
-        opts.intra_op_num_threads = int(threads)
+    from fcn_deploy.runtime.onnxruntime_backend import session_options
+
+    opts = session_options(intra_op_threads=threads or None, graph_optimization_level=opt_level)
     if optimized_path is not None:
         opts.optimized_model_filepath = str(optimized_path)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -109,10 +102,10 @@ def profile_by_op(path: str | os.PathLike, x: np.ndarray, *, runs: int = 1,
 
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
+    from fcn_deploy.runtime.onnxruntime_backend import session_options
+
+    opts = session_options(intra_op_threads=threads or None)
     opts.enable_profiling = True
-    if threads:
-        opts.intra_op_num_threads = int(threads)
     with tempfile.TemporaryDirectory(prefix="fcn-ortprof.") as tmp:
         opts.profile_file_prefix = str(Path(tmp) / "prof")
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
