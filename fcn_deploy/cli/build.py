@@ -76,7 +76,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
 
     cache = EngineCache(args.cache_dir) if args.cache_dir else None
-    key = (cache or EngineCache()).key_for(args.onnx, options)  # needs TensorRT and a GPU
+    key = (cache or EngineCache()).key_for(args.onnx, prepared=prep)  # needs TensorRT, GPU
     if not args.force and plan_is_current(output, key):
         print(f"{output} is up to date (same ONNX, TensorRT, GPU, profiles and options); "
               "use --force to rebuild")
@@ -92,7 +92,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 shutil.copyfile(sidecar_path(result.plan_path), tmp)
             print(f"copied {result.plan_path} to {output}")
         return 0
-    build_engine(args.onnx, output, options, cache_key=key, log=print)
+    build_engine(args.onnx, output, options, cache_key=key, log=print, prepared=prep)
     return 0
 
 

@@ -240,11 +240,14 @@ def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log, progress: bool) -
 
 def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
                  options: BuildOptions | None = None, *, log: Log | None = None,
-                 progress: bool = True, cache_key: str | None = None) -> EngineInfo:
+                 progress: bool = True, cache_key: str | None = None,
+                 prepared: PreparedBuild | None = None) -> EngineInfo:
     """Build ``plan_path`` (+ ``<plan>.json``) from ``onnx_path``; returns the sidecar's content.
 
     ``log`` receives progress lines (default: the ``fcn_deploy.engine`` logger; fcn-build prints
-    them). Raises FCNError without TensorRT, cuda-python or a GPU, saying what to install.
+    them). ``prepared``: the :func:`prepare_build` result when the caller already has it (saves
+    parsing and hashing the ONNX again). Raises FCNError without TensorRT, cuda-python or a GPU,
+    saying what to install.
     """
     from fcn_deploy.engine.cache import cache_key as make_key
     from fcn_deploy.engine.cuda import gpu_info, import_cudart, import_tensorrt, trt_version
@@ -252,7 +255,7 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
 
     log = log or _LOG.info
     plan_path = check_output_dir(plan_path)
-    prep = prepare_build(onnx_path, options)
+    prep = prepared if prepared is not None else prepare_build(onnx_path, options)
     log(f"building a {prep.graph.precision.describe()} engine from {prep.onnx_path}")
     log(f"profiles: {describe_profiles(prep.profiles)}")
     trt = import_tensorrt()

@@ -89,14 +89,15 @@ class EngineCache:
         return path if plan_is_current(path, key) else None
 
     def key_for(self, onnx_path: str | os.PathLike, options=None, *, trt_version: str | None = None,
-                gpu: GpuInfo | None = None) -> str:
-        from fcn_deploy.engine.build import BuildOptions, prepare_build
+                gpu: GpuInfo | None = None, prepared=None) -> str:
+        """The key of ``onnx_path`` built with ``options`` here; ``prepared``: the
+        :func:`~fcn_deploy.engine.build.prepare_build` result when the caller already has it."""
+        from fcn_deploy.engine.build import prepare_build
 
-        options = options or BuildOptions()
-        prep = prepare_build(onnx_path, options)
-        trt_version, gpu = _machine(trt_version, gpu, options.device)
+        prep = prepared if prepared is not None else prepare_build(onnx_path, options)
+        trt_version, gpu = _machine(trt_version, gpu, prep.options.device)
         return cache_key(onnx_sha256=prep.onnx_sha256, trt_version=trt_version, gpu=gpu,
-                         profiles=prep.profiles, options=options)
+                         profiles=prep.profiles, options=prep.options)
 
     def get_or_build(self, onnx_path: str | os.PathLike, options=None, *,
                      trt_version: str | None = None, gpu: GpuInfo | None = None,
