@@ -105,9 +105,12 @@ class SegmentationDataset:
 
     ignore_label: int = IGNORE_LABEL
 
-    def __init__(self, *, num_classes: int, class_names: Sequence[str] | None = None,
+    def __init__(self, *, num_classes: int | None = None,
+                 class_names: Sequence[str] | None = None,
                  palette: Sequence[Sequence[int]] | None = None,
                  ignore_label: int | None = None) -> None:
+        if num_classes is None:  # as many as the names given, else VOC's 21
+            num_classes = len(class_names) if class_names is not None else len(VOC_CLASSES)
         if num_classes < 1 or num_classes > 255:
             raise FCNError(f"num_classes={num_classes} is out of range; expected 1..255")
         self.num_classes = int(num_classes)

@@ -40,8 +40,6 @@ class FolderDataset(SegmentationDataset):
                  *, mask_suffix: str | None = None, labels_required: bool | None = None,
                  num_classes: int | None = None, class_names: Sequence[str] | None = None,
                  palette: Sequence[Sequence[int]] | None = None) -> None:
-        if num_classes is None:
-            num_classes = len(class_names) if class_names is not None else 21
         super().__init__(num_classes=num_classes, class_names=class_names, palette=palette)
         self.images_dir = Path(images_dir)
         self.masks_dir = Path(masks_dir) if masks_dir is not None else None

@@ -12,7 +12,6 @@ from typing import Sequence
 
 import numpy as np
 
-from fcn_deploy.constants import VOC_CLASSES
 from fcn_deploy.datasets.base import IdListDataset
 from fcn_deploy.errors import FCNError
 
@@ -74,8 +73,6 @@ class SBDSegmentation(IdListDataset):
                  list_file: str | os.PathLike | None = None, num_classes: int | None = None,
                  class_names: Sequence[str] | None = None,
                  palette: Sequence[Sequence[int]] | None = None) -> None:
-        if num_classes is None:
-            num_classes = len(class_names) if class_names is not None else len(VOC_CLASSES)
         super().__init__(num_classes=num_classes, class_names=class_names, palette=palette)
         self.root = resolve_sbd_root(root)
         self._resolve_list(image_set or "train", list_file, self.root)

@@ -14,7 +14,6 @@ from typing import Sequence
 
 import numpy as np
 
-from fcn_deploy.constants import VOC_CLASSES
 from fcn_deploy.datasets.base import IdListDataset, SegmentationDataset
 from fcn_deploy.errors import FCNError
 
@@ -49,8 +48,6 @@ class VOCSegmentation(IdListDataset):
                  year: str | int | None = None, list_file: str | os.PathLike | None = None,
                  num_classes: int | None = None, class_names: Sequence[str] | None = None,
                  palette: Sequence[Sequence[int]] | None = None) -> None:
-        if num_classes is None:
-            num_classes = len(class_names) if class_names is not None else len(VOC_CLASSES)
         super().__init__(num_classes=num_classes, class_names=class_names, palette=palette)
         year = str(year) if year is not None else "2012"
         self.root = resolve_voc_root(root, year=year)
