@@ -175,10 +175,10 @@ def _check_checkpoint_compatible(path: Path, ckpt: dict[str, Any], model) -> Non
                        f"{model.arch_kwargs} (check --width / --learn-upsampling)")
 
 
-def _load_resume_checkpoint(path: Path) -> dict[str, Any]:
+def _load_resume_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any]:
     from fcn_deploy.models import load_checkpoint
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, mmap=mmap)
     state = ckpt.get("training_state")
     if not state:
         raise FCNError(f"checkpoint {path} holds no training state (only last.pt does); "
@@ -191,8 +191,9 @@ def _load_resume_checkpoint(path: Path) -> dict[str, Any]:
 
 def resume_settings(path: Path) -> dict[str, Any]:
     """What a run stored about itself in ``path`` (arch, dataset specs, recipe, seed, width...),
-    so that ``fcn-train --resume last.pt`` needs no other option."""
-    ckpt = _load_resume_checkpoint(Path(path))
+    so that ``fcn-train --resume last.pt`` needs no other option. The tensors are only mapped,
+    not read: train() loads the checkpoint for real when it resumes."""
+    ckpt = _load_resume_checkpoint(Path(path), mmap=True)
     return {**ckpt["training_state"].get("config", {}), "arch": ckpt["arch"]}
 
 

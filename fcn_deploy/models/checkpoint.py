@@ -98,15 +98,20 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, meta: ModelMet
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read and check a checkpoint (``weights_only=True``); returns the dict described above."""
+def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu",
+                    mmap: bool = False) -> dict[str, Any]:
+    """Read and check a checkpoint (``weights_only=True``); returns the dict described above.
+
+    ``mmap=True`` maps the tensors from the file instead of reading them: cheap when only the
+    metadata is wanted.
+    """
     path = Path(path)
     if not path.exists():
         raise FCNError(f"checkpoint {path} does not exist")
     if not path.is_file():
         raise FCNError(f"checkpoint {path} is not a file")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise FCNError(f"{path} is not a readable fcn-deploy checkpoint: torch.load failed "
