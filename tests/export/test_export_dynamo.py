@@ -10,7 +10,7 @@ import pytest
 from fcn_deploy.errors import FCNError
 from fcn_deploy.export import export_model
 
-from conftest import SAMPLE, SIZES, meta_for, registry_model
+from export_helpers import SAMPLE, SIZES, meta_for, registry_model
 
 
 def test_dynamo_exporter_stays_dynamic_and_verifies(tmp_path):

@@ -9,7 +9,7 @@ from fcn_deploy.errors import FCNError
 from fcn_deploy.export import export_checkpoint, export_model
 from fcn_deploy.meta import ModelMeta, read_onnx_meta
 
-from conftest import SAMPLE, SIZES, TinyFCN, run_onnx
+from export_helpers import SAMPLE, SIZES, TinyFCN, run_onnx
 
 
 def _files(folder):

@@ -10,7 +10,7 @@ from fcn_deploy.datasets import SyntheticShapes
 from fcn_deploy.export import compare_onnx, export_model
 from fcn_deploy.meta import read_onnx_meta
 
-from conftest import SAMPLE, SIZES, meta_for, registry_model, run_onnx
+from export_helpers import SAMPLE, SIZES, meta_for, registry_model, run_onnx
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from fcn_deploy.errors import FCNError
 from fcn_deploy.export import graph as g
 from fcn_deploy.export.torch_export import export_torch
 
-from conftest import SAMPLE, TinyFCN, run_onnx
+from export_helpers import SAMPLE, TinyFCN, run_onnx
 
 
 def _deconvs(model):

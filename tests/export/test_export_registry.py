@@ -9,7 +9,7 @@ from fcn_deploy.export import export_model, verify_onnx
 from fcn_deploy.meta import read_onnx_meta
 from fcn_deploy.models import list_models
 
-from conftest import SAMPLE, SIZES, meta_for, registry_model, run_onnx
+from export_helpers import SAMPLE, SIZES, meta_for, registry_model, run_onnx
 
 
 def _dims(value):
