@@ -159,17 +159,13 @@ class _Predictor:
 
 def _open(path: Path, *, backend: str | None, threads: int | None, device: str | None):
     from fcn_deploy.runtime import open_runner
-    from fcn_deploy.runtime.registry import default_backend
+    from fcn_deploy.runtime.registry import default_backend, thread_options
 
     name = backend or default_backend(path)
     options: dict[str, Any] = {}
     if device is not None:
         options["device"] = device
-    if threads is not None:  # each backend names its thread option its own way
-        if name == "onnxruntime":
-            options["intra_op_threads"] = threads
-        elif name == "torch":
-            options["threads"] = threads
+    options.update(thread_options(name, threads))
     return open_runner(path, backend=backend, **options)
 
 

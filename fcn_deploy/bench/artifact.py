@@ -287,11 +287,10 @@ def _runner_options(backend: str, config: BenchConfig) -> dict[str, Any]:
     options = dict(config.backend_options)
     if config.device is not None:
         options.setdefault("device", config.device)
-    if config.threads is not None:
-        if backend == "onnxruntime":
-            options.setdefault("intra_op_threads", config.threads)
-        elif backend == "torch":
-            options.setdefault("threads", config.threads)
+    from fcn_deploy.runtime.registry import thread_options
+
+    for key, value in thread_options(backend, config.threads).items():
+        options.setdefault(key, value)
     return options
 
 

@@ -77,23 +77,13 @@ def collect_images(paths: Sequence[Path], *, recursive: bool = False) -> tuple[l
     return found, missing
 
 
-def _runner_options(backend: str, threads: int | None) -> dict:
-    if threads is None:
-        return {}
-    if backend == "onnxruntime":
-        return {"intra_op_threads": threads}
-    if backend == "torch":
-        return {"threads": threads}
-    return {}
-
-
 def _main(argv: Sequence[str] | None) -> int:
     import numpy as np
     from tqdm import tqdm
 
     from fcn_deploy.fileio import atomic_path
     from fcn_deploy.imageio import read_image, write_image, write_label_png
-    from fcn_deploy.runtime.registry import default_backend
+    from fcn_deploy.runtime.registry import default_backend, thread_options
     from fcn_deploy.runtime.segmenter import Segmenter
 
     args = build_parser().parse_args(argv)
@@ -110,7 +100,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     backend = args.backend or default_backend(args.engine)
     seg = Segmenter.open(args.engine, backend=backend, device=args.device,
-                         **_runner_options(backend, args.threads))
+                         **thread_options(backend, args.threads))
     for path, why in failures:
         print(f"error: {path}: {why}", file=sys.stderr)
     latencies: list[float] = []

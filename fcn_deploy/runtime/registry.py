@@ -26,7 +26,8 @@ class BackendSpec:
 
     ``probe()`` returns None when the backend can run here, else the reason it cannot.
     ``opener`` is ``"module:callable"`` (imported only when used) or a callable
-    ``(path, **options) -> Runner``.
+    ``(path, **options) -> Runner``. ``threads_option`` names the opener's CPU-thread option
+    (None: the backend has none), so commands map one ``--threads`` onto every backend.
     """
 
     name: str
@@ -34,6 +35,7 @@ class BackendSpec:
     probe: Callable[[], str | None]
     opener: str | Callable[..., Runner]
     description: str = ""
+    threads_option: str | None = None
 
     def open(self, path: Path, **options: Any) -> Runner:
         opener = self.opener
@@ -71,6 +73,14 @@ def get_backend(name: str) -> BackendSpec:
     if name not in _REGISTRY:
         raise FCNError(f"unknown backend {name!r}; choose one of {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+def thread_options(backend: str, threads: int | None) -> dict[str, int]:
+    """The runner options that set ``threads`` CPU threads on ``backend`` ({} when unset/none)."""
+    if threads is None:
+        return {}
+    name = get_backend(backend).threads_option
+    return {name: threads} if name else {}
 
 
 def _kind(path: Path) -> str:
@@ -165,11 +175,12 @@ def _open_tensorrt(path: Path, *, profiles=None, cache_dir=None, device=None,
 register_backend(BackendSpec(
     "onnxruntime", ONNX_SUFFIXES, _probe_module("onnxruntime", "pip install onnxruntime"),
     "fcn_deploy.runtime.onnxruntime_backend:OnnxRuntimeRunner",
-    "ONNX Runtime: CPU, or CUDA/TensorRT execution providers with onnxruntime-gpu"))
+    "ONNX Runtime: CPU, or CUDA/TensorRT execution providers with onnxruntime-gpu",
+    threads_option="intra_op_threads"))
 register_backend(BackendSpec(
     "torch", CHECKPOINT_SUFFIXES, _probe_module("torch", "pip install 'fcn-deploy[torch]'"),
     "fcn_deploy.runtime.torch_backend:TorchRunner",
-    "PyTorch eager on a training checkpoint (parity reference)"))
+    "PyTorch eager on a training checkpoint (parity reference)", threads_option="threads"))
 register_backend(BackendSpec(
     "tensorrt", PLAN_SUFFIXES + ONNX_SUFFIXES, _probe_tensorrt, _open_tensorrt,
     "native TensorRT 10/11 (plans from fcn-build; .onnx through the engine cache)"))
