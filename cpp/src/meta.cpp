@@ -174,6 +174,13 @@ ModelMeta ModelMeta::from_onnx_props(const std::map<std::string, std::string>& p
 }
 
 ModelMeta read_plan_meta(const std::string& plan_path, std::string* tensorrt_version) {
+  PlanInfo info;
+  ModelMeta meta = read_plan_meta(plan_path, &info);
+  if (tensorrt_version) *tensorrt_version = info.tensorrt_version;
+  return meta;
+}
+
+ModelMeta read_plan_meta(const std::string& plan_path, PlanInfo* info) {
   const std::string sidecar = plan_path + ".json";
   std::error_code ec;
   if (!std::filesystem::is_regular_file(sidecar, ec))
@@ -192,9 +199,15 @@ ModelMeta read_plan_meta(const std::string& plan_path, std::string* tensorrt_ver
   }
   if (!data.is_object() || !data.contains("meta"))
     throw Error("sidecar " + sidecar + " has no \"meta\" object; rebuild the engine with fcn-build");
-  if (tensorrt_version) {
+  if (info) {
     const json& v = data.value("tensorrt_version", json());
-    *tensorrt_version = v.is_string() ? v.get<std::string>() : std::string();
+    info->tensorrt_version = v.is_string() ? v.get<std::string>() : std::string();
+    const json& options = data.value("build_options", json::object());
+    const json& vc = options.is_object() ? options.value("version_compatible", json()) : json();
+    if (!vc.is_null() && !vc.is_boolean())
+      throw Error("sidecar " + sidecar + ": build_options.version_compatible is " + vc.dump() +
+                  "; expected true or false. Rebuild the engine with fcn-build");
+    info->version_compatible = vc.is_boolean() && vc.get<bool>();
   }
   try {
     return from_object(data.at("meta"), "sidecar " + sidecar);

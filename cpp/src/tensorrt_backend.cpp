@@ -1,6 +1,7 @@
 // Native TensorRT backend (TensorRT 10 / 11 C++ API): tensors by name, optimization profiles,
-// enqueueV3 on a CUDA stream. Compiled only where TensorRT's headers are found
-// (FCN_WITH_TENSORRT); CI has none, so this file is built only on GPU machines.
+// enqueueV3 on a CUDA stream. Linked only where TensorRT's libraries are found
+// (FCN_WITH_TENSORRT); every test run also compiles it against NVIDIA's 10.16 and 11.1 headers
+// (cmake/TensorRTCompileCheck.cmake), which needs no GPU and no library.
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
 
@@ -166,8 +167,9 @@ class TensorRTBackend final : public Backend {
  public:
   TensorRTBackend(const std::string& path, const Options& options)
       : path_(path), device_id_(options.device_id) {
-    std::string built_with;
-    meta_ = read_plan_meta(path, &built_with);
+    PlanInfo plan_info;
+    meta_ = read_plan_meta(path, &plan_info);
+    const std::string& built_with = plan_info.tensorrt_version;
     FCN_CHECK(cudaSetDevice(device_id_), "selecting CUDA device " + std::to_string(device_id_));
     cudaDeviceProp prop{};
     FCN_CHECK(cudaGetDeviceProperties(&prop, device_id_), "reading the GPU's properties");
@@ -180,6 +182,9 @@ class TensorRTBackend final : public Backend {
 
     runtime_.reset(nvinfer1::createInferRuntime(logger_));
     FCN_CHECK(runtime_ != nullptr, "creating the TensorRT runtime: " + logger_.last_error());
+    // A version-compatible plan embeds the lean runtime as host code, which TensorRT refuses to
+    // run unless allowed (IRuntime::setEngineHostCodeAllowed, default false): the sidecar says.
+    if (plan_info.version_compatible) runtime_->setEngineHostCodeAllowed(true);
     engine_.reset(runtime_->deserializeCudaEngine(plan.data(), plan.size()));
     if (!engine_)
       throw Error("engine " + path + " could not be loaded by TensorRT " +

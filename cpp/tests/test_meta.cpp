@@ -103,6 +103,21 @@ TEST(meta, read_plan_meta_reads_the_sidecar) {
   CHECK_EQ(version, std::string("10.16.0"));
   CHECK_EQ(m.arch, std::string("fcn8s_vgg16"));
   CHECK_EQ(m.mean[1], 116.66876762);
+  fcn::PlanInfo info;
+  fcn::read_plan_meta(plan, &info);
+  CHECK_EQ(info.tensorrt_version, std::string("10.16.0"));
+  CHECK(!info.version_compatible);  // no build_options: a plan for this TensorRT only
+
+  // A version-compatible plan: the TensorRT backend must allow its embedded host code.
+  const std::string vc_sidecar = std::string(R"({"tensorrt_version": "10.16.0",
+    "build_options": {"version_compatible": true, "hardware_compatibility": "none"}, "meta": )") +
+                                 kDict + "}";
+  fcn_test::write_file(plan + ".json", vc_sidecar);
+  fcn::read_plan_meta(plan, &info);
+  CHECK(info.version_compatible);
+  fcn_test::write_file(plan + ".json", std::string(R"({"build_options": {"version_compatible": "yes"},
+    "meta": )") + kDict + "}");
+  CHECK_THROWS(fcn::read_plan_meta(plan, &info), "build_options.version_compatible is \"yes\"");
 
   fcn_test::write_file(plan + ".json", "{\"format\": 1}");
   CHECK_THROWS(fcn::read_plan_meta(plan), "has no \"meta\" object");

@@ -116,6 +116,9 @@ def prepare_build(onnx_path: str | os.PathLike, options: BuildOptions | None = N
     if unknown or not graph.output_names:
         raise FCNError(f"{onnx_path}: outputs are {graph.output_names}; expected 'scores' "
                        "and/or 'labels'")
+    if graph.unbuildable:
+        raise FCNError(f"{onnx_path}: TensorRT would reject this graph: "
+                       + "; ".join(graph.unbuildable))
     profiles = validate_profiles(options.profiles, graph.input_shape)
     report = graph.precision
     if report.problems:
@@ -175,8 +178,9 @@ def _hardware_level(trt, name: str):
     return levels[name]
 
 
-def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log, progress: bool) -> bytes:
-    """Parse, configure and build; returns the serialized plan."""
+def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log,
+                             progress: bool) -> tuple[bytes, bytes | None]:
+    """Parse, configure and build; returns the serialized plan and timing cache (or None)."""
     from fcn_deploy.engine.cuda import import_tensorrt, set_device
 
     import_tensorrt()  # FCNError saying what to install when it is missing
@@ -212,12 +216,13 @@ def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log, progress: bool) -
         monitor = _progress_monitor(trt)
         config.progress_monitor = monitor
 
+    # Per-layer precisions in the plan, for the engine inspector (fcn_deploy.engine.inspector).
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     timing_cache = None
     if opts.timing_cache is not None:
-        previous = Path(opts.timing_cache).read_bytes() if Path(opts.timing_cache).is_file() else b""
-        timing_cache = config.create_timing_cache(previous)
-        config.set_timing_cache(timing_cache, ignore_mismatch=False)
-        log(f"timing cache {opts.timing_cache} ({'loaded ' + str(len(previous)) + ' bytes' if previous else 'new'})")
+        cache_path = Path(opts.timing_cache)
+        previous = cache_path.read_bytes() if cache_path.is_file() else b""
+        timing_cache = attach_timing_cache(config, previous, source=str(cache_path), log=log)
 
     input_name = network.get_input(0).name
     for profile in prep.profiles:
@@ -231,11 +236,70 @@ def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log, progress: bool) -
         raise FCNError(f"TensorRT failed to build an engine from {prep.onnx_path}; see the "
                        "TensorRT messages above (workspace too small, unsupported layer?)")
     log(f"built in {time.perf_counter() - started:.1f} s")
-    if timing_cache is not None:
-        from fcn_deploy.fileio import atomic_write_bytes
+    cache_bytes = serialize_timing_cache(config, log=log) if timing_cache is not None else None
+    return bytes(plan), cache_bytes
 
-        atomic_write_bytes(opts.timing_cache, bytes(config.get_timing_cache().serialize()))
-    return bytes(plan)
+
+def attach_timing_cache(config, previous: bytes, *, source: str, log: Log):
+    """Create a timing cache from ``previous`` and attach it to the builder ``config``.
+
+    ``IBuilderConfig.set_timing_cache`` returns False (it does not raise) for a cache written by
+    another TensorRT version or GPU, and ``create_timing_cache`` may give None or raise on a
+    corrupt file: then the build goes on with a fresh, empty cache and a warning. Returns the
+    attached cache, or None (with a warning) when not even an empty one is accepted.
+    """
+    def make_and_set(blob: bytes):
+        try:
+            cache = config.create_timing_cache(blob)
+            return cache if cache is not None and config.set_timing_cache(
+                cache, ignore_mismatch=False) else None
+        except (RuntimeError, TypeError, ValueError):
+            return None
+
+    if previous:
+        cache = make_and_set(previous)
+        if cache is not None:
+            log(f"timing cache {source} (loaded {len(previous)} bytes)")
+            return cache
+        log(f"warning: timing cache {source} ({len(previous)} bytes) was refused by this TensorRT "
+            "and GPU (written by another version or device, or corrupt); starting a fresh one")
+    cache = make_and_set(b"")
+    if cache is None:
+        log("warning: TensorRT refused an empty timing cache; building without one")
+        return None
+    log(f"timing cache {source} (new)")
+    return cache
+
+
+def serialize_timing_cache(config, *, log: Log) -> bytes | None:
+    """The builder's timing cache as bytes, or None with a warning: never an exception, so a
+    built plan is never lost to cache handling."""
+    try:
+        cache = config.get_timing_cache()
+        data = cache.serialize() if cache is not None else None
+    except (RuntimeError, TypeError, ValueError) as exc:
+        log(f"warning: could not serialize the timing cache ({type(exc).__name__}: {exc}); "
+            "the plan is kept, the cache is not saved")
+        return None
+    if data is None:
+        log("warning: TensorRT returned no timing cache after the build; the cache is not saved")
+        return None
+    return bytes(data)
+
+
+def save_timing_cache(path: str | os.PathLike, data: bytes | None, *, log: Log) -> bool:
+    """Write the timing cache atomically after the plan; a failure is a warning, not an error."""
+    from fcn_deploy.fileio import atomic_write_bytes
+
+    if data is None:
+        return False
+    try:
+        atomic_write_bytes(path, data)
+    except (OSError, FCNError) as exc:
+        log(f"warning: could not write the timing cache {path} ({exc}); the plan is kept")
+        return False
+    log(f"saved timing cache {path} ({len(data)} bytes)")
+    return True
 
 
 def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
@@ -263,7 +327,7 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
     version = trt_version(trt)
     gpu = gpu_info(prep.options.device)
     log(f"TensorRT {version} on {gpu.describe()}")
-    plan = _serialize_with_tensorrt(prep, log=log, progress=progress)
+    plan, timing_cache = _serialize_with_tensorrt(prep, log=log, progress=progress)
     key = cache_key or make_key(onnx_sha256=prep.onnx_sha256, trt_version=version, gpu=gpu,
                                 profiles=prep.profiles, options=prep.options)
     info = EngineInfo(trt_version=version, gpu=gpu, profiles=prep.profiles,
@@ -278,4 +342,6 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
     atomic_write_bytes(plan_path, plan)
     write_sidecar(plan_path, info)
     log(f"wrote {plan_path} ({len(plan) / 1e6:.1f} MB) and {plan_path}.json")
+    if prep.options.timing_cache is not None:  # after the plan: the plan is what matters
+        save_timing_cache(prep.options.timing_cache, timing_cache, log=log)
     return info

@@ -18,8 +18,9 @@ import numpy as np
 from fcn_deploy.errors import FCNError
 
 INSTALL_HINT = ("install TensorRT 10 or 11 and cuda-python on a machine with an NVIDIA GPU: "
-                "`pip install 'fcn-deploy[tensorrt]'` (tensorrt>=10.13 from NVIDIA's index, "
-                "cuda-python>=12.6), or use an NVIDIA TensorRT container")
+                "`pip install 'fcn-deploy[tensorrt]'` (CUDA 12 driver: tensorrt-cu12 with "
+                "cuda-python 12.x) or `pip install 'fcn-deploy[tensorrt-cu13]'` (CUDA 13 driver), "
+                "or use an NVIDIA TensorRT container")
 
 
 def import_tensorrt():
@@ -63,25 +64,124 @@ def check(result: Any, what: str) -> Any:
     else:
         err, values = result, ()
     if err != cudart.cudaError_t.cudaSuccess:
-        _, name = cudart.cudaGetErrorName(err)
-        _, text = cudart.cudaGetErrorString(err)
-        name = name.decode() if isinstance(name, bytes) else str(name)
-        text = text.decode() if isinstance(text, bytes) else str(text)
-        raise FCNError(f"CUDA call {what} failed: {name} ({text})")
+        raise FCNError(f"CUDA call {what} failed: {_error_text(cudart, err)}")
     if not values:
         return None
     return values[0] if len(values) == 1 else values
 
 
-def gpu_count() -> int:
-    """How many CUDA GPUs this process can use (0 when cuda-python or the driver is missing)."""
+def trt_call(what: str, fn: Any, *args: Any) -> Any:
+    """Call a TensorRT binding and turn its failure into an FCNError naming ``what``.
+
+    The Python bindings report most failures by raising RuntimeError (or ValueError), not by
+    returning False (e.g. ``set_optimization_profile_async``), while others return False
+    (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``): both become FCNError,
+    so none escapes a command as a traceback. ``what`` names the engine and the tensor/profile.
+    """
+    try:
+        result = fn(*args)
+    except (RuntimeError, ValueError) as exc:
+        raise FCNError(f"{what}: TensorRT raised {type(exc).__name__}: {exc}") from None
+    if result is False:
+        raise FCNError(f"{what}: TensorRT refused it (see the TensorRT messages above)")
+    return result
+
+
+def _error_text(cudart, err) -> str:
+    """``cudaErrorInsufficientDriver (CUDA driver version is insufficient ...)`` for an error code."""
+    _, name = cudart.cudaGetErrorName(err)
+    _, text = cudart.cudaGetErrorString(err)
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    return f"{name} ({text})"
+
+
+def cuda_device_count() -> tuple[int, str | None]:
+    """(CUDA GPUs this process can use, why there are none) through cuda-python.
+
+    The reason names the CUDA error, so an old driver (cudaErrorInsufficientDriver: cuda-python
+    13 needs a CUDA 13 driver) is told apart from a machine without a GPU.
+    """
     try:
         cudart = import_cudart()
-    except FCNError:
-        gpus = Path("/proc/driver/nvidia/gpus")
-        return len(list(gpus.iterdir())) if gpus.is_dir() else 0
+    except FCNError as exc:
+        return 0, str(exc)
     err, count = cudart.cudaGetDeviceCount()
-    return int(count) if err == cudart.cudaError_t.cudaSuccess else 0
+    if err != cudart.cudaError_t.cudaSuccess:
+        reason = f"cudaGetDeviceCount returned {_error_text(cudart, err)}"
+        if "InsufficientDriver" in reason:
+            reason += ("; there is no NVIDIA driver, or it is older than the CUDA major of "
+                       f"cuda-python {_cuda_python_version()}: install the extra matching the "
+                       "driver (fcn-deploy[tensorrt] for CUDA 12, fcn-deploy[tensorrt-cu13] "
+                       "for CUDA 13)")
+        return 0, reason
+    if int(count) == 0:
+        return 0, "cudaGetDeviceCount found no CUDA GPU"
+    return int(count), None
+
+
+def _cuda_python_version() -> str:
+    from importlib import metadata
+
+    for name in ("cuda-bindings", "cuda-python"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "(version unknown)"
+
+
+def gpu_count() -> int:
+    """How many CUDA GPUs this process can use (0 when cuda-python or the driver is missing)."""
+    return cuda_device_count()[0]
+
+
+def nvidia_smi_gpus() -> int | None:
+    """GPUs that ``nvidia-smi -L`` lists; None when nvidia-smi is absent or fails.
+
+    This asks the driver, not our Python stack: when it sees a GPU that cuda-python or TensorRT
+    cannot use, the stack is broken (a test must fail), not absent (a test may skip).
+    """
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return sum(1 for line in proc.stdout.splitlines() if line.startswith("GPU "))
+
+
+def tensorrt_stack_problem() -> str | None:
+    """Why TensorRT cannot run here (None: tensorrt and cuda-python import and see a GPU)."""
+    try:
+        import_tensorrt()
+        import_cudart()
+    except FCNError as exc:
+        return str(exc)
+    count, reason = cuda_device_count()
+    return None if count else reason
+
+
+def gpu_test_decision(*, smi_gpus: int | None, problem: str | None) -> tuple[str, str]:
+    """What a GPU test does: ("run", ""), ("skip", why) or ("fail", why).
+
+    Skipping is right only where there is no GPU; when ``nvidia-smi`` lists one and the stack
+    still cannot use it (old driver for cuda-python's CUDA, missing libnvinfer, ...), skipping
+    would hide a broken installation, so the test fails naming the problem.
+    """
+    if problem is None:
+        return "run", ""
+    if not smi_gpus:
+        seen = "nvidia-smi is not available" if smi_gpus is None else "nvidia-smi lists no GPU"
+        return "skip", f"no NVIDIA GPU here ({seen}): {problem}"
+    return "fail", (f"nvidia-smi lists {smi_gpus} GPU(s) but the TensorRT stack cannot use "
+                    f"them: {problem}")
 
 
 def parse_device(device: str | int | None) -> int:

@@ -164,6 +164,40 @@ class GraphInfo:
     precision: PrecisionReport
     meta: ModelMeta | None
     external_files: list[Path] = field(default_factory=list)  # external-data files that exist
+    unbuildable: list[str] = field(default_factory=list)  # what TensorRT's parser would reject
+
+
+#: ONNX element types TensorRT casts to UINT8 from (it casts UINT8 only from/to FP32 and FP16).
+_UINT8_CAST_SOURCES = ("FLOAT", "FLOAT16")
+#: Ops whose output type is fixed and not float (the usual way an int64 reaches a Cast).
+_INT_PRODUCERS = {"ArgMax": "INT64", "ArgMin": "INT64", "Shape": "INT64", "NonZero": "INT64"}
+
+
+def unbuildable_casts(model) -> list[str]:
+    """Casts to UINT8 from a non-float tensor: TensorRT's ONNX parser rejects them (UINT8 only
+    converts from FP32/FP16), so ``labels = uint8(argmax)`` must go through float first, as
+    fcn-export writes it. Found on the CPU, before any GPU time is spent."""
+    import onnx
+
+    producer = {out: n for n in model.graph.node for out in n.output}
+    out = []
+    for node in model.graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type != "Cast" or to != onnx.TensorProto.UINT8 or not node.input:
+            continue
+        src = producer.get(node.input[0])
+        if src is None:
+            continue
+        if src.op_type == "Cast":
+            src_to = next((a.i for a in src.attribute if a.name == "to"), None)
+            src_type = onnx.TensorProto.DataType.Name(src_to) if src_to is not None else None
+        else:
+            src_type = _INT_PRODUCERS.get(src.op_type)
+        if src_type is not None and src_type not in _UINT8_CAST_SOURCES:
+            out.append(f"Cast {node.name or node.output[0]!r} converts {src_type} (from "
+                       f"{src.op_type} {src.name or src.output[0]!r}) to UINT8; TensorRT casts to "
+                       "UINT8 only from FP32/FP16 (cast the argmax to float first, as fcn-export does)")
+    return out
 
 
 def inspect_onnx(path: str | os.PathLike) -> GraphInfo:
@@ -194,4 +228,5 @@ def inspect_onnx(path: str | os.PathLike) -> GraphInfo:
     return GraphInfo(path=path, input_name=inp.name, input_shape=dims,
                      output_names=[o.name for o in model.graph.output],
                      precision=detect_precision(model), meta=meta,
-                     external_files=_external_data_files(path, model))
+                     external_files=_external_data_files(path, model),
+                     unbuildable=unbuildable_casts(model))

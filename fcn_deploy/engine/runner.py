@@ -63,12 +63,14 @@ class TensorRTRunner(Runner):
         self._runtime = trt.Runtime(self._logger)
         if self.info.version_compatible:
             self._runtime.engine_host_code_allowed = True
-        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        self._engine = cuda.trt_call(f"deserializing {self.path}",
+                                     self._runtime.deserialize_cuda_engine, self.path.read_bytes())
         if self._engine is None:
             raise FCNError(f"TensorRT {cuda.trt_version(trt)} could not deserialize {self.path} "
                            f"(built with TensorRT {self.info.trt_version} on "
                            f"{self.info.gpu.describe()}); rebuild it with fcn-build")
-        self._context = self._engine.create_execution_context()
+        self._context = cuda.trt_call(f"creating an execution context for {self.path}",
+                                      self._engine.create_execution_context)
         if self._context is None:
             raise FCNError(f"could not create an execution context for {self.path} "
                            "(out of GPU memory?)")
@@ -120,33 +122,44 @@ class TensorRTRunner(Runner):
 
         image = feeds[self.input_name]
         shape = tuple(int(d) for d in image.shape)
+        # The current CUDA device is per host thread: select ours on every call, since infer may
+        # run on another thread than the one that opened the runner.
+        cuda.set_device(self.device)
         profile = select_profile(self.profiles, shape, what=f"engine {self.path}")
+        where = f"engine {self.path}, input {format_shape(shape)}"
         if profile != self._active_profile:
-            if not self._context.set_optimization_profile_async(profile, self._stream.handle):
-                raise FCNError(f"{self.path}: TensorRT refused optimization profile #{profile}")
+            cuda.trt_call(f"{where}: selecting optimization profile #{profile}",
+                          self._context.set_optimization_profile_async, profile,
+                          self._stream.handle)
             self._active_profile = profile
-        if not self._context.set_input_shape(self.input_name, shape):
-            raise FCNError(f"{self.path}: TensorRT refused input shape {format_shape(shape)}; "
-                           f"the engine accepts {describe_profiles(self.profiles)}")
+        try:
+            cuda.trt_call(f"{where}: setting the shape of {self.input_name!r}",
+                          self._context.set_input_shape, self.input_name, shape)
+        except FCNError as exc:
+            raise FCNError(f"{exc}; the engine accepts {describe_profiles(self.profiles)}") from None
 
         dev_in, host_in = self._buffers(self.input_name, image.nbytes)
         np.copyto(host_in.view(image.shape, image.dtype), image)
         cuda.memcpy_htod_async(dev_in.ptr, host_in.ptr, image.nbytes, self._stream)
-        self._context.set_tensor_address(self.input_name, dev_in.ptr)
+        cuda.trt_call(f"{where}: binding the address of {self.input_name!r}",
+                      self._context.set_tensor_address, self.input_name, dev_in.ptr)
 
         out_shapes = {}
         for info in self.outputs:
-            out_shape = tuple(int(d) for d in self._context.get_tensor_shape(info.name))
+            out_shape = tuple(int(d) for d in cuda.trt_call(
+                f"{where}: reading the shape of output {info.name!r}",
+                self._context.get_tensor_shape, info.name))
             if any(d < 0 for d in out_shape):
                 raise FCNError(f"{self.path}: TensorRT could not resolve the shape of output "
                                f"{info.name!r} for input {format_shape(shape)}")
             nbytes = int(np.prod(out_shape, dtype=np.int64)) * info.dtype.itemsize
             dev, _ = self._buffers(info.name, nbytes)
-            self._context.set_tensor_address(info.name, dev.ptr)
+            cuda.trt_call(f"{where}: binding the address of output {info.name!r}",
+                          self._context.set_tensor_address, info.name, dev.ptr)
             out_shapes[info.name] = (out_shape, nbytes)
 
-        if not self._context.execute_async_v3(self._stream.handle):
-            raise FCNError(f"{self.path}: TensorRT execution failed for input {format_shape(shape)}")
+        cuda.trt_call(f"{where}: execute_async_v3", self._context.execute_async_v3,
+                      self._stream.handle)
         for name in outputs:
             out_shape, nbytes = out_shapes[name]
             cuda.memcpy_dtoh_async(self._host_buffers[name].ptr, self._device_buffers[name].ptr,
@@ -160,6 +173,10 @@ class TensorRTRunner(Runner):
         if self._closed:
             return
         super().close()
+        if self._stream is not None or self._device_buffers:
+            from fcn_deploy.engine import cuda
+
+            cuda.set_device(self.device)  # free on the device that allocated
         for buf in list(self._device_buffers.values()) + list(self._host_buffers.values()):
             buf.free()
         self._device_buffers.clear()

@@ -142,13 +142,33 @@ def _cc_tuple(text: str) -> tuple[int, int]:
     return v[0], v[1]
 
 
+#: Version-compatible plans across major versions that TensorRT documents as loading
+#: (built-with major, runtime major). TensorRT 11.4 support matrix, "Engine Portability":
+#: "TensorRT 10 version-compatible engines can run with a TensorRT 11 runtime, and TensorRT 8
+#: version-compatible engines can run with a TensorRT 10 runtime"; TensorRT 10.16 "Version
+#: Compatibility": TensorRT 8 engines also run on TensorRT 9, and TensorRT 9 engines on 10.
+#: Within a major version any later runtime loads them; nothing else across majors does.
+CROSS_MAJOR_VERSION_COMPAT = frozenset({(8, 9), (8, 10), (9, 10), (10, 11)})
+#: Version compatibility exists from TensorRT 8.6 on, for the builder and the runtime.
+FIRST_VERSION_COMPAT = (8, 6)
+
+
+def version_compatible_loads(built: str, runtime: str) -> bool:
+    """Whether a plan built version-compatible with TensorRT ``built`` loads on ``runtime``."""
+    bv, rv = _version_tuple(built), _version_tuple(runtime)
+    if bv[:2] < FIRST_VERSION_COMPAT or rv[:2] < FIRST_VERSION_COMPAT or rv < bv:
+        return False
+    return bv[0] == rv[0] or (bv[0], rv[0]) in CROSS_MAJOR_VERSION_COMPAT
+
+
 def check_compatible(info: EngineInfo, *, trt_version: str, gpu: GpuInfo,
                      plan_path: str | os.PathLike = "engine",
                      allow_other_gpu: bool = False) -> list[str]:
     """Raise FCNError when this TensorRT/GPU cannot load the plan; return warnings otherwise.
 
-    TensorRT versions must be equal unless the plan was built version-compatible (then a later
-    version of the same major is fine). The GPU must be the same model (same name and compute
+    TensorRT versions must be equal unless the plan was built version-compatible (then
+    :func:`version_compatible_loads` decides: a later version of the same major, or the documented
+    cross-major pairs 10 -> 11 and 8 -> 10). The GPU must be the same model (same name and compute
     capability) unless the plan was built hardware-compatible (``ampere_plus``: any GPU of compute
     capability 8.0+; ``same_compute_capability``: equal compute capability), or
     ``allow_other_gpu`` accepts another name with an equal compute capability (with a warning).
@@ -160,10 +180,14 @@ def check_compatible(info: EngineInfo, *, trt_version: str, gpu: GpuInfo,
 
     bv, rv = _version_tuple(info.trt_version), _version_tuple(trt_version)
     if bv != rv:
-        vc_ok = info.version_compatible and bv[:1] == rv[:1] and rv >= bv
-        if not vc_ok:
+        if not info.version_compatible:
             raise FCNError(f"engine {plan_path} was built with {built}; this machine has {here}. "
                            f"TensorRT versions differ. {hint}")
+        if not version_compatible_loads(info.trt_version, trt_version):
+            raise FCNError(f"engine {plan_path} was built version-compatible with {built}; this "
+                           f"machine has {here}. Version-compatible plans load only on the same "
+                           "or a later TensorRT of the same major, or TensorRT 10 plans on 11 "
+                           f"(and 8 on 10). {hint}")
         warnings.append(f"engine {plan_path} was built with TensorRT {info.trt_version} "
                         f"(version-compatible); running it on {trt_version}")
 

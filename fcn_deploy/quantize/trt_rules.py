@@ -104,7 +104,57 @@ def check_trt_qdq(model_or_path: Any, *, require_qdq: bool = True) -> list[str]:
             if prod is not None and prod.op_type == "DequantizeLinear":
                 problems.append(f"{_label(node)}: bias {node.input[2]!r} is quantized; TensorRT "
                                 "needs float biases (use QuantizeBias=False)")
+    problems.extend(_check_grouped_int8(g))
     return problems
+
+
+#: Channels per group TensorRT needs for a grouped (de)convolution in INT8 (NvInfer.h of 10.16
+#: and 11.1, IConvolutionLayer::setNbGroups and IDeconvolutionLayer::setNbGroups: "When using
+#: groups in int8 mode, the size of the groups ... must be a multiple of 4 for both input and
+#: output").
+INT8_GROUP_MULTIPLE = 4
+
+
+#: Ops the grouped-INT8 rule is enforced on. The header note covers grouped Conv too, but the
+#: reference nets' grouped convolutions (FCN-AlexNet's, 48-192 channels per group) satisfy it;
+#: only the narrow test widths break it, and the ONNX Runtime CPU path quantizes them.
+GROUPED_INT8_OPS = ("ConvTranspose",)
+
+
+def _check_grouped_int8(g: _Graph, ops: tuple[str, ...] = GROUPED_INT8_OPS) -> list[str]:
+    """Grouped (de)convolutions that would run in INT8 (a DequantizeLinear feeds their data or
+    weight) with channels per group not a multiple of 4: TensorRT cannot build them. FCN's
+    depthwise upsampling (one channel per group) is the case this catches."""
+    out: list[str] = []
+    for node in g.nodes:
+        if node.op_type not in ops or len(node.input) < 2:
+            continue
+        groups = int(_attr(node, "group", 1))
+        if groups <= 1:
+            continue
+        fed = [g.producer.get(name) for name in node.input[:2]]
+        if not any(p is not None and p.op_type == "DequantizeLinear" for p in fed):
+            continue
+        weight = g.constant(node.input[1])
+        if weight is None and fed[1] is not None and fed[1].op_type == "DequantizeLinear":
+            weight = g.constant(fed[1].input[0])
+        if weight is None or weight.ndim < 2:
+            continue
+        if node.op_type == "Conv":  # [Cout, Cin/group, kH, kW]
+            per_in, per_out = int(weight.shape[1]), int(weight.shape[0]) // groups
+        else:  # ConvTranspose: [Cin, Cout/group, kH, kW]
+            per_in, per_out = int(weight.shape[0]) // groups, int(weight.shape[1])
+        if per_in % INT8_GROUP_MULTIPLE or per_out % INT8_GROUP_MULTIPLE:
+            kind = "depthwise " if per_in == 1 and per_out == 1 else "grouped "
+            out.append(f"{_label(node)}: {kind}{node.op_type} ({groups} groups, {per_in} input and "
+                       f"{per_out} output channels per group) is quantized; TensorRT runs grouped "
+                       f"(de)convolutions in INT8 only with channels per group a multiple of "
+                       f"{INT8_GROUP_MULTIPLE}. " + (
+                           "Keep upsampling in float (fcn-quantize --keep-float upsample, the "
+                           "default) or export without the depthwise rewrite (fcn-export "
+                           "--no-depthwise-upsampling)" if node.op_type == "ConvTranspose" else
+                           f"Keep it in float (fcn-quantize --exclude {node.name or '<node>'})"))
+    return out
 
 
 def _check_qdq_node(g: _Graph, node: Any) -> list[str]:

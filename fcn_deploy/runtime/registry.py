@@ -145,11 +145,10 @@ def _probe_tensorrt() -> str | None:
         found = False
     if not found:
         return "cuda-python is not installed (pip install cuda-python)"
-    from fcn_deploy.engine.cuda import gpu_count
+    from fcn_deploy.engine.cuda import cuda_device_count
 
-    if gpu_count() == 0:
-        return "no CUDA GPU is visible"
-    return None
+    count, reason = cuda_device_count()
+    return None if count else f"no usable CUDA GPU: {reason}"
 
 
 def _open_tensorrt(path: Path, *, profiles=None, cache_dir=None, device=None,

@@ -49,6 +49,25 @@ def test_prepare_build_checks_the_graph(onnx_factory):
     assert prepare_build(onnx_factory("static2.onnx", static_shape=(1, 3, 16, 16)), fixed).profiles
 
 
+def test_prepare_build_refuses_an_int64_to_uint8_cast(onnx_factory, tmp_path):
+    """TensorRT casts to UINT8 only from FP32/FP16: labels = uint8(argmax) must pass through
+    float (as fcn-export and the test graphs write it); a direct cast never reaches TensorRT."""
+    import onnx
+
+    model = onnx.load(str(onnx_factory("ok.onnx")))
+    assert [n.op_type for n in model.graph.node][-3:] == ["ArgMax", "Cast", "Cast"]
+    assert prepare_build(onnx_factory("ok2.onnx")).graph.unbuildable == []
+    to_float, to_uint8 = model.graph.node[-2], model.graph.node[-1]
+    to_uint8.input[0] = to_float.input[0]  # ArgMax (int64) straight to uint8
+    model.graph.node.remove(to_float)
+    bad = tmp_path / "direct.onnx"
+    onnx.save(model, str(bad))
+    with pytest.raises(FCNError, match=r"direct.onnx: TensorRT would reject this graph: Cast "
+                                       r"'labels' converts INT64 \(from ArgMax .*\) to UINT8; "
+                                       r"TensorRT casts to UINT8 only from FP32/FP16"):
+        prepare_build(bad)
+
+
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed")
 def test_build_without_tensorrt_says_what_to_install(tiny_onnx, tmp_path):
     messages = []

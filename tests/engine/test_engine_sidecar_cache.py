@@ -87,10 +87,15 @@ def test_version_and_hardware_compatible_plans():
     vc = _info(build_options={"version_compatible": True})
     assert check_compatible(vc, trt_version="10.17.0.1", gpu=H100) == [
         "engine engine was built with TensorRT 10.16.1.11 (version-compatible); running it on 10.17.0.1"]
-    with pytest.raises(FCNError, match="TensorRT versions differ"):
+    # TensorRT 10 version-compatible plans run on TensorRT 11 (documented cross-major pair)
+    assert check_compatible(vc, trt_version="11.1.0.106", gpu=H100) == [
+        "engine engine was built with TensorRT 10.16.1.11 (version-compatible); running it on 11.1.0.106"]
+    with pytest.raises(FCNError, match=r"built version-compatible with TensorRT 10.16.1.11 on "
+                                       r"NVIDIA H100.*this machine has TensorRT 10.13.0.35 .*"
+                                       r"TensorRT 10 plans on 11"):
         check_compatible(vc, trt_version="10.13.0.35", gpu=H100)  # older runtime
-    with pytest.raises(FCNError, match="TensorRT versions differ"):
-        check_compatible(vc, trt_version="11.1.0.106", gpu=H100)  # other major
+    with pytest.raises(FCNError, match="TensorRT versions differ"):  # not built version-compatible
+        check_compatible(_info(), trt_version="11.1.0.106", gpu=H100)
     ampere = _info(build_options={"hardware_compatibility": "ampere_plus"})
     assert check_compatible(ampere, trt_version="10.16.1.11", gpu=A100) == []
     with pytest.raises(FCNError, match=r"for Ampere or newer GPUs \(compute capability 8.0\+\); "
@@ -193,3 +198,33 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("FCN_DEPLOY_ENGINE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert default_cache_dir() == tmp_path / "x" / "fcn-deploy" / "engines"
+
+
+# (built with, runtime, loads): the version-compatibility matrix TensorRT documents (TensorRT
+# 11.4 support matrix, "Engine Portability": 10 -> 11 and 8 -> 10; 10.16 "Version
+# Compatibility": 8 -> 9 -> 10, from 8.6 on).
+VERSION_MATRIX = [
+    ("10.16.1.11", "10.16.1.11", True), ("10.13.0.35", "10.16.1.11", True),
+    ("10.16.1.11", "10.13.0.35", False),                     # older runtime
+    ("10.16.1.11", "11.1.0.106", True), ("10.0.1.6", "11.4.0.106", True),  # 10 -> 11
+    ("11.1.0.106", "10.16.1.11", False),                     # newer plan, older runtime
+    ("11.0.0.114", "11.4.0.106", True),
+    ("8.6.1.6", "10.16.1.11", True), ("8.6.1.6", "9.3.0.1", True),  # 8 -> 9 and 10
+    ("8.6.1.6", "11.1.0.106", False),                        # 8 -> 11: not supported
+    ("9.3.0.1", "11.1.0.106", False), ("9.3.0.1", "10.16.1.11", True),
+    ("8.5.3.1", "8.6.1.6", False),                           # before version compatibility
+    ("10.16.1.11", "12.0.0.1", False),                       # no documented pair
+]
+
+
+@pytest.mark.parametrize("built,runtime,loads", VERSION_MATRIX)
+def test_version_compatible_matrix(built, runtime, loads):
+    from fcn_deploy.engine.sidecar import version_compatible_loads
+
+    assert version_compatible_loads(built, runtime) is loads
+    info = _info(trt_version=built, build_options={"version_compatible": True})
+    if loads:
+        check_compatible(info, trt_version=runtime, gpu=H100)
+    else:
+        with pytest.raises(FCNError, match="Version-compatible plans load only on"):
+            check_compatible(info, trt_version=runtime, gpu=H100)

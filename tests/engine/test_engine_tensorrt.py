@@ -1,31 +1,36 @@
 """TensorRT end to end: FP32/FP16/INT8 engines from a small FCN, compared with ONNX Runtime on CPU.
 
-Needs TensorRT 10/11, cuda-python and an NVIDIA GPU; skipped cleanly elsewhere (nothing here
-pretends to be a GPU).
+Needs TensorRT 10/11, cuda-python and an NVIDIA GPU. The suite's conftest skips these tests where
+there is no GPU and FAILS them where nvidia-smi lists a GPU the TensorRT stack cannot use (so a
+broken install is never reported as skipped); nothing here pretends to be a GPU. Nothing imports
+tensorrt at module level, for the same reason.
+
+References: FP32 and FP16 engines against the FP32 graph in ONNX Runtime; the INT8 engine against
+the *INT8* (Q/DQ) graph run with every ONNX Runtime graph optimization off, so each Q/DQ pair is
+computed in float (the exact arithmetic an INT8 kernel implements, the same on every CPU) rather
+than against FP32, whose distance from INT8 is the quantization error, not a TensorRT defect.
 """
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.tensorrt
 
-trt = pytest.importorskip("tensorrt")
-pytest.importorskip("cuda.bindings")
-torch = pytest.importorskip("torch")
-
-from fcn_deploy.engine.cuda import gpu_count  # noqa: E402
-
-if gpu_count() == 0:
-    pytest.skip("no CUDA GPU visible", allow_module_level=True)
-
-from fcn_deploy.engine import BuildOptions, EngineCache, Profile, build_engine  # noqa: E402
-from fcn_deploy.engine.build import network_flags  # noqa: E402
+from fcn_deploy.engine.profiles import Profile  # noqa: E402  (pure Python)
 from fcn_deploy.errors import FCNError  # noqa: E402
-from fcn_deploy.runtime import Segmenter, open_runner  # noqa: E402
 from runtime_fixtures import random_image  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trt():
+    import tensorrt
+
+    return tensorrt
+
 
 PROFILES = [Profile((1, 3, 32, 32), (1, 3, 64, 64), (2, 3, 96, 96)),
             Profile((1, 3, 97, 97), (1, 3, 128, 128), (1, 3, 160, 160))]
@@ -35,6 +40,8 @@ SIZES = [(64, 64), (48, 80), (120, 136)]  # profile 0, profile 0, profile 1
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory):
     """FP32, FP16 and INT8 ONNX graphs of one tiny FCN-8s with random score layers."""
+    import torch
+
     from fcn_deploy.export import export_model
     from fcn_deploy.meta import ModelMeta
     from fcn_deploy.models import create_model
@@ -59,6 +66,8 @@ def graphs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plans(graphs):
+    from fcn_deploy.engine import BuildOptions, build_engine
+
     folder, paths = graphs
     out = {}
     for precision, onnx_path in paths.items():
@@ -70,7 +79,9 @@ def plans(graphs):
     return out
 
 
-def test_network_flags_come_from_the_enum():
+def test_network_flags_come_from_the_enum(trt):
+    from fcn_deploy.engine.build import network_flags
+
     major = int(trt.__version__.split(".")[0])
     if major >= 11:
         assert network_flags(trt) == 0
@@ -78,10 +89,21 @@ def test_network_flags_come_from_the_enum():
         assert network_flags(trt) == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-@pytest.mark.parametrize("precision,min_agreement", [("fp32", 0.995), ("fp16", 0.99), ("int8", 0.90)])
-def test_engines_agree_with_onnxruntime_on_cpu(plans, graphs, precision, min_agreement):
+#: precision -> (reference graph, ONNX Runtime graph optimization, min label agreement, score atol
+#: as a fraction of max|reference score|). First estimates: scripts/gpu_check.sh measures and
+#: prints the real agreement on a GPU machine.
+REFERENCES = {"fp32": ("fp32", "all", 0.995, 1e-2), "fp16": ("fp32", "all", 0.99, None),
+              "int8": ("int8", "disable", 0.98, None)}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_engines_agree_with_onnxruntime_on_cpu(plans, graphs, precision):
+    from fcn_deploy.runtime import Segmenter
+
     _, paths = graphs
-    with Segmenter.open(paths["fp32"], backend="onnxruntime", device="cpu") as ref, \
+    ref_graph, level, min_agreement, score_atol = REFERENCES[precision]
+    with Segmenter.open(paths[ref_graph], backend="onnxruntime", device="cpu",
+                        graph_optimization_level=level) as ref, \
             Segmenter.open(plans[precision]) as seg:
         assert seg.backend == "tensorrt" and seg.meta.precision == precision
         for i, (h, w) in enumerate(SIZES):
@@ -91,12 +113,77 @@ def test_engines_agree_with_onnxruntime_on_cpu(plans, graphs, precision, min_agr
             assert labels.shape == (h, w) and scores.shape == (5, h, w)
             agreement = float((labels == ref_labels).mean())
             assert agreement >= min_agreement, f"{precision} {h}x{w}: {agreement:.4f}"
-            if precision == "fp32":
+            if score_atol is not None:
                 scale = np.abs(ref_scores).max()
-                np.testing.assert_allclose(scores, ref_scores, atol=1e-2 * scale)
+                np.testing.assert_allclose(scores, ref_scores, atol=score_atol * scale)
+
+
+def test_inspector_reports_the_precision_of_each_plan(plans):
+    """The plan, not the graph, says what runs: INT8 convolutions in the INT8 plan, FP16 in the
+    FP16 plan, neither in the FP32 plan."""
+    from fcn_deploy.engine.inspector import inspect_plan
+
+    found = {p: inspect_plan(plans[p]) for p in ("fp32", "fp16", "int8")}
+    for layers in found.values():
+        assert layers.detailed and layers.layers
+    compute = {p: layers.counts(compute_only=True) for p, layers in found.items()}
+    assert compute["int8"].get("int8", 0) > 0, found["int8"].describe()
+    assert compute["fp16"].get("fp16", 0) > 0 and "int8" not in compute["fp16"], found["fp16"].describe()
+    assert "int8" not in compute["fp32"] and "fp16" not in compute["fp32"], found["fp32"].describe()
+
+
+def test_infer_from_another_thread_uses_the_runner_device(plans):
+    """The current CUDA device is per thread: a runner selects its own on every call."""
+    from cuda.bindings import runtime as cudart
+
+    from fcn_deploy.engine.cuda import check, gpu_count
+    from fcn_deploy.runtime import open_runner
+
+    device = gpu_count() - 1  # the last GPU: != 0 on a multi-GPU machine
+    seen = {}
+    with open_runner(plans["fp32"], device=device) as runner:
+        def work():
+            check(cudart.cudaSetDevice(0), "cudaSetDevice(0)")  # a thread on another device
+            runner.infer({"image": np.zeros((1, 3, 64, 64), np.float32)})
+            seen["device"] = check(cudart.cudaGetDevice(), "cudaGetDevice")
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    assert seen["device"] == device
+
+
+def test_tensorrt_exceptions_become_fcn_errors(plans):
+    from fcn_deploy.engine.cuda import trt_call
+    from fcn_deploy.runtime import open_runner
+
+    with open_runner(plans["fp32"]) as runner:
+        with pytest.raises(FCNError, match=r"selecting optimization profile #7: TensorRT "
+                                           r"(raised|refused)"):
+            trt_call("selecting optimization profile #7",
+                     runner._context.set_optimization_profile_async, 7, runner._stream.handle)
+        with pytest.raises(FCNError, match=r"binding 'nope': TensorRT (raised|refused)"):
+            trt_call("binding 'nope'", runner._context.set_tensor_address, "nope", 0)
+
+
+def test_a_refused_timing_cache_is_replaced_and_the_plan_kept(graphs, tmp_path):
+    from fcn_deploy.engine import BuildOptions, build_engine
+
+    _, paths = graphs
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"not a timing cache from this TensorRT" * 8)
+    messages = []
+    info = build_engine(paths["fp32"], tmp_path / "m.plan",
+                        BuildOptions(profiles=PROFILES[:1], timing_cache=cache),
+                        progress=False, log=messages.append)
+    assert info.precision == "fp32" and (tmp_path / "m.plan").stat().st_size > 0
+    assert any("was refused by this TensorRT and GPU" in m for m in messages), messages
+    assert cache.read_bytes() != b"not a timing cache from this TensorRT" * 8
 
 
 def test_runner_contract_profiles_and_buffers(plans):
+    from fcn_deploy.runtime import open_runner
+
     with open_runner(plans["fp32"]) as runner:
         assert runner.inputs[0].name == "image" and runner.inputs[0].shape == (None, 3, None, None)
         assert [t.name for t in runner.outputs] == ["scores", "labels"]
@@ -121,6 +208,8 @@ def test_runner_contract_profiles_and_buffers(plans):
 
 
 def test_segmenter_chunks_batches_to_the_profile(plans):
+    from fcn_deploy.runtime import Segmenter
+
     images = [random_image(64, 64, seed=s) for s in range(5)]
     with Segmenter.open(plans["fp32"]) as seg:
         labels = seg.predict_batch(images)  # max batch 2: three chunks
@@ -128,8 +217,10 @@ def test_segmenter_chunks_batches_to_the_profile(plans):
         np.testing.assert_array_equal(labels[4], seg.predict(images[4]))
 
 
-def test_plan_from_another_tensorrt_version_is_refused_naming_both(plans, tmp_path):
+def test_plan_from_another_tensorrt_version_is_refused_naming_both(plans, tmp_path, trt):
     import shutil
+
+    from fcn_deploy.runtime import open_runner
 
     plan = tmp_path / "copy.plan"
     shutil.copyfile(plans["fp32"], plan)
@@ -148,6 +239,9 @@ def test_plan_from_another_tensorrt_version_is_refused_naming_both(plans, tmp_pa
 
 
 def test_engine_cache_builds_once(graphs, tmp_path):
+    from fcn_deploy.engine import BuildOptions, EngineCache
+    from fcn_deploy.runtime import open_runner
+
     _, paths = graphs
     cache = EngineCache(tmp_path / "cache")
     options = BuildOptions(profiles=PROFILES[:1])

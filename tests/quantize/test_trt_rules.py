@@ -122,3 +122,78 @@ def test_missing_zero_point():
         if node.name == "dq_x":
             del node.input[2]
     assert any("dq_x: no zero point input" in p for p in check_trt_qdq(model))
+
+
+def _grouped(op: str, channels: int, groups: int, *, quantized: bool = True):
+    """x -> [Q -> DQ] -> op(group=groups, [DQ] weight) -> y: FCN's depthwise upsampling shape."""
+    per = channels // groups
+    w_shape = (channels, per, 4, 4) if op == "ConvTranspose" else (channels, per, 3, 3)
+    w = np.ones(w_shape, np.int8 if quantized else np.float32)
+    inits = [numpy_helper.from_array(w, "w_q" if quantized else "w")]
+    nodes = []
+    src = "x"
+    if quantized:
+        inits += [numpy_helper.from_array(np.float32(0.05), "x_scale"),
+                  numpy_helper.from_array(np.int8(0), "x_zp"),
+                  numpy_helper.from_array(np.float32(0.01), "w_scale"),
+                  numpy_helper.from_array(np.int8(0), "w_zp")]
+        nodes += [helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["x_q"], name="q_x"),
+                  helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zp"], ["x_dq"],
+                                   name="dq_x"),
+                  helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w"],
+                                   name="dq_w")]
+        src = "x_dq"
+    extra = {"strides": [2, 2]} if op == "ConvTranspose" else {"pads": [1] * 4}
+    nodes.append(helper.make_node(op, [src, "w"], ["y"], name="upscore", group=groups, **extra))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+
+
+def test_int8_depthwise_upsampling_is_refused_with_the_reason():
+    """TensorRT needs channels per group to be a multiple of 4 for grouped (de)convolution in
+    INT8 (NvInfer.h 10.16/11.1, IDeconvolutionLayer::setNbGroups); FCN's depthwise upsampling has
+    1 channel per group."""
+    problems = check_trt_qdq(_grouped("ConvTranspose", 21, 21))
+    assert problems == [
+        "ConvTranspose upscore: depthwise ConvTranspose (21 groups, 1 input and 1 output channels "
+        "per group) is quantized; TensorRT runs grouped (de)convolutions in INT8 only with "
+        "channels per group a multiple of 4. Keep upsampling in float (fcn-quantize --keep-float "
+        "upsample, the default) or export without the depthwise rewrite (fcn-export "
+        "--no-depthwise-upsampling)"]
+    from fcn_deploy.quantize.trt_rules import _check_grouped_int8, _Graph
+
+    assert check_trt_qdq(_grouped("Conv", 12, 2)) == []  # grouped Conv: not enforced (see rules)
+    conv = _check_grouped_int8(_Graph(_grouped("Conv", 12, 2)), ("Conv",))
+    assert len(conv) == 1 and conv[0].startswith("Conv upscore: grouped Conv (2 groups, 6 input "
+                                                 "and 6 output channels per group)")
+    assert conv[0].endswith("Keep it in float (fcn-quantize --exclude upscore)")
+    assert check_trt_qdq(_grouped("ConvTranspose", 16, 4)) == []   # 4 per group: fine
+    assert check_trt_qdq(_grouped("ConvTranspose", 21, 21, quantized=False),
+                         require_qdq=False) == []                 # float: fine
+
+
+def test_quantizing_fcn_upsampling_is_refused_naming_the_layers(tmp_path):
+    """fcn-export writes FCN-8s's bilinear upsampling as depthwise ConvTranspose; quantizing it
+    (--keep-float with no kinds) is refused before anything is written."""
+    pytest.importorskip("torch")
+    from fcn_deploy.errors import FCNError
+    from fcn_deploy.export import export_model
+    from fcn_deploy.meta import ModelMeta
+    from fcn_deploy.models import create_model
+    from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
+
+    model = create_model("fcn8s_vgg16", num_classes=3, width=1 / 16)
+    meta = ModelMeta.default("fcn8s_vgg16", 3, arch_kwargs=dict(model.arch_kwargs))
+    src, out = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    export_model(model, meta, src, verify=False, sample_shape=(1, 3, 32, 32))
+    images = [np.random.default_rng(s).integers(0, 255, (32, 32, 3), np.uint8) for s in range(2)]
+    with pytest.raises(FCNError, match=r"(?s)breaks TensorRT's Q/DQ rules \(3 problems\).*/upscore8/"
+                                       r"ConvTranspose: depthwise "
+                                       r"ConvTranspose \(3 groups, 1 input and 1 output channels "
+                                       r"per group\) is quantized"):
+        quantize_onnx(src, out, images, config=QuantizeConfig(exclude_kinds=(), progress=False))
+    assert not out.exists()
+    quantize_onnx(src, out, images, config=QuantizeConfig(progress=False))  # the default: fine
+    assert check_trt_qdq(out) == []

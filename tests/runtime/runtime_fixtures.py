@@ -1,7 +1,8 @@
 """Tiny ONNX graphs that follow the project's contract, and a numpy reference for them.
 
 The graph: image [batch,3,height,width] float32 -> Conv 3x3 (pad 1) -> Relu -> Conv 1x1 -> "scores"
-[N,C,H,W], and optionally ArgMax + Cast -> "labels" uint8 [N,H,W]; toolkit metadata via
+[N,C,H,W], and optionally ArgMax + Cast(float) + Cast(uint8) -> "labels" uint8 [N,H,W] (the
+order TensorRT accepts); toolkit metadata via
 write_onnx_meta. Small enough that every test builds its own in milliseconds.
 """
 from __future__ import annotations
@@ -55,8 +56,11 @@ def make_tiny_onnx(path: Path, *, num_classes: int = 4, outputs: str = "both",
     if outputs in ("scores", "both"):
         graph_outputs.append(helper.make_tensor_value_info("scores", TensorProto.FLOAT, score_dims))
     if outputs in ("labels", "both"):
+        # int64 -> float -> uint8, as fcn-export writes it: TensorRT casts to uint8 only from
+        # float/half, so a direct int64 -> uint8 Cast would never build (prepare_build refuses it)
         nodes += [helper.make_node("ArgMax", ["scores"], ["argmax"], axis=1, keepdims=0),
-                  helper.make_node("Cast", ["argmax"], ["labels"], to=TensorProto.UINT8)]
+                  helper.make_node("Cast", ["argmax"], ["argmax_f"], to=TensorProto.FLOAT),
+                  helper.make_node("Cast", ["argmax_f"], ["labels"], to=TensorProto.UINT8)]
         graph_outputs.append(helper.make_tensor_value_info("labels", TensorProto.UINT8, label_dims))
     graph = helper.make_graph(
         nodes, "tiny", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, in_dims)],

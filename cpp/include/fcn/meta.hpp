@@ -47,4 +47,14 @@ struct FCN_EXPORT ModelMeta {
 FCN_EXPORT ModelMeta read_plan_meta(const std::string& plan_path,
                                     std::string* tensorrt_version = nullptr);
 
+/// What a sidecar says about the plan itself, besides the model's metadata.
+struct PlanInfo {
+  std::string tensorrt_version;     ///< the TensorRT that built the plan ("" when absent)
+  bool version_compatible = false;  ///< built version-compatible ("build_options"): loading it
+                                    ///< needs IRuntime::setEngineHostCodeAllowed(true)
+};
+
+/// read_plan_meta() that also fills ``info`` (when not null) from the sidecar.
+FCN_EXPORT ModelMeta read_plan_meta(const std::string& plan_path, PlanInfo* info);
+
 }  // namespace fcn
