@@ -100,23 +100,25 @@ endif()
 
 # -- verdict, with the reason when it is not found --------------------------------------------
 if(NOT TENSORRT_INCLUDE_DIR)
-  set(TensorRT_NOT_FOUND_REASON
+  string(CONCAT TensorRT_NOT_FOUND_REASON
       "no NvInferRuntime.h under TensorRT_INCLUDE_DIR/TENSORRT_ROOT or the system (the pip wheels "
       "ship no headers: use the tarball's include/ or the NVIDIA/TensorRT release tag's include/)")
 elseif(NOT TensorRT_VERSION)
-  set(TensorRT_NOT_FOUND_REASON "no version in ${TENSORRT_INCLUDE_DIR}/NvInferVersion.h")
+  string(CONCAT TensorRT_NOT_FOUND_REASON "no version in ${TENSORRT_INCLUDE_DIR}/NvInferVersion.h")
 elseif(NOT TENSORRT_LIBRARY)
-  set(TensorRT_NOT_FOUND_REASON
+  list(JOIN _trt_names ", " _trt_names_text)
+  string(CONCAT TensorRT_NOT_FOUND_REASON
       "headers ${TensorRT_VERSION} in ${TENSORRT_INCLUDE_DIR}, but no libnvinfer (looked for "
-      "${_trt_names} under TensorRT_LIBRARY_DIR, TENSORRT_ROOT, the pip wheel folder "
+      "${_trt_names_text} under TensorRT_LIBRARY_DIR, TENSORRT_ROOT, the pip wheel folder "
       "'${TensorRT_WHEEL_DIR}' and the system)")
 elseif(TensorRT_LIBRARY_MAJOR AND NOT TensorRT_LIBRARY_MAJOR STREQUAL TensorRT_VERSION_MAJOR)
-  set(TensorRT_NOT_FOUND_REASON
+  string(CONCAT TensorRT_NOT_FOUND_REASON
       "header major ${TensorRT_VERSION_MAJOR} (${TENSORRT_INCLUDE_DIR}) differs from library "
-      "major ${TensorRT_LIBRARY_MAJOR} (${TENSORRT_LIBRARY}); use headers of the library's version")
+      "major ${TensorRT_LIBRARY_MAJOR} (${TENSORRT_LIBRARY}). Use headers of the library's version")
 endif()
 
 include(FindPackageHandleStandardArgs)
+string(REPLACE ";" "," _trt_message "${TensorRT_NOT_FOUND_REASON}")  # FPHSA splits on ';'
 if(TensorRT_NOT_FOUND_REASON)
   set(_trt_ok "")  # fails REQUIRED_VARS below, with the reason as the message
 else()
@@ -125,7 +127,7 @@ endif()
 find_package_handle_standard_args(TensorRT
   REQUIRED_VARS TENSORRT_LIBRARY TENSORRT_INCLUDE_DIR _trt_ok
   VERSION_VAR TensorRT_VERSION
-  REASON_FAILURE_MESSAGE "${TensorRT_NOT_FOUND_REASON}")
+  REASON_FAILURE_MESSAGE "${_trt_message}")
 
 if(TensorRT_FOUND AND NOT TARGET TensorRT::nvinfer)
   add_library(TensorRT::nvinfer SHARED IMPORTED)
