@@ -172,3 +172,27 @@ def test_inspector_json_gives_per_layer_precisions():
         count_layer_precisions("{}")
     with pytest.raises(FCNError, match="is not JSON"):
         count_layer_precisions("Layers: conv1")
+
+
+def test_gpu_extras_pin_cuda_python_to_the_tensorrt_wheels_cuda_major():
+    """cuda-python's major must be the CUDA major of the TensorRT wheel: a newer one needs a
+    newer driver and fails every call with cudaErrorInsufficientDriver."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    data = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    extras = data["project"]["optional-dependencies"]
+    seen = {}
+    for name in ("tensorrt", "tensorrt-cu13"):
+        reqs = {r.name: r for r in map(Requirement, extras[name])}
+        wheel = next(n for n in reqs if n.startswith("tensorrt-cu"))
+        cuda = int(re.fullmatch(r"tensorrt-cu(\d+)", wheel).group(1))
+        spec = reqs["cuda-python"].specifier
+        assert spec.contains(f"{cuda}.9.0") and not spec.contains(f"{cuda + 1}.0.0"), (name, spec)
+        assert not spec.contains(f"{cuda - 1}.9.0"), (name, spec)
+        assert reqs[wheel].specifier.contains("10.16.1.11") and reqs[wheel].specifier.contains("11.1.0")
+        seen[name] = cuda
+    assert seen == {"tensorrt": 12, "tensorrt-cu13": 13}

@@ -164,7 +164,7 @@ def _backends(records) -> list[str]:
                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in (x for x in rows if x["model"] == model):
             if r.get("status") != "measured":
-                table.append(f"| {r['backend']} | {r['precision']} | skipped: {r.get('reason')} "
+                table.append(f"| {r['backend']} | {r['precision']} | {r.get('status')}: {r.get('reason')} "
                              "| | | | | | | | |")
                 continue
             key = f"{r['backend']}_{r['precision']}"
@@ -314,6 +314,8 @@ def _notes(records, config) -> list[str]:
     trt = {r["reason"] for r in _of(records, "backend", backend="tensorrt", status="skipped")}
     for reason in trt:
         lines.append(f"- TensorRT rows skipped: {reason}.")
+    for r in _of(records, "backend", backend="tensorrt", status="failed"):
+        lines.append(f"- TensorRT {r['precision']} FAILED on {r['model']}: {r['reason']}.")
     return lines
 
 

@@ -316,10 +316,12 @@ def _backends(run: _Run, name: str, model, common: dict, graph) -> dict[str, Mea
                      **rows[key].fields()})
         else:
             reason = skipped.get(key, "not run")
+            # TensorRT present but its build or run failed: a failure, never a skip
+            status = "failed" if backend == "tensorrt" and trt_reason is None else "skipped"
             if backend != "tensorrt":
                 run.skip("backends", f"{name} {key}", reason)
             run.add({"kind": "backend", **common, "backend": backend, "precision": precision,
-                     "status": "skipped", "reason": reason})
+                     "status": status, "reason": reason})
     if "torch fp32" not in rows or "onnxruntime fp32" not in rows:
         raise FCNError(f"{name}: the PyTorch or ONNX Runtime FP32 timing failed: {failed}")
     torch_m = rows["torch fp32"]
