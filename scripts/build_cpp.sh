@@ -10,6 +10,7 @@
 #   TENSORRT_ROOT      build the native TensorRT backend too (needs TensorRT and the CUDA toolkit);
 #                      TensorRT_INCLUDE_DIR / TensorRT_LIBRARY_DIR when headers and libnvinfer
 #                      live apart (the pip wheel has no headers; see cpp/cmake/FindTensorRT.cmake)
+#   FCN_WITH_TENSORRT  AUTO (default), ON (fail when TensorRT is not found, saying why) or OFF
 #   FCN_TENSORRT_HEADERS  folder of TensorRT header sets <version>/include to compile (not link)
 #                      the TensorRT sources against on every run (default ../shared/third_party/
 #                      tensorrt-headers beside the checkout; NVIDIA's 10.16 and 11.1 headers)
@@ -26,6 +27,7 @@ jobs="${FCN_CPP_JOBS:-$(nproc)}"
 
 args=(-DONNXRUNTIME_ROOT="$ONNXRUNTIME_ROOT")
 [ -n "${TENSORRT_ROOT:-}" ] && args+=(-DTENSORRT_ROOT="$TENSORRT_ROOT")
+[ -n "${FCN_WITH_TENSORRT:-}" ] && args+=(-DFCN_WITH_TENSORRT="$FCN_WITH_TENSORRT")
 [ -n "${TensorRT_INCLUDE_DIR:-}" ] && args+=(-DTensorRT_INCLUDE_DIR="$TensorRT_INCLUDE_DIR")
 [ -n "${TensorRT_LIBRARY_DIR:-}" ] && args+=(-DTensorRT_LIBRARY_DIR="$TensorRT_LIBRARY_DIR")
 args+=(-DTensorRT_PYTHON="${FCN_VENV:-$root/.venv}/bin/python")

@@ -149,12 +149,11 @@ def nvidia_smi_gpus() -> int | None:
     if exe is None:
         return None
     try:
-        proc = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
+        listing = subprocess.check_output([exe, "-L"], text=True, timeout=60,
+                                          stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):  # failed, timed out: the driver cannot tell
         return None
-    if proc.returncode != 0:
-        return None
-    return sum(1 for line in proc.stdout.splitlines() if line.startswith("GPU "))
+    return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
 
 
 def tensorrt_stack_problem() -> str | None:

@@ -196,3 +196,21 @@ def test_gpu_extras_pin_cuda_python_to_the_tensorrt_wheels_cuda_major():
         assert reqs[wheel].specifier.contains("10.16.1.11") and reqs[wheel].specifier.contains("11.1.0")
         seen[name] = cuda
     assert seen == {"tensorrt": 12, "tensorrt-cu13": 13}
+
+
+def test_nvidia_smi_gpus_counts_the_listed_gpus(tmp_path, monkeypatch):
+    """Parsing of ``nvidia-smi -L`` (the stand-in script only prints its documented format)."""
+    from fcn_deploy.engine.cuda import nvidia_smi_gpus
+
+    smi = tmp_path / "nvidia-smi"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert nvidia_smi_gpus() is None  # not installed
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1)'\n"
+                   "echo 'GPU 1: NVIDIA H200 (UUID: GPU-2)'\n")
+    smi.chmod(0o755)
+    assert nvidia_smi_gpus() == 2
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate "
+                   "with the NVIDIA driver.'\nexit 9\n")
+    assert nvidia_smi_gpus() is None
+    smi.write_text("#!/bin/sh\nexit 0\n")
+    assert nvidia_smi_gpus() == 0
