@@ -181,7 +181,7 @@ def _hardware_level(trt, name: str):
 def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log,
                              progress: bool) -> tuple[bytes, bytes | None]:
     """Parse, configure and build; returns the serialized plan and timing cache (or None)."""
-    from fcn_deploy.engine.cuda import import_tensorrt, set_device
+    from fcn_deploy.engine.cuda import import_tensorrt, set_device, trt_call
 
     import_tensorrt()  # FCNError saying what to install when it is missing
     import tensorrt as trt
@@ -225,13 +225,14 @@ def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log,
         timing_cache = attach_timing_cache(config, previous, source=str(cache_path), log=log)
 
     input_name = network.get_input(0).name
-    for profile in prep.profiles:
+    for i, profile in enumerate(prep.profiles):
         trt_profile = builder.create_optimization_profile()
-        trt_profile.set_shape(input_name, profile.min, profile.opt, profile.max)
+        trt_call(f"{prep.onnx_path}: optimization profile #{i} ({profile.describe()})",
+                 trt_profile.set_shape, input_name, profile.min, profile.opt, profile.max)
         config.add_optimization_profile(trt_profile)
 
     started = time.perf_counter()
-    plan = builder.build_serialized_network(network, config)
+    plan = trt_call(f"building {prep.onnx_path}", builder.build_serialized_network, network, config)
     if plan is None:
         raise FCNError(f"TensorRT failed to build an engine from {prep.onnx_path}; see the "
                        "TensorRT messages above (workspace too small, unsupported layer?)")
