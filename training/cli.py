@@ -77,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--init-from", type=Path, help="a trained coarser FCN checkpoint "
                        "(FCN-32s -> 16s -> 8s); new score layers start at zero")
     start.add_argument("--resume", nargs="?", const="", default=None, metavar="LAST_PT",
-                       help="continue a run from its last.pt (default: <out>/last.pt); data, "
-                       "recipe and seed default to the checkpoint's")
+                       help="continue a run from its last.pt (default: <out>/last.pt); every "
+                       "option that changes the result (data, recipe, seed, width, --val-limit, "
+                       "--device, --amp, --threads) defaults to the run's; a changed one is "
+                       "reported")
 
     rec = p.add_argument_group("recipe (defaults: --recipe's values; see --list-recipes)")
     rec.add_argument("--recipe", help="named recipe (default: the arch's reference solver; "
@@ -99,11 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start over in an --out that already holds a run")
     add_seed_option(run)
     add_device_option(run)
-    run.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                     help="mixed precision (CUDA only)")
     run.add_argument("--workers", type=int, default=0, help="data loading processes (default: 0, load in the main process)")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     run.add_argument("--val-limit", type=int, default=None,
-                     help="evaluate on the first N validation images only")
+                     help="evaluate on the first N validation images only (0: all, the default)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -156,6 +159,9 @@ def config_from_args(args: argparse.Namespace):
     def pick(value, key, default):
         return value if value is not None else saved.get(key, default)
 
+    val_limit = pick(args.val_limit, "val_limit", None)
+    if val_limit is not None and val_limit < 0:
+        raise FCNError(f"--val-limit must be >= 0 (0: every validation image), got {val_limit}")
     return TrainConfig(
         arch=arch, dataset=dataset, out=out, recipe=recipe,
         val_dataset=args.val_dataset or saved.get("val_dataset"), dataset_options=options,
@@ -163,8 +169,9 @@ def config_from_args(args: argparse.Namespace):
         learn_upsampling=pick(args.learn_upsampling, "learn_upsampling", False),
         num_classes=args.num_classes, init_from=args.init_from, imagenet=args.imagenet,
         resume=resume, overwrite=args.overwrite, seed=pick(args.seed, "seed", 0),
-        workers=args.workers, device=args.device, amp=args.amp, threads=args.threads,
-        val_limit=args.val_limit, progress=not args.no_progress)
+        workers=args.workers, device=pick(args.device, "device", None),
+        amp=pick(args.amp, "amp", False), threads=pick(args.threads, "threads", None),
+        val_limit=val_limit or None, progress=not args.no_progress)
 
 
 def _pct(x: float | None) -> str:

@@ -70,7 +70,7 @@ class TrainConfig:
     device: str | None = None
     amp: bool = False
     threads: int | None = None
-    val_limit: int | None = None
+    val_limit: int | None = None  # None or 0: every validation image
     progress: bool = True
     on_iteration: Callable[[int, float], None] | None = field(default=None, repr=False)
 
@@ -102,6 +102,7 @@ class _Progress:
     best: dict[str, Any] | None = None  # metrics of the best evaluation (by mean IU)
     latest: dict[str, Any] | None = None  # metrics of the latest evaluation
     elapsed_s: float = 0.0
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # resumes with changed settings
 
 
 # --- setup ----------------------------------------------------------------------------------
@@ -195,6 +196,55 @@ def resume_settings(path: Path) -> dict[str, Any]:
     not read: train() loads the checkpoint for real when it resumes."""
     ckpt = _load_resume_checkpoint(Path(path), mmap=True)
     return {**ckpt["training_state"].get("config", {}), "arch": ckpt["arch"]}
+
+
+#: The TrainConfig fields that change a run's result, with the fcn-train option that sets each.
+#: They are stored in last.pt; ``fcn-train --resume`` restores those not given again, and a run
+#: resumed with a different value says so (stderr note, ``resumes`` in report.json). The recipe's
+#: fields are compared one by one (``--lr``...). Not stored: ``workers`` (the image order does not
+#: depend on it), ``progress``, ``out``, ``overwrite``, and the starting point (``init_from``,
+#: ``imagenet``: a resumed run starts from the checkpoint's weights).
+RESULT_SETTINGS = {
+    "dataset": "--dataset", "val_dataset": "--val-dataset", "dataset_options": "--dataset-option",
+    "seed": "--seed", "width": "--width", "learn_upsampling": "--learn-upsampling",
+    "val_limit": "--val-limit", "device": "--device", "amp": "--amp", "threads": "--threads",
+}
+
+
+def run_settings(config: TrainConfig) -> dict[str, Any]:
+    """The result-changing settings of ``config`` (:data:`RESULT_SETTINGS`, the recipe as a dict)."""
+    info = {key: getattr(config, key) for key in RESULT_SETTINGS}
+    info["dataset_options"] = dict(config.dataset_options)
+    info["val_limit"] = config.val_limit or None  # 0 and None both mean every image
+    info["recipe"] = config.recipe.to_dict()
+    return info
+
+
+def changed_settings(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{option: (stopped run's value, this run's)}`` for each stored setting that differs.
+
+    Settings a checkpoint does not hold (written by an older version) are not compared.
+    """
+    changes: dict[str, tuple[Any, Any]] = {}
+    for key, flag in RESULT_SETTINGS.items():
+        if key not in saved or key == "dataset_options":
+            continue
+        if saved[key] != now[key]:
+            changes[flag] = (saved[key], now[key])
+    before, after = saved.get("dataset_options") or {}, now["dataset_options"]
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            changes[f"--dataset-option {key}"] = (before.get(key), after.get(key))
+    old_recipe, new_recipe = saved.get("recipe") or {}, now["recipe"]
+    for key, value in new_recipe.items():
+        if key in old_recipe and key != "description" and old_recipe[key] != value:
+            flag = "--recipe" if key == "name" else "--" + key.replace("_", "-")
+            changes[flag] = (old_recipe[key], value)
+    return changes
+
+
+def _shown(value: Any) -> str:
+    return "(default)" if value is None else str(value)
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -337,7 +387,7 @@ class _Run:
                 iteration=int(state["iteration"]), epoch=int(state["epoch"]),
                 position=int(state["position"]), losses=state["losses"].tolist(),
                 evals=list(state["evals"]), best=state["best"], latest=state["latest"],
-                elapsed_s=float(state["elapsed_s"]))
+                elapsed_s=float(state["elapsed_s"]), resumes=list(state.get("resumes", [])))
             restore_rng_state(state["rng"])
 
         self.ignore = self.train_set.ignore_label
@@ -349,8 +399,10 @@ class _Run:
                                   pin_memory=pin)
         self.val_loader = None
         if self.val_set is not None:
-            n_val = len(self.val_set) if config.val_limit is None \
-                else max(1, min(config.val_limit, len(self.val_set)))
+            if config.val_limit is not None and config.val_limit < 0:
+                raise FCNError(f"--val-limit must be >= 0 (0: every validation image), got "
+                               f"{config.val_limit}")
+            n_val = min(config.val_limit or len(self.val_set), len(self.val_set))
             self.val_loader = make_loader(
                 TorchSegmentation(self.val_set, mean=self.meta.mean),
                 ResumableBatchSampler(n_val, batch_size=1, shuffle=False),
@@ -358,10 +410,18 @@ class _Run:
         self.batches = None  # iterator over the rest of the current epoch
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         # Stored in last.pt so that `fcn-train --resume` needs no other option.
-        self.run_info = {"dataset": config.dataset, "val_dataset": config.val_dataset,
-                         "dataset_options": dict(config.dataset_options), "seed": config.seed,
-                         "recipe": recipe.to_dict(), "width": config.width,
-                         "learn_upsampling": config.learn_upsampling}
+        self.run_info = run_settings(config)
+        if resume_ckpt is not None:
+            saved = resume_ckpt["training_state"].get("config", {})
+            changes = changed_settings(saved, self.run_info)
+            if changes:
+                self.progress.resumes.append({"iteration": self.progress.iteration,
+                                              "changed": changes})
+                print(f"note: resuming {config.resume} with settings that differ from the "
+                      f"stopped run (so the result differs from an uninterrupted run): "
+                      + "; ".join(f"{k} {_shown(a)} -> {_shown(b)}"
+                                  for k, (a, b) in changes.items()),
+                      file=sys.stderr, flush=True)
 
     # -- data ---------------------------------------------------------------------------------
     def next_batch(self):
@@ -439,7 +499,7 @@ class _Run:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": capture_rng_state(), "losses": torch.tensor(p.losses, dtype=torch.float64),
             "evals": p.evals, "best": p.best, "latest": p.latest, "elapsed_s": p.elapsed_s,
-            "config": self.run_info,
+            "resumes": p.resumes, "config": self.run_info,
         }
         save_checkpoint(self.last_path, model=self.model, meta=self._checkpoint_meta(),
                         metrics=p.latest, training_state=state)
@@ -517,6 +577,7 @@ class _Run:
             "recipe": self.recipe.to_dict(), "iterations": p.iteration,
             "elapsed_s": p.elapsed_s, "device": str(self.device), "seed": self.config.seed,
             "final_train_loss": float(np.mean(last_interval)), "final": final, "best": p.best,
+            "resumes": p.resumes,
             "checkpoints": {"last": str(self.last_path),
                             "best": str(best_checkpoint) if best_checkpoint else None},
         }
