@@ -7,10 +7,12 @@ Examples::
         --val-dataset voc:/data/VOCdevkit:/data/seg11valid.txt --dataset-option year=2011 --out runs/32s
     fcn-train --arch fcn16s_vgg16 --init-from runs/32s/best.pt ... --out runs/16s
     fcn-train --resume runs/32s/last.pt
+    fcn-train --nproc 4 ...                       # = torchrun --standalone --nproc_per_node 4 -m training.cli ...
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -108,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--val-limit", type=int, default=None,
                      help="evaluate on the first N validation images only (0: all, the default)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--nproc", type=int, default=None, metavar="N",
+                     help="train with N processes on this machine (one per GPU; gloo on the "
+                     "CPU): launches `torchrun --standalone --nproc_per_node N -m training.cli` "
+                     "with the other options; each step then takes N times the images (see "
+                     "docs/training.md); several machines: run torchrun on each")
     return p
 
 
@@ -123,8 +130,9 @@ def format_recipes() -> str:
     return "\n".join(rows)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace, *, world=None):
     """Turn parsed options into a TrainConfig, filling a resumed run's settings from its checkpoint."""
+    from training.distributed import World
     from training.trainer import TrainConfig, resume_settings
 
     resume = None
@@ -171,7 +179,7 @@ def config_from_args(args: argparse.Namespace):
         resume=resume, overwrite=args.overwrite, seed=pick(args.seed, "seed", 0),
         workers=args.workers, device=pick(args.device, "device", None),
         amp=pick(args.amp, "amp", False), threads=pick(args.threads, "threads", None),
-        val_limit=val_limit or None, progress=not args.no_progress)
+        val_limit=val_limit or None, progress=not args.no_progress, world=world or World())
 
 
 def _pct(x: float | None) -> str:
@@ -183,14 +191,33 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.list_recipes:
         print(format_recipes())
         return 0
+    from training.distributed import ReportedByRankZero, launch, world_from_env
+
+    world = world_from_env()
+    if args.nproc is not None and "LOCAL_WORLD_SIZE" not in os.environ:
+        if args.nproc > 1:  # the launched processes see torchrun's variables and train
+            config_from_args(args)  # option errors: once, here, before starting anything
+            return launch(list(sys.argv[1:] if argv is None else argv), nproc=args.nproc)
+        if args.nproc < 1:
+            raise FCNError(f"--nproc must be >= 1, got {args.nproc}")
+    elif args.nproc is not None and str(args.nproc) != os.environ["LOCAL_WORLD_SIZE"]:
+        raise FCNError(f"--nproc {args.nproc} but torchrun started {os.environ['LOCAL_WORLD_SIZE']} "
+                       "processes on this machine; under torchrun leave --nproc out")
     from training.trainer import train
 
-    config = config_from_args(args)
+    config = config_from_args(args, world=world)
     r = config.recipe
-    print(f"training {config.arch} (width {config.width:g}) on {config.dataset} with recipe "
-          f"{r.name}: lr {r.lr:g}, momentum {r.momentum:g}, {r.max_iters} iterations of "
-          f"{r.batch_size}x{r.accumulate} images -> {config.out}", file=sys.stderr)
-    result = train(config)
+    if world.main:
+        processes = f"{world.world_size} processes x " if world.distributed else ""
+        print(f"training {config.arch} (width {config.width:g}) on {config.dataset} with recipe "
+              f"{r.name}: lr {r.lr:g}, momentum {r.momentum:g}, {r.max_iters} iterations of "
+              f"{processes}{r.batch_size}x{r.accumulate} images -> {config.out}", file=sys.stderr)
+    try:
+        result = train(config)
+    except ReportedByRankZero:
+        return 2
+    if not world.main:
+        return 0
     if result.final is not None:
         f = result.final
         print(f"final (iteration {f['iteration']}): pixel acc {_pct(f['pixel_accuracy'])} %, "
