@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train with N processes on this machine (one per GPU; gloo on the "
                      "CPU): launches `torchrun --standalone --nproc_per_node N -m training.cli` "
                      "with the other options; each step then takes N times the images (see "
-                     "docs/training.md); several machines: run torchrun on each")
+                     "docs/training.md); several machines: run torchrun on each. Default with "
+                     "--resume: as many as the stopped run had")
     return p
 
 
@@ -182,6 +183,20 @@ def config_from_args(args: argparse.Namespace, *, world=None):
         val_limit=val_limit or None, progress=not args.no_progress, world=world or World())
 
 
+def processes_to_launch(nproc: int | None, *, resume: Path | None) -> int:
+    """How many processes ``fcn-train`` (not under torchrun) starts: ``--nproc``, else as many as
+    the resumed run had (its world size is stored in last.pt), else 1 (train in this process)."""
+    if nproc is not None:
+        if nproc < 1:
+            raise FCNError(f"--nproc must be >= 1, got {nproc}")
+        return nproc
+    if resume is not None:
+        from training.trainer import resume_settings
+
+        return int(resume_settings(resume).get("world_size", 1))
+    return 1
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
@@ -194,18 +209,19 @@ def _main(argv: Sequence[str] | None) -> int:
     from training.distributed import ReportedByRankZero, launch, world_from_env
 
     world = world_from_env()
-    if args.nproc is not None and "LOCAL_WORLD_SIZE" not in os.environ:
-        if args.nproc > 1:  # the launched processes see torchrun's variables and train
-            config_from_args(args)  # option errors: once, here, before starting anything
-            return launch(list(sys.argv[1:] if argv is None else argv), nproc=args.nproc)
-        if args.nproc < 1:
-            raise FCNError(f"--nproc must be >= 1, got {args.nproc}")
-    elif args.nproc is not None and str(args.nproc) != os.environ["LOCAL_WORLD_SIZE"]:
-        raise FCNError(f"--nproc {args.nproc} but torchrun started {os.environ['LOCAL_WORLD_SIZE']} "
-                       "processes on this machine; under torchrun leave --nproc out")
+    under_torchrun = "LOCAL_WORLD_SIZE" in os.environ
+    if under_torchrun and args.nproc is not None \
+            and str(args.nproc) != os.environ["LOCAL_WORLD_SIZE"]:
+        raise FCNError(f"--nproc {args.nproc} but torchrun started "
+                       f"{os.environ['LOCAL_WORLD_SIZE']} processes on this machine; under "
+                       "torchrun leave --nproc out")
+    config = config_from_args(args, world=world)  # option errors: here, before starting anything
+    if not under_torchrun:
+        nproc = processes_to_launch(args.nproc, resume=config.resume)
+        if nproc > 1:  # the launched processes see torchrun's variables and train
+            return launch(list(sys.argv[1:] if argv is None else argv), nproc=nproc)
     from training.trainer import train
 
-    config = config_from_args(args, world=world)
     r = config.recipe
     if world.main:
         processes = f"{world.world_size} processes x " if world.distributed else ""
@@ -216,6 +232,10 @@ def _main(argv: Sequence[str] | None) -> int:
         result = train(config)
     except ReportedByRankZero:
         return 2
+    except KeyboardInterrupt:
+        if world.main:
+            raise
+        return 130  # rank 0 says it
     if not world.main:
         return 0
     if result.final is not None:

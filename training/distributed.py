@@ -16,6 +16,7 @@ on any rank is summed over the ranks after every step, so all ranks stop after t
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -202,15 +203,29 @@ def launch(argv: Sequence[str], *, nproc: int) -> int:
                           logs_specs=DefaultLogsSpecs())
     # The launcher installs its own handlers (to pass signals on); give the caller's back after.
     handlers = {sig: signal.getsignal(sig) for sig in _LAUNCHER_SIGNALS}
+    # Its log lines would repeat what the processes said; a process that died without saying
+    # (a crash, a kill) is reported below instead.
+    logs = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+            if name.startswith("torch.distributed.elastic")]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)("-m", "training.cli", *argv)
     except ChildFailedError as exc:
-        if all(f.exitcode == 130 for f in exc.failures.values()):
+        codes = {rank: f.exitcode for rank, f in sorted(exc.failures.items())}
+        if all(code == 130 for code in codes.values()):
             raise KeyboardInterrupt from None  # stopped by a signal, last.pt saved
+        unexplained = {rank: code for rank, code in codes.items() if code not in (2, 130)}
+        if unexplained:  # a user error exits 2 after printing its message
+            raise FCNError("training process(es) failed: " + ", ".join(
+                f"rank {rank} exit code {code}" for rank, code in unexplained.items())) from None
         return 2
     except SignalException:
         raise KeyboardInterrupt from None
     finally:
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
         for sig, handler in handlers.items():
             if handler is not None:
                 signal.signal(sig, handler)

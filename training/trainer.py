@@ -308,8 +308,9 @@ class _StopRequest:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, *, announce: bool = True) -> None:
         self.requested = False
+        self.announce = announce  # several processes: rank 0 alone says it
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopRequest":
@@ -331,8 +332,9 @@ class _StopRequest:
         self.requested = True
         self._restore()  # a second signal acts at once (the last checkpoint stays intact)
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(f"\ninterrupted ({name}): finishing this iteration and saving last.pt "
-              f"({name} again to quit without saving)", file=sys.stderr, flush=True)
+        if self.announce:
+                print(f"\ninterrupted ({name}): finishing this iteration and saving last.pt "
+                  f"({name} again to quit without saving)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
         self._restore()
@@ -625,7 +627,7 @@ class _Run:
                    disable=not (self.config.progress and self.main), dynamic_ncols=True)
         interval_start = p.evals[-1]["iteration"] if p.evals else 0
         try:
-            with _StopRequest() as stop:
+            with _StopRequest(announce=self.main) as stop:
                 while p.iteration < recipe.max_iters:
                     started = time.perf_counter()
                     loss, images = self.step()

@@ -1,17 +1,23 @@
 """Distributed training (DDP, 2 gloo processes on the CPU) against one process, and its resume.
 
 Every multi-process run here is real: processes on 127.0.0.1, a gloo process group, gradients
-exchanged by DistributedDataParallel. About 60 s on a loaded 2-core machine (5 launches).
+exchanged by DistributedDataParallel, launched as the README says (torchrun on two "machines",
+fcn-train --nproc) or with torch.multiprocessing where a rank needs a hook.
 """
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from fcn_deploy.models import load_checkpoint, load_model
-from train_ddp_helpers import CLI_ARGS, DATA_OPTIONS, cli_config, run_ranks
-from training.cli import main
+from train_ddp_helpers import CLI_ARGS, DATA_OPTIONS, cli_config, free_port, run_ranks
+from fcn_deploy.errors import FCNError
+from training.cli import main, processes_to_launch
 from training.data import ResumableBatchSampler
 from training.distributed import World, world_from_env
 from training.trainer import train
@@ -44,7 +50,7 @@ def test_sampler_shares_the_one_order_between_ranks_across_epochs():
 def test_world_from_torchrun_environment():
     assert world_from_env({}) == World()
     assert world_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == World(3, 4, 1)
-    with pytest.raises(Exception, match="RANK=4 and WORLD_SIZE=4 do not describe"):
+    with pytest.raises(FCNError, match="RANK=4 and WORLD_SIZE=4 do not describe"):
         world_from_env({"RANK": "4", "WORLD_SIZE": "4"})
 
 
@@ -73,14 +79,35 @@ def test_two_processes_equal_one_process_accumulating_their_two_images(tmp_path,
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
-    """The README's `fcn-train --nproc 2` run, uninterrupted (5 steps, evaluated at 2, 4, 5)."""
+    """The README's multi-machine command, as two 'machines' of one process each on 127.0.0.1,
+    uninterrupted (5 steps, evaluated at 2, 4, 5): (out, [(rc, stdout, stderr) per node])."""
     out = tmp_path_factory.mktemp("ddp") / "straight"
-    return out, main(CLI_ARGS + ["--out", str(out), "--nproc", "2"])
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    port = free_port()
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
+    nodes = [subprocess.Popen(
+        [torchrun, "--nnodes", "2", "--node_rank", str(rank), "--nproc_per_node", "1",
+         "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "training.cli",
+         *CLI_ARGS, "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for rank in (0, 1)]
+    results = []
+    for node in nodes:
+        try:
+            stdout, stderr = node.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            for n in nodes:
+                n.kill()
+            raise
+        results.append((node.returncode, stdout, stderr))
+    return out, results
 
 
-def test_nproc_run_writes_once_and_reduces_the_metrics_exactly(straight, capfd):
-    out, rc = straight
-    assert rc == 0
+def test_two_machine_run_writes_once_and_reduces_the_metrics_exactly(straight):
+    out, nodes = straight
+    assert [rc for rc, _, _ in nodes] == [0, 0], nodes
+    # Progress and results are printed once, by rank 0 (on the first machine).
+    assert nodes[0][1].count("final (iteration 5)") == 1 and "iteration" not in nodes[1][1]
+    assert "error" not in nodes[0][2] + nodes[1][2]
     assert sorted(p.name for p in out.iterdir()) == \
         ["best.pt", "curves.png", "last.pt", "log.jsonl", "report.json", "report.md"]
     report = json.loads((out / "report.json").read_text())
@@ -103,10 +130,19 @@ def test_nproc_run_writes_once_and_reduces_the_metrics_exactly(straight, capfd):
     assert report["final"] == {**seg.as_dict(), "iteration": 5}
 
 
+def test_resume_starts_as_many_processes_as_the_stopped_run(straight):
+    out, _ = straight
+    assert processes_to_launch(None, resume=out / "last.pt") == 2
+    assert processes_to_launch(3, resume=out / "last.pt") == 3  # reported as a change
+    assert processes_to_launch(None, resume=None) == 1
+    with pytest.raises(FCNError, match="--nproc must be >= 1, got 0"):
+        processes_to_launch(0, resume=None)
+
+
 def test_a_signal_on_one_rank_stops_both_and_the_resumed_run_is_identical(straight, tmp_path,
                                                                            capfd):
-    straight_out, rc = straight
-    assert rc == 0
+    straight_out, nodes = straight
+    assert [rc for rc, _, _ in nodes] == [0, 0], nodes
     out = tmp_path / "run"
     # SIGTERM on rank 1 after step 3: both ranks finish step 3, rank 0 saves, both stop.
     run_ranks(cli_config(out), stop_rank=1, stop_at=3)
