@@ -148,11 +148,20 @@ class Collectives:
         dist.gather_object(obj, out, dst=0)
         return out
 
-    def agree(self, error: str | None) -> None:
-        """Raise :class:`FCNError` on every rank if ``error`` is set on any.
+    def barrier(self) -> None:
+        """Wait until every rank is here (before a rank may exit while rank 0 still writes)."""
+        if self.world.distributed:
+            import torch.distributed as dist
 
-        The message names every failing rank's error once (identical ones merged); ranks other
-        than 0 raise :class:`ReportedByRankZero`, which the command does not print again.
+            dist.barrier()
+
+    def agree(self, error: str | None) -> None:
+        """Raise on every rank if ``error`` is set on any.
+
+        One process: :class:`FCNError`. Several: rank 0 prints ``error: ...`` once (every failing
+        rank's message, identical ones merged), then all ranks raise :class:`ReportedByRankZero`
+        together -- no rank exits before the message is out (a launcher stops the others as
+        soon as one exits).
         """
         if not self.world.distributed:
             if error:
@@ -169,15 +178,20 @@ class Collectives:
             message = failed[0][1]
         else:
             message = "; ".join(f"rank {rank}: {e}" for rank, e in failed)
-        raise (FCNError if self.world.main else ReportedByRankZero)(message)
+        if self.world.main:
+            print(f"error: {message}", file=sys.stderr, flush=True)
+        self.barrier()
+        raise ReportedByRankZero(message)
+
+
+class ReportedByRankZero(FCNError):
+    """A user error of a multi-process run that rank 0 has printed (the command exits 2 without
+    printing it again)."""
 
 
 _LAUNCHER_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
                           if hasattr(signal, name))
 
-
-class ReportedByRankZero(FCNError):
-    """A user error that rank 0 reports for the whole run (other ranks exit 2 silently)."""
 
 
 def launch(argv: Sequence[str], *, nproc: int) -> int:
@@ -213,14 +227,15 @@ def launch(argv: Sequence[str], *, nproc: int) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "training.cli", *argv)
     except ChildFailedError as exc:
+        # 2: a user error, printed by rank 0; 130: stopped by a signal after saving last.pt.
+        # A negative code is a process the launcher killed once another had exited.
         codes = {rank: f.exitcode for rank, f in sorted(exc.failures.items())}
-        if all(code == 130 for code in codes.values()):
-            raise KeyboardInterrupt from None  # stopped by a signal, last.pt saved
-        unexplained = {rank: code for rank, code in codes.items() if code not in (2, 130)}
-        if unexplained:  # a user error exits 2 after printing its message
-            raise FCNError("training process(es) failed: " + ", ".join(
-                f"rank {rank} exit code {code}" for rank, code in unexplained.items())) from None
-        return 2
+        if 2 in codes.values():
+            return 2
+        if 130 in codes.values() and all(c == 130 or c < 0 for c in codes.values()):
+            raise KeyboardInterrupt from None
+        raise FCNError("training process(es) failed: " + ", ".join(
+            f"rank {rank} exit code {code}" for rank, code in codes.items())) from None
     except SignalException:
         raise KeyboardInterrupt from None
     finally:

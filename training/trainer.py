@@ -7,9 +7,12 @@ IU improves, and ``log.jsonl`` / ``curves.png`` are refreshed. Everything is wri
 
 Resuming restores the weights, the optimizer (momentum buffers), the iteration, the position in
 the epoch's image order and the torch/numpy/python random states, so on a CPU a run stopped and
-resumed ends with weights bit-identical to an uninterrupted one. The first Ctrl-C finishes the
-current iteration, saves ``last.pt`` and stops; a second one stops at once. Any other error stops
-without writing, so the last good checkpoint is kept.
+resumed ends with weights bit-identical to an uninterrupted one. The first Ctrl-C (or SIGTERM)
+finishes the current iteration, saves ``last.pt`` and stops; a second one stops at once. Any
+other error stops without writing, so the last good checkpoint is kept.
+
+Under torchrun (``config.world``) every process runs this loop on its share of the batches with
+DistributedDataParallel; see :mod:`training.distributed` for what a step then is.
 """
 from __future__ import annotations
 
@@ -534,9 +537,10 @@ class _Run:
             total, images = self.comm.sum([loss_value, images])
             loss_value, images = total / self.world.world_size, int(images)
         if not math.isfinite(loss_value) and self.scaler is None:
-            raise FCNError(f"the training loss became {loss_value} at iteration "
-                           f"{self.progress.iteration + 1}; lower --lr (last.pt keeps the last "
-                           "good state)")
+            # The loss is the ranks' mean: every rank stops here.
+            self.comm.agree(f"the training loss became {loss_value} at iteration "
+                            f"{self.progress.iteration + 1}; lower --lr (last.pt keeps the last "
+                            "good state)")
         if recipe.clip_grad_norm > 0:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
@@ -648,6 +652,7 @@ class _Run:
                     # A stop asked on any rank stops every rank after this same step.
                     if self.comm.any(stop.requested):
                         self.save_last()
+                        self.comm.barrier()  # no rank exits while rank 0 writes
                         if self.main:
                             bar.write(f"saved {self.last_path} at iteration {p.iteration}; "
                                       f"continue with --resume {self.last_path}")

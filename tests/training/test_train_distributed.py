@@ -168,3 +168,26 @@ def test_a_signal_on_one_rank_stops_both_and_the_resumed_run_is_identical(straig
     assert torch.equal(b_state["rank_rng"][0]["torch"], a_state["rank_rng"][0]["torch"])
     assert _log(out / "log.jsonl") == _log(straight_out / "log.jsonl")
     assert np.isfinite(b_state["losses"].numpy()).all()
+
+
+def test_a_corrupt_image_in_one_ranks_share_stops_both_with_one_error_line(tmp_path, capfd):
+    from fcn_deploy.datasets import SyntheticShapes
+    from fcn_deploy.imageio import write_image, write_label_png
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    shapes = SyntheticShapes(num_images=3, **DATA_OPTIONS)
+    for i, sample in enumerate(shapes):
+        write_image(images / f"im{i}.png", sample.image)
+        write_label_png(masks / f"im{i}.png", sample.label, shapes.palette)
+    (images / "im1.png").write_bytes(b"not a png at all")
+    rc = main(["--arch", "fcn8s_vgg16", "--width", "0.0625", "--dataset",
+               f"folder:{images},{masks}", "--dataset-option", "num_classes=3", "--batch-size",
+               "1", "--max-iters", "2", "--threads", "1", "--no-progress",
+               "--out", str(tmp_path / "out"), "--nproc", "2"])
+    err = capfd.readouterr().err
+    assert rc == 2
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "im1.png" in errors[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out" / "last.pt").exists()
