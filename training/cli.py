@@ -7,7 +7,7 @@ Examples::
         --val-dataset voc:/data/VOCdevkit:/data/seg11valid.txt --dataset-option year=2011 --out runs/32s
     fcn-train --arch fcn16s_vgg16 --init-from runs/32s/best.pt ... --out runs/16s
     fcn-train --resume runs/32s/last.pt
-    fcn-train --nproc 4 ...                       # = torchrun --standalone --nproc_per_node 4 -m training.cli ...
+    fcn-train --nproc 4 ...    # = torchrun --standalone --nproc_per_node 4 -m training.cli ...
 """
 from __future__ import annotations
 

@@ -189,9 +189,8 @@ class ReportedByRankZero(FCNError):
     printing it again)."""
 
 
-_LAUNCHER_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
-                          if hasattr(signal, name))
-
+_LAUNCHER_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP",
+                                                             "SIGQUIT") if hasattr(signal, name))
 
 
 def launch(argv: Sequence[str], *, nproc: int) -> int:
@@ -211,7 +210,8 @@ def launch(argv: Sequence[str], *, nproc: int) -> int:
     if nproc < 1:
         raise FCNError(f"--nproc must be >= 1, got {nproc}")
     # As torchrun: one OpenMP thread per process unless told otherwise (--threads sets torch's).
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = omp or "1"
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
                           logs_specs=DefaultLogsSpecs())
@@ -239,6 +239,8 @@ def launch(argv: Sequence[str], *, nproc: int) -> int:
     except SignalException:
         raise KeyboardInterrupt from None
     finally:
+        if omp is None:
+            del os.environ["OMP_NUM_THREADS"]
         for log, level in zip(logs, levels):
             log.setLevel(level)
         for sig, handler in handlers.items():

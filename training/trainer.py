@@ -113,7 +113,8 @@ class _Progress:
 
 # --- setup ----------------------------------------------------------------------------------
 
-def resolve_device(name: str | None, *, amp: bool = False, world: World | None = None) -> torch.device:
+def resolve_device(name: str | None, *, amp: bool = False,
+                   world: World | None = None) -> torch.device:
     """``cpu``/``cuda[:N]``/None (cuda when available); cuda without CUDA is a user error.
 
     With several processes each one takes the GPU of its local rank (``cuda`` without a number).
@@ -235,7 +236,8 @@ RESULT_SETTINGS = {
 
 
 def run_settings(config: TrainConfig) -> dict[str, Any]:
-    """The result-changing settings of ``config`` (:data:`RESULT_SETTINGS`, the recipe as a dict)."""
+    """The result-changing settings of ``config`` (:data:`RESULT_SETTINGS`; the recipe as a
+    dict)."""
     info = {key: getattr(config, key) for key in RESULT_SETTINGS if key != "world_size"}
     info["world_size"] = config.world.world_size
     info["dataset_options"] = dict(config.dataset_options)
