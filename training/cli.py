@@ -7,10 +7,12 @@ Examples::
         --val-dataset voc:/data/VOCdevkit:/data/seg11valid.txt --dataset-option year=2011 --out runs/32s
     fcn-train --arch fcn16s_vgg16 --init-from runs/32s/best.pt ... --out runs/16s
     fcn-train --resume runs/32s/last.pt
+    fcn-train --nproc 4 ...    # = torchrun --standalone --nproc_per_node 4 -m training.cli ...
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -77,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--init-from", type=Path, help="a trained coarser FCN checkpoint "
                        "(FCN-32s -> 16s -> 8s); new score layers start at zero")
     start.add_argument("--resume", nargs="?", const="", default=None, metavar="LAST_PT",
-                       help="continue a run from its last.pt (default: <out>/last.pt); data, "
-                       "recipe and seed default to the checkpoint's")
+                       help="continue a run from its last.pt (default: <out>/last.pt); every "
+                       "option that changes the result (data, recipe, seed, width, --val-limit, "
+                       "--device, --amp, --threads) defaults to the run's; a changed one is "
+                       "reported")
 
     rec = p.add_argument_group("recipe (defaults: --recipe's values; see --list-recipes)")
     rec.add_argument("--recipe", help="named recipe (default: the arch's reference solver; "
@@ -99,12 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start over in an --out that already holds a run")
     add_seed_option(run)
     add_device_option(run)
-    run.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                     help="mixed precision (CUDA only)")
     run.add_argument("--workers", type=int, default=0, help="data loading processes (default: 0, load in the main process)")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     run.add_argument("--val-limit", type=int, default=None,
-                     help="evaluate on the first N validation images only")
+                     help="evaluate on the first N validation images only (0: all, the default)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--nproc", type=int, default=None, metavar="N",
+                     help="train with N processes on this machine (one per GPU; gloo on the "
+                     "CPU): launches `torchrun --standalone --nproc_per_node N -m training.cli` "
+                     "with the other options; each step then takes N times the images (see "
+                     "docs/training.md); several machines: run torchrun on each. Default with "
+                     "--resume: as many as the stopped run had")
     return p
 
 
@@ -120,8 +131,9 @@ def format_recipes() -> str:
     return "\n".join(rows)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace, *, world=None):
     """Turn parsed options into a TrainConfig, filling a resumed run's settings from its checkpoint."""
+    from training.distributed import World
     from training.trainer import TrainConfig, resume_settings
 
     resume = None
@@ -156,6 +168,9 @@ def config_from_args(args: argparse.Namespace):
     def pick(value, key, default):
         return value if value is not None else saved.get(key, default)
 
+    val_limit = pick(args.val_limit, "val_limit", None)
+    if val_limit is not None and val_limit < 0:
+        raise FCNError(f"--val-limit must be >= 0 (0: every validation image), got {val_limit}")
     return TrainConfig(
         arch=arch, dataset=dataset, out=out, recipe=recipe,
         val_dataset=args.val_dataset or saved.get("val_dataset"), dataset_options=options,
@@ -163,8 +178,23 @@ def config_from_args(args: argparse.Namespace):
         learn_upsampling=pick(args.learn_upsampling, "learn_upsampling", False),
         num_classes=args.num_classes, init_from=args.init_from, imagenet=args.imagenet,
         resume=resume, overwrite=args.overwrite, seed=pick(args.seed, "seed", 0),
-        workers=args.workers, device=args.device, amp=args.amp, threads=args.threads,
-        val_limit=args.val_limit, progress=not args.no_progress)
+        workers=args.workers, device=pick(args.device, "device", None),
+        amp=pick(args.amp, "amp", False), threads=pick(args.threads, "threads", None),
+        val_limit=val_limit or None, progress=not args.no_progress, world=world or World())
+
+
+def processes_to_launch(nproc: int | None, *, resume: Path | None) -> int:
+    """How many processes ``fcn-train`` (not under torchrun) starts: ``--nproc``, else as many as
+    the resumed run had (its world size is stored in last.pt), else 1 (train in this process)."""
+    if nproc is not None:
+        if nproc < 1:
+            raise FCNError(f"--nproc must be >= 1, got {nproc}")
+        return nproc
+    if resume is not None:
+        from training.trainer import resume_settings
+
+        return int(resume_settings(resume).get("world_size", 1))
+    return 1
 
 
 def _pct(x: float | None) -> str:
@@ -176,14 +206,38 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.list_recipes:
         print(format_recipes())
         return 0
+    from training.distributed import ReportedByRankZero, launch, world_from_env
+
+    world = world_from_env()
+    under_torchrun = "LOCAL_WORLD_SIZE" in os.environ
+    if under_torchrun and args.nproc is not None \
+            and str(args.nproc) != os.environ["LOCAL_WORLD_SIZE"]:
+        raise FCNError(f"--nproc {args.nproc} but torchrun started "
+                       f"{os.environ['LOCAL_WORLD_SIZE']} processes on this machine; under "
+                       "torchrun leave --nproc out")
+    config = config_from_args(args, world=world)  # option errors: here, before starting anything
+    if not under_torchrun:
+        nproc = processes_to_launch(args.nproc, resume=config.resume)
+        if nproc > 1:  # the launched processes see torchrun's variables and train
+            return launch(list(sys.argv[1:] if argv is None else argv), nproc=nproc)
     from training.trainer import train
 
-    config = config_from_args(args)
     r = config.recipe
-    print(f"training {config.arch} (width {config.width:g}) on {config.dataset} with recipe "
-          f"{r.name}: lr {r.lr:g}, momentum {r.momentum:g}, {r.max_iters} iterations of "
-          f"{r.batch_size}x{r.accumulate} images -> {config.out}", file=sys.stderr)
-    result = train(config)
+    if world.main:
+        processes = f"{world.world_size} processes x " if world.distributed else ""
+        print(f"training {config.arch} (width {config.width:g}) on {config.dataset} with recipe "
+              f"{r.name}: lr {r.lr:g}, momentum {r.momentum:g}, {r.max_iters} iterations of "
+              f"{processes}{r.batch_size}x{r.accumulate} images -> {config.out}", file=sys.stderr)
+    try:
+        result = train(config)
+    except ReportedByRankZero:
+        return 2
+    except KeyboardInterrupt:
+        if world.main:
+            raise
+        return 130  # rank 0 says it
+    if not world.main:
+        return 0
     if result.final is not None:
         f = result.final
         print(f"final (iteration {f['iteration']}): pixel acc {_pct(f['pixel_accuracy'])} %, "

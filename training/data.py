@@ -105,24 +105,48 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
 
     ``set_epoch(epoch, start=k)`` makes the next iteration begin at the k-th item of that epoch's
     order, which is how training resumes mid-epoch. The last batch of an epoch may be smaller.
+    With ``world_size`` > 1 the batches are shared out: counting the batches from ``start`` from
+    ``offset`` (``set_epoch(..., offset=)``), this process takes those whose number is
+    ``rank`` modulo ``world_size`` -- every rank reads the same order, no batch twice, none
+    repeated to even the shares out.
     """
 
     def __init__(self, num_items: int, *, batch_size: int = 1, seed: int = 0,
-                 shuffle: bool = True, mirror: bool = False) -> None:
+                 shuffle: bool = True, mirror: bool = False, rank: int = 0,
+                 world_size: int = 1) -> None:
         if num_items < 1:
             raise FCNError("the dataset is empty; expected at least one image")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
         self.num_items = num_items
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.mirror = mirror
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.start = 0
+        self.offset = 0
 
-    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
+    def set_epoch(self, epoch: int, *, start: int = 0, offset: int = 0) -> None:
         if not 0 <= start <= self.num_items:
             raise ValueError(f"start {start} outside 0..{self.num_items}")
-        self.epoch, self.start = epoch, start
+        self.epoch, self.start, self.offset = epoch, start, offset
+
+    def batches_from(self, start: int) -> int:
+        """How many batches (of every rank) an epoch has from item ``start`` on."""
+        return math.ceil((self.num_items - start) / self.batch_size)
+
+    def advance(self, epoch: int, position: int, batches: int) -> tuple[int, int]:
+        """``(epoch, position)`` after ``batches`` more batches (of every rank) from there.
+
+        An epoch's end is left as ``position == num_items``; the next batch starts the next epoch.
+        """
+        for _ in range(batches):
+            if position >= self.num_items:
+                epoch, position = epoch + 1, 0
+            position = min(position + self.batch_size, self.num_items)
+        return epoch, position
 
     def order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """This epoch's item order and mirror flags."""
@@ -131,14 +155,18 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         flips = (rng.random(self.num_items) < 0.5) if self.mirror else np.zeros(self.num_items, bool)
         return order, flips
 
+    def _mine(self, number: int) -> bool:
+        return (self.offset + number) % self.world_size == self.rank
+
     def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
         order, flips = self.order(self.epoch)
-        for i in range(self.start, self.num_items, self.batch_size):
-            stop = min(i + self.batch_size, self.num_items)
-            yield [(int(order[j]), bool(flips[j])) for j in range(i, stop)]
+        for number, i in enumerate(range(self.start, self.num_items, self.batch_size)):
+            if self._mine(number):
+                stop = min(i + self.batch_size, self.num_items)
+                yield [(int(order[j]), bool(flips[j])) for j in range(i, stop)]
 
     def __len__(self) -> int:
-        return math.ceil((self.num_items - self.start) / self.batch_size)
+        return sum(self._mine(n) for n in range(self.batches_from(self.start)))
 
 
 def _worker_init(_worker_id: int) -> None:

@@ -7,12 +7,16 @@ IU improves, and ``log.jsonl`` / ``curves.png`` are refreshed. Everything is wri
 
 Resuming restores the weights, the optimizer (momentum buffers), the iteration, the position in
 the epoch's image order and the torch/numpy/python random states, so on a CPU a run stopped and
-resumed ends with weights bit-identical to an uninterrupted one. The first Ctrl-C finishes the
-current iteration, saves ``last.pt`` and stops; a second one stops at once. Any other error stops
-without writing, so the last good checkpoint is kept.
+resumed ends with weights bit-identical to an uninterrupted one. The first Ctrl-C (or SIGTERM)
+finishes the current iteration, saves ``last.pt`` and stops; a second one stops at once. Any
+other error stops without writing, so the last good checkpoint is kept.
+
+Under torchrun (``config.world``) every process runs this loop on its share of the batches with
+DistributedDataParallel; see :mod:`training.distributed` for what a step then is.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import signal
@@ -28,6 +32,7 @@ import torch
 from fcn_deploy.errors import FCNError
 from fcn_deploy.meta import ModelMeta
 from training.data import LoadError, ResumableBatchSampler, TorchSegmentation, make_loader
+from training.distributed import Collectives, World, rank_seed
 from training.losses import segmentation_loss
 from training.optim import create_optimizer
 from training.recipes import Recipe
@@ -70,8 +75,9 @@ class TrainConfig:
     device: str | None = None
     amp: bool = False
     threads: int | None = None
-    val_limit: int | None = None
+    val_limit: int | None = None  # None or 0: every validation image
     progress: bool = True
+    world: World = field(default_factory=World)  # this process's rank among several (torchrun)
     on_iteration: Callable[[int, float], None] | None = field(default=None, repr=False)
 
 
@@ -102,12 +108,18 @@ class _Progress:
     best: dict[str, Any] | None = None  # metrics of the best evaluation (by mean IU)
     latest: dict[str, Any] | None = None  # metrics of the latest evaluation
     elapsed_s: float = 0.0
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # resumes with changed settings
 
 
 # --- setup ----------------------------------------------------------------------------------
 
-def resolve_device(name: str | None, *, amp: bool = False) -> torch.device:
-    """``cpu``/``cuda[:N]``/None (cuda when available); cuda without CUDA is a user error."""
+def resolve_device(name: str | None, *, amp: bool = False,
+                   world: World | None = None) -> torch.device:
+    """``cpu``/``cuda[:N]``/None (cuda when available); cuda without CUDA is a user error.
+
+    With several processes each one takes the GPU of its local rank (``cuda`` without a number).
+    """
+    world = world or World()
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -125,6 +137,16 @@ def resolve_device(name: str | None, *, amp: bool = False) -> torch.device:
         raise FCNError(f"--device {name}: only cpu and cuda are supported")
     if amp and device.type != "cuda":
         raise FCNError("--amp (mixed precision) needs --device cuda")
+    if world.distributed and device.type == "cuda":
+        if device.index is not None:
+            raise FCNError(f"--device {name} with {world.world_size} processes: each process "
+                           "uses the GPU of its local rank; pass --device cuda")
+        if world.local_rank >= torch.cuda.device_count():
+            raise FCNError(f"local rank {world.local_rank} needs GPU {world.local_rank}, but "
+                           f"this machine has {torch.cuda.device_count()}; start at most that "
+                           "many processes per machine")
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
     return device
 
 
@@ -197,11 +219,69 @@ def resume_settings(path: Path) -> dict[str, Any]:
     return {**ckpt["training_state"].get("config", {}), "arch": ckpt["arch"]}
 
 
+#: The TrainConfig fields that change a run's result, with the fcn-train option that sets each.
+#: They are stored in last.pt; ``fcn-train --resume`` restores those not given again, and a run
+#: resumed with a different value says so (stderr note, ``resumes`` in report.json). The recipe's
+#: fields are compared one by one (``--lr``...). Not stored: ``workers`` (the image order does not
+#: depend on it), ``progress``, ``out``, ``overwrite``, and the starting point (``init_from``,
+#: ``imagenet``: a resumed run starts from the checkpoint's weights).
+RESULT_SETTINGS = {
+    "dataset": "--dataset", "val_dataset": "--val-dataset", "dataset_options": "--dataset-option",
+    "seed": "--seed", "width": "--width", "learn_upsampling": "--learn-upsampling",
+    "val_limit": "--val-limit", "device": "--device", "amp": "--amp", "threads": "--threads",
+    # Not restored (it is how the run is launched), only reported: N processes make steps of
+    # N times the images (training.distributed).
+    "world_size": "processes",
+}
+
+
+def run_settings(config: TrainConfig) -> dict[str, Any]:
+    """The result-changing settings of ``config`` (:data:`RESULT_SETTINGS`; the recipe as a
+    dict)."""
+    info = {key: getattr(config, key) for key in RESULT_SETTINGS if key != "world_size"}
+    info["world_size"] = config.world.world_size
+    info["dataset_options"] = dict(config.dataset_options)
+    info["val_limit"] = config.val_limit or None  # 0 and None both mean every image
+    info["recipe"] = config.recipe.to_dict()
+    return info
+
+
+def changed_settings(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{option: (stopped run's value, this run's)}`` for each stored setting that differs.
+
+    Settings a checkpoint does not hold (written by an older version) are not compared.
+    """
+    changes: dict[str, tuple[Any, Any]] = {}
+    for key, flag in RESULT_SETTINGS.items():
+        if key not in saved or key == "dataset_options":
+            continue
+        if saved[key] != now[key]:
+            changes[flag] = (saved[key], now[key])
+    before, after = saved.get("dataset_options") or {}, now["dataset_options"]
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            changes[f"--dataset-option {key}"] = (before.get(key), after.get(key))
+    old_recipe, new_recipe = saved.get("recipe") or {}, now["recipe"]
+    for key, value in new_recipe.items():
+        if key in old_recipe and key != "description" and old_recipe[key] != value:
+            flag = "--recipe" if key == "name" else "--" + key.replace("_", "-")
+            changes[flag] = (old_recipe[key], value)
+    return changes
+
+
+def _shown(value: Any) -> str:
+    return "(default)" if value is None else str(value)
+
+
 # --- evaluation -----------------------------------------------------------------------------
 
 def evaluate(model, loader, *, num_classes: int, ignore_label: int, device: torch.device,
-             amp: bool = False, progress: bool = False):
-    """Score ``model`` on every batch of ``loader`` with one confusion matrix -> SegMetrics."""
+             amp: bool = False, progress: bool = False,
+             reduce: Callable[[np.ndarray], np.ndarray] | None = None):
+    """Score ``model`` on every batch of ``loader`` with one confusion matrix -> SegMetrics.
+
+    ``reduce`` maps the counts before the metrics are computed (several processes: their sum).
+    """
     from tqdm import tqdm
 
     from fcn_deploy.metrics import ConfusionMatrix
@@ -222,38 +302,47 @@ def evaluate(model, loader, *, num_classes: int, ignore_label: int, device: torc
                     matrix.update(label, pred)
     finally:
         model.train(was_training)
+    if reduce is not None:
+        matrix.matrix = reduce(matrix.matrix)
     return matrix.compute()
 
 
 class _StopRequest:
-    """First Ctrl-C: ask the loop to stop after this iteration and save. Second: stop at once."""
+    """First Ctrl-C or SIGTERM: ask the loop to stop after this iteration and save. Second: stop
+    at once (the last checkpoint stays intact)."""
 
-    def __init__(self) -> None:
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, *, announce: bool = True) -> None:
         self.requested = False
-        self._installed = False
-        self._previous = None
+        self.announce = announce  # several processes: rank 0 alone says it
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopRequest":
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        except ValueError:  # not the main thread: Ctrl-C does not reach this thread anyway
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: signals do not reach this thread anyway
             pass
         return self
 
     def _restore(self) -> None:
-        previous = self._previous if self._previous is not None else signal.default_int_handler
-        signal.signal(signal.SIGINT, previous)
+        for sig, previous in self._previous.items():
+            if previous is None:  # installed from C; SIGINT's Python default interrupts
+                previous = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, previous)
+        self._previous = {}
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
-        self._restore()  # a second Ctrl-C interrupts at once (the last checkpoint stays intact)
-        print("\ninterrupted: finishing this iteration and saving last.pt "
-              "(Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
+        self._restore()  # a second signal acts at once (the last checkpoint stays intact)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self.announce:
+                print(f"\ninterrupted ({name}): finishing this iteration and saving last.pt "
+                  f"({name} again to quit without saving)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
-        if self._installed:
-            self._restore()
+        self._restore()
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -262,9 +351,7 @@ def _start_model(config: TrainConfig, num_classes: int, resume_ckpt: dict[str, A
     """Build the model and load its starting weights (resume, coarser net, ImageNet or scratch)."""
     from fcn_deploy.models import create_model
 
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    random.seed(config.seed)
+    _seed_everything(config.seed)
     model = create_model(config.arch, num_classes=num_classes, width=config.width,
                          learn_upsampling=config.learn_upsampling)
     if resume_ckpt is not None:
@@ -288,14 +375,19 @@ def _start_model(config: TrainConfig, num_classes: int, resume_ckpt: dict[str, A
 
 
 class _Run:
-    """One training run's objects and the steps of the loop (see :func:`train`)."""
+    """One training run's objects and the steps of the loop (see :func:`train`).
 
-    def __init__(self, config: TrainConfig) -> None:
+    With several processes (``config.world``) every rank builds the same run; ``comm`` carries
+    what they exchange, and only rank 0 (``self.main``) writes files and prints.
+    """
+
+    def __init__(self, config: TrainConfig, comm: Collectives) -> None:
         from fcn_deploy.models import restore_rng_state
 
-        self.config = config
+        self.config, self.comm, self.world = config, comm, comm.world
+        self.main = self.world.main
         self.recipe = recipe = config.recipe
-        self.device = resolve_device(config.device, amp=config.amp)
+        self.device = comm.device
         if config.threads is not None:
             if config.threads < 1:
                 raise FCNError(f"--threads must be >= 1, got {config.threads}")
@@ -306,14 +398,20 @@ class _Run:
                            "starting point")
         resume_ckpt = _load_resume_checkpoint(Path(config.resume)) if config.resume else None
         self.train_set, self.val_set, self.val_spec = _open_datasets(config)
-        self.out = prepare_output(Path(config.out), resume=resume_ckpt is not None,
-                                  overwrite=config.overwrite)
+        if self.main:
+            self.out = prepare_output(Path(config.out), resume=resume_ckpt is not None,
+                                      overwrite=config.overwrite)
+        else:
+            self.out = Path(config.out)
         num_classes = self.train_set.num_classes
         if config.num_classes is not None and config.num_classes != num_classes:
             raise FCNError(f"--num-classes {config.num_classes} but the dataset "
                            f"{config.dataset} has {num_classes} classes")
 
         self.model = _start_model(config, num_classes, resume_ckpt).to(self.device).train()
+        self.net = self.model  # what the training forward calls (the DDP wrapper: wrap())
+        if not self.main:  # dropout draws from this rank's own stream (rank 0: the run's seed)
+            _seed_everything(rank_seed(config.seed, self.world.rank))
         self.meta = ModelMeta(arch=self.model.arch, num_classes=num_classes,
                               class_names=list(self.train_set.class_names),
                               palette=list(self.train_set.palette),
@@ -337,71 +435,114 @@ class _Run:
                 iteration=int(state["iteration"]), epoch=int(state["epoch"]),
                 position=int(state["position"]), losses=state["losses"].tolist(),
                 evals=list(state["evals"]), best=state["best"], latest=state["latest"],
-                elapsed_s=float(state["elapsed_s"]))
-            restore_rng_state(state["rng"])
+                elapsed_s=float(state["elapsed_s"]), resumes=list(state.get("resumes", [])))
+            # Every rank continues its own random stream (a rank the stopped run did not have
+            # keeps its fresh one; the changed process count is reported below).
+            ranks_rng = [state["rng"], *state.get("rank_rng", [])]
+            if self.world.rank < len(ranks_rng):
+                restore_rng_state(ranks_rng[self.world.rank])
 
         self.ignore = self.train_set.ignore_label
         pin = self.device.type == "cuda"
+        shard = {"rank": self.world.rank, "world_size": self.world.world_size}
         self.sampler = ResumableBatchSampler(len(self.train_set), batch_size=recipe.batch_size,
-                                             seed=config.seed, shuffle=True, mirror=recipe.mirror)
+                                             seed=config.seed, shuffle=True, mirror=recipe.mirror,
+                                             **shard)
         self.loader = make_loader(TorchSegmentation(self.train_set, mean=self.meta.mean),
                                   self.sampler, workers=config.workers, ignore_label=self.ignore,
                                   pin_memory=pin)
         self.val_loader = None
         if self.val_set is not None:
-            n_val = len(self.val_set) if config.val_limit is None \
-                else max(1, min(config.val_limit, len(self.val_set)))
+            if config.val_limit is not None and config.val_limit < 0:
+                raise FCNError(f"--val-limit must be >= 0 (0: every validation image), got "
+                               f"{config.val_limit}")
+            n_val = min(config.val_limit or len(self.val_set), len(self.val_set))
+            # Each rank scores its share (images rank, rank + N, ...): none twice, none padded.
             self.val_loader = make_loader(
                 TorchSegmentation(self.val_set, mean=self.meta.mean),
-                ResumableBatchSampler(n_val, batch_size=1, shuffle=False),
+                ResumableBatchSampler(n_val, batch_size=1, shuffle=False, **shard),
                 workers=config.workers, ignore_label=self.ignore, pin_memory=pin)
-        self.batches = None  # iterator over the rest of the current epoch
+        # Where this rank's reading of the image order stands: epoch, first item, and the number
+        # (among all ranks' batches) of the batch there. The checkpointed (epoch, position) of
+        # self.progress is the same on every rank and moves one whole step at a time.
+        self.cursor = (self.progress.epoch, self.progress.position, 0)
+        self.batches = None  # iterator over the rest of the cursor's epoch
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         # Stored in last.pt so that `fcn-train --resume` needs no other option.
-        self.run_info = {"dataset": config.dataset, "val_dataset": config.val_dataset,
-                         "dataset_options": dict(config.dataset_options), "seed": config.seed,
-                         "recipe": recipe.to_dict(), "width": config.width,
-                         "learn_upsampling": config.learn_upsampling}
+        self.run_info = run_settings(config)
+        if resume_ckpt is not None:
+            saved = resume_ckpt["training_state"].get("config", {})
+            changes = changed_settings(saved, self.run_info)
+            if changes:
+                self.progress.resumes.append({"iteration": self.progress.iteration,
+                                              "changed": changes})
+                self.note(f"note: resuming {config.resume} with settings that differ from the "
+                          f"stopped run (so the result differs from an uninterrupted run): "
+                          + "; ".join(f"{k} {_shown(a)} -> {_shown(b)}"
+                                      for k, (a, b) in changes.items()))
+
+    def wrap(self) -> None:
+        """Wrap the model in DistributedDataParallel (a collective: after every rank's setup)."""
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+
+    def note(self, text: str) -> None:
+        """A line on stderr, from rank 0 only."""
+        if self.main:
+            print(text, file=sys.stderr, flush=True)
 
     # -- data ---------------------------------------------------------------------------------
     def next_batch(self):
-        """The next batch of the resumable order; moves the epoch/position bookkeeping."""
-        progress = self.progress
+        """This rank's next batch of the resumable order (a LoadError is returned, not raised)."""
         while True:
+            epoch, start, offset = self.cursor
             if self.batches is None:
-                self.sampler.set_epoch(progress.epoch, start=progress.position)
+                self.sampler.set_epoch(epoch, start=start, offset=offset)
                 self.batches = iter(self.loader)
             try:
-                batch = next(self.batches)
+                return next(self.batches)
             except StopIteration:
-                progress.epoch, progress.position, self.batches = progress.epoch + 1, 0, None
-                continue
-            if isinstance(batch, LoadError):
-                raise FCNError(batch.message)
-            progress.position += len(batch)
-            return batch
+                offset += self.sampler.batches_from(start)
+                self.cursor, self.batches = (epoch + 1, 0, offset), None
 
     # -- one optimizer step -------------------------------------------------------------------
     def step(self) -> tuple[float, int]:
-        """Accumulate ``recipe.accumulate`` batches, step; returns (loss, images)."""
+        """Accumulate ``recipe.accumulate`` batches (on every rank), step; returns (loss, images).
+
+        The loss is the mean over ranks of each rank's accumulated loss, which is the loss one
+        process accumulating all ranks' batches would report.
+        """
         recipe, device, amp = self.recipe, self.device, self.config.amp
+        # Read the whole step's batches first, so a file that cannot be read stops every rank
+        # here, before the gradient exchange that all ranks must join.
+        batches = [self.next_batch() for _ in range(recipe.accumulate)]
+        self.comm.agree(next((b.message for b in batches if isinstance(b, LoadError)), None))
         self.optimizer.zero_grad(set_to_none=True)
         loss_value, images = 0.0, 0
-        for _ in range(recipe.accumulate):
-            batch = self.next_batch()
+        for k, batch in enumerate(batches):
             x = batch.images.to(device, non_blocking=True)
             y = batch.labels.to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, enabled=amp):
-                scores = self.model(x)
-            loss = segmentation_loss(scores, y, normalize=recipe.normalize_loss,
-                                     ignore_label=self.ignore) / recipe.accumulate
-            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            # DDP exchanges the gradients once per step, after the last accumulated batch.
+            local = k < len(batches) - 1 and self.world.distributed
+            with self.net.no_sync() if local else contextlib.nullcontext():
+                with torch.autocast(device_type=device.type, enabled=amp):
+                    scores = self.net(x)
+                loss = segmentation_loss(scores, y, normalize=recipe.normalize_loss,
+                                         ignore_label=self.ignore) / recipe.accumulate
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             loss_value += loss.item()
             images += len(batch)
+        if self.world.distributed:
+            total, images = self.comm.sum([loss_value, images])
+            loss_value, images = total / self.world.world_size, int(images)
         if not math.isfinite(loss_value) and self.scaler is None:
-            raise FCNError(f"the training loss became {loss_value} at iteration "
-                           f"{self.progress.iteration + 1}; lower --lr (last.pt keeps the last "
-                           "good state)")
+            # The loss is the ranks' mean: every rank stops here.
+            self.comm.agree(f"the training loss became {loss_value} at iteration "
+                            f"{self.progress.iteration + 1}; lower --lr (last.pt keeps the last "
+                            "good state)")
         if recipe.clip_grad_norm > 0:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
@@ -411,18 +552,26 @@ class _Run:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.progress.iteration += 1
-        self.progress.losses.append(loss_value)
+        p = self.progress
+        p.epoch, p.position = self.sampler.advance(
+            p.epoch, p.position, recipe.accumulate * self.world.world_size)
+        p.iteration += 1
+        p.losses.append(loss_value)
         return loss_value, images
 
     # -- evaluation and files -----------------------------------------------------------------
     def evaluate(self) -> dict[str, Any] | None:
-        """The validation metrics (SegMetrics.as_dict() + iteration), None without a val set."""
+        """The validation metrics (SegMetrics.as_dict() + iteration), None without a val set.
+
+        Every rank scores its share; the confusion matrices are summed, so the metrics are
+        exactly those of the whole set.
+        """
         if self.val_loader is None:
             return None
         seg = evaluate(self.model, self.val_loader, num_classes=self.meta.num_classes,
                        ignore_label=self.ignore, device=self.device, amp=self.config.amp,
-                       progress=self.config.progress)
+                       progress=self.config.progress and self.main,
+                       reduce=self.comm.sum_counts)
         return {**seg.as_dict(), "iteration": self.progress.iteration}
 
     def _checkpoint_meta(self) -> ModelMeta:
@@ -430,16 +579,21 @@ class _Run:
                                                      "iteration": self.progress.iteration}})
 
     def save_last(self) -> None:
+        """Write last.pt (rank 0) with every rank's random state (gathered from all ranks)."""
         from fcn_deploy.models import capture_rng_state, save_checkpoint
 
+        rngs = self.comm.gather(capture_rng_state())
+        if not self.main:
+            return
         p = self.progress
         state = {
             "format": STATE_FORMAT, "iteration": p.iteration, "epoch": p.epoch,
             "position": p.position, "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": capture_rng_state(), "losses": torch.tensor(p.losses, dtype=torch.float64),
+            "rng": rngs[0], "rank_rng": rngs[1:],
+            "losses": torch.tensor(p.losses, dtype=torch.float64),
             "evals": p.evals, "best": p.best, "latest": p.latest, "elapsed_s": p.elapsed_s,
-            "config": self.run_info,
+            "resumes": p.resumes, "config": self.run_info,
         }
         save_checkpoint(self.last_path, model=self.model, meta=self._checkpoint_meta(),
                         metrics=p.latest, training_state=state)
@@ -461,6 +615,8 @@ class _Run:
         p.latest = metrics
         p.evals.append(record)
         self.save_last()
+        if not self.main:
+            return
         if improved:
             save_checkpoint(self.best_path, model=self.model, meta=self._checkpoint_meta(),
                             metrics=metrics)
@@ -473,11 +629,11 @@ class _Run:
 
         recipe, p = self.recipe, self.progress
         bar = tqdm(total=recipe.max_iters, initial=min(p.iteration, recipe.max_iters),
-                   desc=f"train {self.model.arch}", unit="it", disable=not self.config.progress,
-                   dynamic_ncols=True)
+                   desc=f"train {self.model.arch}", unit="it",
+                   disable=not (self.config.progress and self.main), dynamic_ncols=True)
         interval_start = p.evals[-1]["iteration"] if p.evals else 0
         try:
-            with _StopRequest() as stop:
+            with _StopRequest(announce=self.main) as stop:
                 while p.iteration < recipe.max_iters:
                     started = time.perf_counter()
                     loss, images = self.step()
@@ -491,20 +647,24 @@ class _Run:
                     if p.iteration % recipe.eval_every == 0 or p.iteration == recipe.max_iters:
                         self.evaluate_and_save(float(np.mean(p.losses[interval_start:])))
                         interval_start = p.iteration
-                        if p.latest is not None:
+                        if p.latest is not None and self.main:
                             bar.write(f"iteration {p.iteration}: mean IU "
                                       f"{_pct(p.latest['mean_iu'])} %, pixel accuracy "
                                       f"{_pct(p.latest['pixel_accuracy'])} %")
-                    if stop.requested:
+                    # A stop asked on any rank stops every rank after this same step.
+                    if self.comm.any(stop.requested):
                         self.save_last()
-                        bar.write(f"saved {self.last_path} at iteration {p.iteration}; "
-                                  f"continue with --resume {self.last_path}")
+                        self.comm.barrier()  # no rank exits while rank 0 writes
+                        if self.main:
+                            bar.write(f"saved {self.last_path} at iteration {p.iteration}; "
+                                      f"continue with --resume {self.last_path}")
                         raise KeyboardInterrupt
         finally:
             bar.close()
 
     def report(self) -> TrainResult:
-        """Write report.json/.md and return the result (evaluates if the run had nothing to do)."""
+        """Write report.json/.md (rank 0) and return the result (evaluates if the run had
+        nothing to do)."""
         p = self.progress
         final = p.latest if p.latest is not None and p.latest["iteration"] == p.iteration \
             else self.evaluate()
@@ -516,15 +676,25 @@ class _Run:
             "num_classes": self.meta.num_classes, "class_names": list(self.meta.class_names),
             "recipe": self.recipe.to_dict(), "iterations": p.iteration,
             "elapsed_s": p.elapsed_s, "device": str(self.device), "seed": self.config.seed,
+            "processes": self.world.world_size,
             "final_train_loss": float(np.mean(last_interval)), "final": final, "best": p.best,
+            "resumes": p.resumes,
             "checkpoints": {"last": str(self.last_path),
                             "best": str(best_checkpoint) if best_checkpoint else None},
         }
-        report_json, report_md = write_report(self.out, report)
+        report_json, report_md = self.out / "report.json", self.out / "report.md"
+        if self.main:
+            report_json, report_md = write_report(self.out, report)
         return TrainResult(iterations=p.iteration, losses=list(p.losses), final=final,
                            best=p.best, last_checkpoint=self.last_path,
                            best_checkpoint=best_checkpoint, report_json=report_json,
                            report_md=report_md, elapsed_s=p.elapsed_s)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
 def _pct(x: float | None) -> str:
@@ -532,7 +702,24 @@ def _pct(x: float | None) -> str:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Train as ``config`` says and return the result; see the module docstring."""
-    run = _Run(config)
-    run.loop()
-    return run.report()
+    """Train as ``config`` says and return the result; see the module docstring.
+
+    With ``config.world`` of several processes (torchrun) every process calls this; a user
+    error met by any of them stops all of them (rank 0 reports it).
+    """
+    comm = Collectives(config.world, resolve_device(config.device, amp=config.amp,
+                                                    world=config.world))
+    comm.start()
+    try:
+        try:
+            run = _Run(config, comm)
+        except FCNError as exc:
+            if not config.world.distributed:
+                raise
+            comm.agree(str(exc))
+        comm.agree(None)
+        run.wrap()
+        run.loop()
+        return run.report()
+    finally:
+        comm.close()

@@ -33,6 +33,46 @@ def test_train_two_iterations_then_resume_from_the_folder(tmp_path, capsys):
     assert report["arch_kwargs"]["width"] == 0.0625 and report["num_classes"] == 3
 
 
+def _log_without_times(path):
+    return [{k: v for k, v in json.loads(line).items() if k != "elapsed_s"}
+            for line in path.read_text().splitlines()]
+
+
+def test_resume_restores_every_result_option_and_reports_a_changed_one(tmp_path, capsys):
+    import torch
+
+    from fcn_deploy.models import load_checkpoint
+
+    # --val-limit, --threads and --seed are given once, at the start, and never again.
+    run = TINY + ["--seed", "3", "--eval-every", "1"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(run + ["--max-iters", "3", "--out", str(straight)]) == 0
+    assert main(run + ["--max-iters", "2", "--out", str(stopped)]) == 0
+    capsys.readouterr()
+    assert main(["--resume", "--out", str(stopped), "--max-iters", "3", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "note: resuming" in err and "--max-iters 2 -> 3" in err
+    assert "--val-limit" not in err and "--seed" not in err and "--threads" not in err
+    config = load_checkpoint(stopped / "last.pt")["training_state"]["config"]
+    assert (config["val_limit"], config["seed"], config["threads"]) == (2, 3, 1)
+    # The same run: same validation images, so the same metrics at every step and best.pt.
+    assert _log_without_times(stopped / "log.jsonl") == _log_without_times(straight / "log.jsonl")
+    a, b = load_checkpoint(straight / "best.pt"), load_checkpoint(stopped / "best.pt")
+    assert all(torch.equal(a["state_dict"][k], v) for k, v in b["state_dict"].items())
+
+    # A changed option is used, said on stderr and kept in the report.
+    assert main(["--resume", "--out", str(stopped), "--max-iters", "4", "--val-limit", "0",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "--val-limit 2 -> (default)" in err and "--max-iters 3 -> 4" in err
+    report = json.loads((stopped / "report.json").read_text())
+    assert report["resumes"] == [
+        {"iteration": 2, "changed": {"--max-iters": [2, 3]}},
+        {"iteration": 3, "changed": {"--val-limit": [2, None], "--max-iters": [3, 4]}}]
+    two_images = json.loads((straight / "report.json").read_text())["final"]["num_pixels"]
+    assert report["final"]["num_pixels"] > two_images  # all 50 validation images now
+
+
 def test_resume_from_another_arch_is_a_clean_error(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(TINY + ["--max-iters", "1", "--out", str(out)]) == 0
