@@ -66,6 +66,14 @@ class WeightSource:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in self.tensors.items()}
 
+    def describe(self, key: str) -> str:
+        """``conv1_1 blob 0 (Convolution)`` for a caffemodel, the key itself for a state_dict."""
+        layer, _, leaf = key.rpartition(".")
+        if not self.net:
+            return key
+        index = {"weight": 0, "bias": 1}.get(leaf, leaf.removeprefix("blob"))
+        return f"{layer} blob {index} ({self.layer_types.get(layer, '?')})"
+
 
 def _caffe_leaf(index: int) -> str:
     return ("weight", "bias")[index] if index < 2 else f"blob{index}"
@@ -297,6 +305,8 @@ class ImportReport:
     seconds: float = 0.0
     #: Set when nothing was imported (the source is already a checkpoint of this toolkit).
     noop: str = ""
+    #: The imported model (eval mode), for callers of the library function.
+    model: nn.Module | None = field(default=None, repr=False)
 
     def table(self) -> str:
         rows = [("parameter", "shape", "source")]
@@ -316,10 +326,12 @@ class ImportReport:
         if self.unused:
             lines.append(f"unused source weights (allowed): {', '.join(self.unused)}")
         for what in self.geometry_checked:
-            lines.append(f"geometry: {what} matches {self.arch}")
+            lines.append(f"geometry: same as {self.arch} in {what}")
         lines.append(f"forward check: 1x3x{self.check_shape[2]}x{self.check_shape[3]} -> "
                      f"{'x'.join(map(str, self.check_shape))} scores, all finite")
-        lines.append(f"wrote {self.output} ({len(self.matched)} tensors, {self.seconds:.1f} s)")
+        tensors = sum(1 for r in self.matched if r.shape)
+        lines.append(f"wrote {self.output} ({tensors} tensors, {self.seconds:.1f} s)" if self.output
+                     else f"verified, nothing written ({tensors} tensors, {self.seconds:.1f} s)")
         return "\n".join(lines)
 
 
@@ -517,7 +529,7 @@ def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, 
                            f"{float(values.max()):g} (shape {tuple(blob.shape)}) but {desc} "
                            f"multiplies by the constant {module.factor:g}")
         report.matched.append(MatchedRow(f"{cand.table[src_name]} (fixed scale "
-                                         f"{module.factor:g})", (), f"{src_name}.weight",
+                                         f"{module.factor:g})", (), weights.describe(key),
                                          tuple(blob.shape)))
     key_map = {s: m for s, m in cand.table.items() if s not in cand.fixed}
     target = model.state_dict()
@@ -530,8 +542,13 @@ def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, 
             by_target[f"{key_map[prefix]}.{leaf}"] = key
     for dst in mapped.copied:
         src_key = by_target[dst]
-        report.matched.append(MatchedRow(dst, tuple(target[dst].shape), src_key,
+        report.matched.append(MatchedRow(dst, tuple(target[dst].shape),
+                                         weights.describe(src_key),
                                          tuple(tensors[src_key].shape)))
+    order = {name: i for i, name in enumerate(cand.table.values())}
+    report.matched.sort(key=lambda r: order.get(r.parameter.split(" ")[0].rpartition(".")[0]
+                                                if "." in r.parameter.split(" ")[0]
+                                                else r.parameter.split(" ")[0], -1))
     unfilled = [k for k in target if k not in updates]
     if unfilled:
         raise FCNError(f"{src}: {desc} parameters left unfilled: {_few(unfilled)}; the source "
@@ -586,6 +603,7 @@ def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, 
     if out is not None:
         save_checkpoint(out, model=model, meta=meta, metrics={}, training_state=None)
         report.output = out
+    report.model = model
     report.seconds = time.perf_counter() - start
     return report
 
