@@ -383,7 +383,9 @@ def geometry_differences(layers: Sequence[caffe.CaffeLayer], model: FCNBase, *, 
                 if tuple(theirs) != tuple(ours):
                     diffs.append(f"{name}: {label} {_fmt(theirs)} in {what}, {_fmt(ours)} in "
                                  f"{arch}")
-            if c.group != module.groups:
+            channelwise = (layer.type == "Deconvolution" and module.groups == 1
+                           and c.group == c.num_output == module.in_channels == module.out_channels)
+            if c.group != module.groups and not channelwise:  # channelwise: imported diagonal
                 diffs.append(f"{name}: group {c.group} in {what}, {module.groups} in {arch}")
             if c.num_output != module.out_channels:
                 diffs.append(f"{name}: num_output {c.num_output} in {what}, "

@@ -100,6 +100,40 @@ def test_full_width_import_equals_the_caffe_net(net, tmp_path):
     _assert_same_output(report.model, layers, [(24, 31)])
 
 
+@pytest.mark.parametrize("legacy", [False, True])
+def test_inner_product_fc6_and_channelwise_deconvolution_layouts(legacy, tmp_path):
+    """fc6 stored as an InnerProduct (out, C*7*7) and upscore as a group=C deconvolution
+    (C, 1, k, k): the same network, in the other layouts Caffe can hold it in."""
+    layers = reference_net("fcn32s", seed=17)
+    up = next(l for l in layers if l.name == "upscore")
+    c = up.conv.num_output
+    up.blobs = [np.random.default_rng(0).standard_normal((c, 1, 64, 64), dtype=np.float32) / 32]
+    up.conv.group = c
+    fc6 = next(l for l in layers if l.name == "fc6")
+    ip = CaffeLayer("fc6", "InnerProduct", fc6.bottoms, fc6.tops,
+                    [fc6.blobs[0].reshape(fc6.blobs[0].shape[0], -1), fc6.blobs[1]])
+    in_file = [ip if l is fc6 else l for l in layers if not (legacy and l.type == "Crop")]
+    src = _write(tmp_path / "x.caffemodel", in_file, legacy=legacy,
+                 blob_dims="legacy" if legacy else "shape")
+    report = import_weights(src, tmp_path / "m.pt")
+    rows = {r.parameter: r for r in report.matched}
+    assert rows["fc6.weight"].shape == (256, 32, 7, 7)
+    assert rows["fc6.weight"].source_shape == ((1, 1, 256, 1568) if legacy else (256, 1568))
+    assert rows["fc6.weight"].source == "fc6 blob 0 (InnerProduct)"
+    assert rows["upscore.weight"].source_shape == (21, 1, 64, 64)
+    assert rows["upscore.weight"].shape == (21, 21, 64, 64)
+    _assert_same_output(load_model(tmp_path / "m.pt")[0], layers, [(35, 50)])
+
+
+def test_a_state_dict_of_another_layout_is_refused(tmp_path):
+    path = tmp_path / "vgg16.pth"
+    torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64),
+                "classifier.6.weight": torch.zeros(1000, 4096)}, path)
+    with pytest.raises(FCNError, match=r"no model in the zoo has these layers; closest is "):
+        import_weights(path, tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+
+
 # -- pytorch-fcn state_dicts -----------------------------------------------------------------
 
 @pytest.mark.parametrize("net", ["fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce"])
