@@ -31,6 +31,7 @@ from torch import nn
 
 from fcn_deploy.constants import PASCAL_CONTEXT_59_CLASSES, VOC_CLASSES
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import check_output_dir
 from fcn_deploy.meta import ModelMeta
 from fcn_deploy.models import caffe
 from fcn_deploy.models.checkpoint import FORMAT, load_model, save_checkpoint
@@ -445,7 +446,9 @@ def _close(a: float, b: float, rel: float = 1e-5) -> bool:
 
 # -- the import ------------------------------------------------------------------------------
 
-def _check_paths(source: Path, output: Path, inputs: Sequence[Path]) -> None:
+def _check_paths(output: Path, inputs: Sequence[Path]) -> None:
+    """Before any work: the output's folder exists and the output is none of the inputs."""
+    check_output_dir(output)
     out = output.resolve()
     for path in inputs:
         if path.exists() and path.resolve() == out:
@@ -470,7 +473,7 @@ def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, 
         raise FCNError(f"weights file {src} does not exist")
     out = Path(output) if output is not None else None
     if out is not None:
-        _check_paths(src, out, [src] + [Path(p) for p in (prototxt,) if p is not None]
+        _check_paths(out, [src] + [Path(p) for p in (prototxt,) if p is not None]
                      + ([Path(classes)] if isinstance(classes, (str, os.PathLike))
                         and str(classes) not in CLASS_SETS else []))
     proto_net = caffe.read_prototxt(prototxt) if prototxt is not None else None
@@ -547,10 +550,8 @@ def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, 
         report.matched.append(MatchedRow(dst, tuple(target[dst].shape),
                                          weights.describe(src_key),
                                          tuple(tensors[src_key].shape)))
-    order = {name: i for i, name in enumerate(cand.table.values())}
-    report.matched.sort(key=lambda r: order.get(r.parameter.split(" ")[0].rpartition(".")[0]
-                                                if "." in r.parameter.split(" ")[0]
-                                                else r.parameter.split(" ")[0], -1))
+    order = {name: i for i, name in enumerate(cand.table.values())}  # the model's own order
+    report.matched.sort(key=lambda r: order.get(r.parameter.split(" ")[0].split(".")[0], -1))
     unfilled = [k for k in target if k not in updates]
     if unfilled:
         raise FCNError(f"{src}: {desc} parameters left unfilled: {_few(unfilled)}; the source "

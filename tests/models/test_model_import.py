@@ -152,6 +152,16 @@ def test_pytorch_fcn_state_dicts(net, tmp_path):
     _assert_same_output(model, layers, [(33, 47)])
 
 
+def test_pytorch_fcn_legacy_serialization(tmp_path):
+    """pytorch-fcn's files predate PyTorch's zip format: a bare pickle stream."""
+    layers = reference_net("fcn16s", seed=19)
+    path = tmp_path / "fcn16s_from_caffe.pth"
+    torch.save(state_dict_of(layers), path, _use_new_zipfile_serialization=False)
+    assert path.read_bytes()[:2] == b"\x80\x02"
+    assert import_weights(path, tmp_path / "m.pt").arch == "fcn16s_vgg16"
+    _assert_same_output(load_model(tmp_path / "m.pt")[0], layers, [(29, 36)])
+
+
 def test_pytorch_fcn_training_checkpoint_wrapper_and_arch_override(tmp_path):
     layers = reference_net("fcn8s-atonce", seed=6)
     path = tmp_path / "checkpoint.pth.tar"

@@ -51,4 +51,6 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
     src = caffe.write_caffemodel(tmp_path / "a.caffemodel", reference_net("fcn32s", seed=2))
     assert main([str(src), "-o", str(tmp_path / "m.pt"), "--arch", "fcn9s"]) == 2
     assert "unknown model 'fcn9s'; valid names:" in capsys.readouterr().err
+    assert main([str(src), "-o", str(tmp_path / "no" / "m.pt")]) == 2
+    assert f"output folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.caffemodel", "deploy.prototxt"]
