@@ -134,6 +134,32 @@ def test_a_state_dict_of_another_layout_is_refused(tmp_path):
     assert not (tmp_path / "m.pt").exists()
 
 
+def test_a_model_with_other_layer_names_plugs_in_through_its_table(tmp_path, monkeypatch):
+    """How NYUD's two-stream (conv1_1color ...) or SIFT Flow's *_sem nets will plug in: a
+    registered model declares source_layer_renames; the importer itself does not change."""
+    from fcn_deploy.models import registry
+    from fcn_deploy.models.vgg import FCN32sVGG16
+
+    layers = reference_net("fcn32s", seed=18)
+    names = [l.name for l in layers if l.blobs]
+
+    class ColorStream(FCN32sVGG16):
+        arch = "test_fcn32s_color"
+        source_layer_renames = {f"{n}color": n for n in names}
+
+    monkeypatch.setitem(registry._REGISTRY, "test_fcn32s_color", ColorStream)
+    renamed = [CaffeLayer(f"{l.name}color", l.type, blobs=l.blobs, conv=l.conv)
+               for l in layers if l.blobs]
+    src = _write(tmp_path / "nyud-color.caffemodel", renamed)
+    report = import_weights(src, tmp_path / "m.pt")
+    assert report.arch == "test_fcn32s_color" and report.arch_reason == (
+        "inferred from the layer names")
+    assert {r.source.split(" ")[0] for r in report.matched} == {f"{n}color" for n in names}
+    model = report.model
+    assert isinstance(model, ColorStream)
+    _assert_same_output(model, layers, [(31, 33)])
+
+
 # -- pytorch-fcn state_dicts -----------------------------------------------------------------
 
 @pytest.mark.parametrize("net", ["fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce"])
