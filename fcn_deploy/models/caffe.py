@@ -1,4 +1,4 @@
-"""Caffe's model files without Caffe: ``.caffemodel`` (binary NetParameter) and ``.prototxt`` (text).
+"""Caffe's model files without Caffe: ``.caffemodel`` (binary NetParameter), ``.prototxt`` (text).
 
 The schema is ours, declared at runtime with ``descriptor_pb2`` from the field numbers of Caffe's
 format, and holds only what importing an FCN needs: layer name, type, bottoms, tops, blobs, and the
@@ -38,7 +38,8 @@ NET_NAME, NET_LAYERS_V1, NET_LAYER = 1, 2, 100
 V1_LAYER_TYPES: dict[int, str] = {
     0: "None", 1: "Accuracy", 2: "BNLL", 3: "Concat", 4: "Convolution", 5: "Data", 6: "Dropout",
     7: "EuclideanLoss", 8: "Flatten", 9: "HDF5Data", 10: "HDF5Output", 11: "Im2col",
-    12: "ImageData", 13: "InfogainLoss", 14: "InnerProduct", 15: "LRN", 16: "MultinomialLogisticLoss",
+    12: "ImageData", 13: "InfogainLoss", 14: "InnerProduct", 15: "LRN",
+    16: "MultinomialLogisticLoss",
     17: "Pooling", 18: "ReLU", 19: "Sigmoid", 20: "Softmax", 21: "SoftmaxWithLoss", 22: "Split",
     23: "TanH", 24: "WindowData", 25: "Eltwise", 26: "Power", 27: "SigmoidCrossEntropyLoss",
     28: "HingeLoss", 29: "MemoryData", 30: "ArgMax", 31: "Threshold", 32: "DummyData",
@@ -155,7 +156,8 @@ def schema(*, raw_data: bool = True) -> dict[str, Any]:
 
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
-    return {m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{m.name}"))
+    find = pool.FindMessageTypeByName
+    return {m.name: message_factory.GetMessageClass(find(f"{package}.{m.name}"))
             for m in fdp.message_type}
 
 
@@ -385,7 +387,7 @@ def _looks_like_text(head: bytes) -> bool:
 
 def iter_caffemodel(path: str | os.PathLike, *, with_blobs: bool = True
                     ) -> Iterator[tuple[CaffeLayer, bool]]:
-    """Yield ``(layer, legacy)`` for every layer of a binary caffemodel, one layer in memory at a time.
+    """Yield ``(layer, legacy)`` for each layer of a binary caffemodel, one in memory at a time.
 
     FCNError for a file that is not a caffemodel, is truncated (naming the layer it ends in) or
     holds a blob whose values do not fit its shape.

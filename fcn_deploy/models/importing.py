@@ -1,4 +1,4 @@
-"""Import the paper's published models: Caffe ``.caffemodel`` and pytorch-fcn ``.pth`` -> ``model.pt``.
+"""Import the paper's published models: Caffe ``.caffemodel``, pytorch-fcn ``.pth`` -> ``model.pt``.
 
 The reference implementation (fcn.berkeleyvision.org) published a caffemodel for every net of the
 paper, and pytorch-fcn the VOC ones as PyTorch state_dicts with the same layer names. Our modules
@@ -456,7 +456,8 @@ def _check_paths(output: Path, inputs: Sequence[Path]) -> None:
 
 
 def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, *,
-                   arch: str | None = None, classes: str | os.PathLike | Sequence[str] | None = None,
+                   arch: str | None = None,
+                   classes: str | os.PathLike | Sequence[str] | None = None,
                    prototxt: str | os.PathLike | None = None, allow_unused: bool = False,
                    check_size: int | None = None) -> ImportReport:
     """Import a published model's weights and write them as an fcn-deploy checkpoint.

@@ -245,7 +245,8 @@ def to_prototxt(layers: list[CaffeLayer], *, name: str = "net") -> str:
                          f"{layer.crop.offsets[0]}\n  }}")
         if layer.scale_value is not None:
             lines.append(f"  param {{\n    lr_mult: 0\n  }}\n  scale_param {{\n    filler {{\n"
-                         f"      type: \"constant\"\n      value: {layer.scale_value}\n    }}\n  }}")
+                         f"      type: \"constant\"\n      value: {layer.scale_value}\n"
+                         f"    }}\n  }}")
         if layer.type == "LRN":
             lines.append("  lrn_param {\n    local_size: 5\n    alpha: 0.0001\n    beta: 0.75\n  }")
         if layer.type == "Dropout":
