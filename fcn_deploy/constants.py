@@ -8,6 +8,16 @@ VOC_CLASSES: tuple[str, ...] = (
     "train", "tvmonitor",
 )
 
+#: PASCAL-Context's 59-class task plus background, in the output order of the reference's
+#: pascalcontext-fcn nets (fcn.berkeleyvision.org data/pascal-context/classes-59.txt).
+PASCAL_CONTEXT_59_CLASSES: tuple[str, ...] = VOC_CLASSES + (
+    "bag", "bed", "bench", "book", "building", "cabinet", "ceiling", "clothes", "computer", "cup",
+    "door", "fence", "floor", "flower", "food", "grass", "ground", "keyboard", "light",
+    "mountain", "mouse", "curtain", "platform", "sign", "plate", "road", "rock", "shelves",
+    "sidewalk", "sky", "snow", "bedcloth", "track", "tree", "truck", "wall", "water", "window",
+    "wood",
+)
+
 #: Per-channel mean subtracted by the reference nets, in **BGR** order (Caffe's ImageNet mean).
 VGG_MEAN_BGR: tuple[float, float, float] = (104.00698793, 116.66876762, 122.67891434)
 

@@ -1,13 +1,16 @@
-"""FCN model zoo: registry and factory, architectures, checkpoints, surgery and analysis.
+"""FCN model zoo: registry and factory, architectures, checkpoints, surgery, analysis, and
+the import of published weights (Caffe caffemodels, pytorch-fcn state_dicts).
 
 Importing this package imports torch; ``import fcn_deploy`` does not.
 """
 from fcn_deploy.models.checkpoint import (capture_rng_state, load_checkpoint, load_model,
                                           restore_rng_state, save_checkpoint)
+from fcn_deploy.models.importing import ImportReport, import_weights
 from fcn_deploy.models.layers import FCNBase, bilinear_kernel
 from fcn_deploy.models.registry import create_model, list_models, register_model
 
 __all__ = [
-    "FCNBase", "bilinear_kernel", "capture_rng_state", "create_model", "list_models",
+    "FCNBase", "ImportReport", "bilinear_kernel", "capture_rng_state", "create_model",
+    "import_weights", "list_models",
     "load_checkpoint", "load_model", "register_model", "restore_rng_state", "save_checkpoint",
 ]

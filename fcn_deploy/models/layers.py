@@ -28,11 +28,12 @@ def bilinear_kernel(k: int, channels: int) -> torch.Tensor:
     k, channels = int(k), int(channels)
     factor = (k + 1) // 2
     centre = factor - 1 if k % 2 == 1 else factor - 0.5
-    pos = torch.arange(k, dtype=torch.float64)
+    # On the CPU even inside ``with torch.device("meta")`` (models built for shapes only).
+    pos = torch.arange(k, dtype=torch.float64, device="cpu")
     profile = 1.0 - (pos - centre).abs() / factor
     filt = (profile[:, None] * profile[None, :]).to(torch.float32)
-    weight = torch.zeros(channels, channels, k, k, dtype=torch.float32)
-    idx = torch.arange(channels)
+    weight = torch.zeros(channels, channels, k, k, dtype=torch.float32, device="cpu")
+    idx = torch.arange(channels, device="cpu")
     weight[idx, idx] = filt
     return weight
 
@@ -81,6 +82,15 @@ class FCNBase(nn.Module):
     upsample_layers: tuple[str, ...] = ()
     learnable_upsample_layers: tuple[str, ...] = ()
     crop_offsets: dict[str, int] = {}
+    #: Published weight files (the reference Caffe nets, pytorch-fcn) name a layer after its
+    #: Caffe layer; our modules carry the same names, so this is empty for the zoo's nets. A net
+    #: whose modules are named otherwise (SIFT Flow's two heads *_sem/*_geo, NYUD's color/hha
+    #: streams) lists {source layer name: module name} here, and fcn-import follows it.
+    source_layer_renames: dict[str, str] = {}
+    #: A regular expression searched in a weight file's name to pick this architecture over
+    #: another with exactly the same weighted layers (pytorch-fcn's FCN-8s at-once state_dict
+    #: has FCN-8s's keys: its fixed scales live in code).
+    source_file_hint: str | None = None
 
     def __init__(self, *, num_classes: int, width: float, learn_upsampling: bool) -> None:
         super().__init__()
@@ -93,6 +103,38 @@ class FCNBase(nn.Module):
         """The factory arguments that rebuild this architecture (plain types only)."""
         return {"num_classes": self.num_classes, "width": self.width,
                 "learn_upsampling": self.learn_upsampling}
+
+    def source_layer_map(self) -> dict[str, str]:
+        """{layer name in published weight files: module name} for every module that holds
+        weights or a fixed scale (the importer's mapping table for this architecture)."""
+        table = {}
+        renamed = set(self.source_layer_renames.values())
+        for name, module in self.named_modules():
+            if not name or name in renamed:
+                continue
+            if isinstance(module, FixedScale) or any(True for _ in module.parameters(recurse=False)):
+                table[name] = name
+        table.update(self.source_layer_renames)
+        return table
+
+    def arch_kwargs_from_weights(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+        """The factory arguments that fit weights of these shapes ({source layer.weight: shape}).
+
+        ``self`` is this architecture at width 1. The class count is the first score layer's
+        output channels; the width is the first convolution's output channels over the reference
+        net's. A net with several heads overrides this.
+        """
+        table = {module: src for src, module in self.source_layer_map().items()}
+        kwargs: dict[str, Any] = {}
+        score = shapes.get(f"{table[self.score_layers[0]]}.weight") if self.score_layers else None
+        if score:
+            kwargs["num_classes"] = int(score[0])
+        first = next((name for name, m in self.named_modules()
+                      if isinstance(m, nn.Conv2d) and m.in_channels == 3), None)
+        shape = shapes.get(f"{table.get(first, first)}.weight") if first else None
+        if shape:
+            kwargs["width"] = shape[0] / self.get_submodule(first).out_channels
+        return kwargs
 
     def _add_fc_classifier(self, in_channels: int, *, fc6_kernel: int) -> None:
         """The reference's convolutionalized classifier under Caffe's names: fc6 (an unpadded
@@ -121,6 +163,10 @@ class FCNBase(nn.Module):
             if name in special:
                 continue
             if isinstance(module, nn.Conv2d):
+                if module.weight.is_meta:
+                    # Built on the meta device for names and shapes only (load_model, the
+                    # importer): no values to draw, and drawing would import torch._dynamo (4 s).
+                    continue
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)

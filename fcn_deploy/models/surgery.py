@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -42,8 +42,12 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as exc:
         raise FCNError(f"{path} is not a readable PyTorch weights file "
                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
+    if isinstance(obj, Mapping):
+        # fcn-deploy checkpoints and most trainers use "state_dict"; pytorch-fcn "model_state_dict"
+        for wrapper in ("state_dict", "model_state_dict"):
+            if isinstance(obj.get(wrapper), Mapping):
+                obj = obj[wrapper]
+                break
     if not isinstance(obj, Mapping) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise FCNError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
@@ -119,18 +123,41 @@ def load_imagenet_weights(fcn_model: nn.Module, state_dict_or_path: StateSource)
             raise FCNError(f"ImageNet weights: {key} has shape {_shape(source[key])}, expected "
                            f"{_shape(ref)} for {fcn_model.arch} at width {template.width:g}{hint}")
 
+    updates, report = remap_state_dict(source, key_map, target)
+    _apply(fcn_model, updates)
+    return report
+
+
+Convert = Callable[[str, str, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _reshape(src_key: str, dst_key: str, tensor: torch.Tensor,
+             target: torch.Tensor) -> torch.Tensor:
+    return tensor.reshape(target.shape)
+
+
+def remap_state_dict(source: Mapping[str, torch.Tensor], key_map: Mapping[str, str],
+                     target: Mapping[str, torch.Tensor], *, convert: Convert | None = None
+                     ) -> tuple[dict[str, torch.Tensor], SurgeryReport]:
+    """Rename ``source`` keys ``<prefix>.<leaf>`` to ``<key_map[prefix]>.<leaf>`` of ``target``.
+
+    ``convert(source_key, target_key, tensor, target_tensor)`` turns each tensor into the target's
+    shape (default: a reshape, for callers that checked shapes already) or raises FCNError.
+    Returns the tensors by target key and a report: ``copied`` target keys, ``ignored`` source
+    keys (prefix not in the map, or no such target key). Nothing is written into a model.
+    """
+    convert = convert or _reshape
     report = SurgeryReport()
     updates: dict[str, torch.Tensor] = {}
     for key, tensor in source.items():
         prefix, _, leaf = key.rpartition(".")
-        if prefix not in key_map:
+        dst = f"{key_map[prefix]}.{leaf}" if prefix in key_map else None
+        if dst is None or dst not in target:
             report.ignored.append(key)
             continue
-        dst = f"{key_map[prefix]}.{leaf}"
-        updates[dst] = tensor.reshape(target[dst].shape)
+        updates[dst] = convert(key, dst, tensor, target[dst])
         report.copied.append(dst)
-    _apply(fcn_model, updates)
-    return report
+    return updates, report
 
 
 def _apply(model: nn.Module, updates: Mapping[str, torch.Tensor]) -> None:

@@ -150,6 +150,7 @@ class FCN8sAtOnceVGG16(_FCN8sBase):
     """FCN-8s trained at once: pool4 x 0.01 and pool3 x 0.0001 (fixed) before their score layers."""
 
     arch = "fcn8s_atonce_vgg16"
+    source_file_hint = r"at[-_ ]?once"
     pool4_scale = 0.01
     pool3_scale = 0.0001
 
