@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from fcn_deploy.cli.common import add_device_option, add_threads_option, run_main
+from fcn_deploy.cli.common import (add_device_option, add_threads_option, model_location,
+                                   run_main)
 from fcn_deploy.errors import FCNError
 
 
@@ -26,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fcn-segment", allow_abbrev=False,
         description="Segment images with an FCN model (model.pt, .onnx or TensorRT .plan).")
-    p.add_argument("--engine", "-m", "--model", dest="engine", type=Path, required=True,
-                   help="model file: .plan (TensorRT), .onnx or model.pt")
+    p.add_argument("--engine", "-m", "--model", dest="engine", type=model_location, required=True,
+                   help="model file: .plan (TensorRT), .onnx or model.pt; or a served model's "
+                        "URL: triton://host:8000/name (triton+grpc://host:8001/name for gRPC)")
     p.add_argument("images", nargs="+", type=Path, help="image files and/or folders of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--overlay", action="store_true",
