@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -58,12 +59,14 @@ class TritonRunner(Runner):
     """A model on a Triton server behind the runner contract.
 
     Options: ``timeout_s`` (every connection, request and reply; default 30 s).
-    Thread-safety: tritonclient's clients are not safe to share between threads, so ``infer``
-    is serialized; open one runner per thread for concurrent requests (fcn-bench --concurrency
-    does).
+    Thread-safety: tritonclient's clients must stay in the thread that made them (the HTTP one
+    runs on gevent), so each thread gets its own client and ``infer`` runs concurrently
+    (``concurrent = True``): N threads sharing one runner send N requests at once, which the
+    server's dynamic batcher may merge.
     """
 
     backend = "triton"
+    concurrent = True
 
     def __init__(self, location: str, *, timeout_s: float = 30.0) -> None:
         super().__init__()
@@ -72,11 +75,25 @@ class TritonRunner(Runner):
         self.url = TritonURL.parse(str(location))
         self.path = str(self.url)
         self.timeout_s = float(timeout_s)
-        self._client = self._connect()
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
         config = self._call("read the model config of", self._get_config)
         self._setup(config)
 
     # -- server calls ----------------------------------------------------------------------------
+    @property
+    def _client(self):
+        """This thread's client (made on first use)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            if self._closed:
+                raise FCNError(f"triton runner for {self.url} is closed")
+            client = self._local.client = self._connect()
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
     def _connect(self):
         try:
             if self.url.protocol == "grpc":
@@ -199,9 +216,10 @@ class TritonRunner(Runner):
 
     def close(self) -> None:
         super().close()
-        client, self._client = getattr(self, "_client", None), None
-        if client is not None:
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
             try:
                 client.close()
-            except Exception:  # closing a client whose server is gone must not raise
+            except Exception:  # a server that is gone, or another thread's gevent hub
                 pass
