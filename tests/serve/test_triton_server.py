@@ -146,6 +146,28 @@ def test_fcn_segment_with_a_triton_url_matches_the_local_run(server, model_files
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes()
 
 
+def test_fcn_bench_concurrent_clients(server, tmp_path, capsys):
+    from fcn_deploy.cli.bench import main as bench_main
+    from fcn_deploy.bench.report import read_json
+
+    url = f"triton://{server.http_url}/tiny"
+    with open_runner(url) as runner:
+        before = int(runner.statistics()["model_stats"][0]["inference_count"])
+        rc = bench_main(["--engine", url, "--concurrency", "3", "--runs", "7", "--warmup", "1",
+                         "--shape", "2x3x32x40", "-o", str(tmp_path), "--quiet"])
+        after = int(runner.statistics()["model_stats"][0]["inference_count"])
+    assert rc == 0 and "3 concurrent clients" in capsys.readouterr().out
+    row, env = read_json(tmp_path / "bench_tiny_c3.json")
+    assert row["kind"] == "concurrent" and row["backend"] == "triton"
+    assert row["concurrency"] == 3 and row["requests"] == 7 and row["latency_n"] == 7
+    assert row["shape"] == "2x3x32x40"
+    assert row["throughput_ips"] == pytest.approx(7 * 2 / row["wall_s"])
+    assert row["latency_min_ms"] <= row["latency_median_ms"] <= row["latency_max_ms"]
+    assert env["kind"] == "environment"
+    # every image the server saw: 3 clients x 1 warm-up request + 7 timed, 2 images each
+    assert after - before == (3 + 7) * 2
+
+
 def test_restart_hang_and_server_gone(model_files, triton_python_env, local):
     """Its own server: a restart on the same ports, a stopped (hung) server, then none at all."""
     image = random_image(32, 32, seed=5)
