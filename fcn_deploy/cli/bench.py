@@ -121,7 +121,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _concurrent(args: argparse.Namespace) -> int:
     from fcn_deploy.bench.concurrent import bench_concurrent
-    from fcn_deploy.bench.report import prepare_output_dir, write_json, write_text
+    from fcn_deploy.bench.report import prepare_output_dir
     from fcn_deploy.runtime.registry import default_backend, thread_options, url_scheme
 
     if args.peak or args.output or (args.shape and len(args.shape) > 1):
@@ -141,7 +141,13 @@ def _concurrent(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.output_dir or Path("."))
     stem = str(args.engine).rstrip("/").rsplit("/", 1)[-1] if url_scheme(args.engine) \
         else Path(args.engine).stem
-    name = args.name or f"bench_{stem}_c{result.concurrency}"
+    return _report(result, out, args.name or f"bench_{stem}_c{result.concurrency}")
+
+
+def _report(result, out: Path, name: str) -> int:
+    """Write ``<name>.json`` (flat records) and ``<name>.md``; print the table."""
+    from fcn_deploy.bench.report import write_json, write_text
+
     markdown = result.markdown()
     json_path = write_json(out / f"{name}.json", result.records())
     md_path = write_text(out / f"{name}.md", markdown)
@@ -156,7 +162,7 @@ def _one(args: argparse.Namespace) -> int:
     if args.concurrency is not None or url_scheme(args.engine):
         return _concurrent(args)
     from fcn_deploy.bench.artifact import BenchConfig, bench_artifact
-    from fcn_deploy.bench.report import prepare_output_dir, write_json, write_text
+    from fcn_deploy.bench.report import prepare_output_dir
 
     config = BenchConfig(shapes=args.shape, warmup=2 if args.warmup is None else args.warmup,
                          runs=20 if args.runs is None else args.runs, threads=args.threads,
@@ -168,12 +174,7 @@ def _one(args: argparse.Namespace) -> int:
         print(f"fcn-bench: {args.engine} ({len(config.shapes)} shape(s), {config.warmup} "
               f"warm-up + {config.runs} runs each)", file=sys.stderr)
     result = bench_artifact(args.engine, config)
-    markdown = result.markdown()
-    json_path = write_json(out / f"{name}.json", result.records())
-    md_path = write_text(out / f"{name}.md", markdown)
-    print(markdown)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    return _report(result, out, name)
 
 
 def _paper(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
