@@ -6,7 +6,8 @@ Python version), not the onnxruntime/tensorrt backends: it serves repositories w
 libpython the stub links (Debian's /usr/bin/python3.11 here; see docs/serve.md) holding
 nvidia-pytriton, numpy<2 and onnxruntime. The server binds 127.0.0.1 only, runs in its own
 process group, and :meth:`LocalTritonServer.stop` (also on ``with`` exit) ends it and all its
-stubs.
+stubs; if the starting thread dies first, the kernel sends the server SIGTERM (PR_SET_PDEATHSIG),
+so start it from a thread that lives as long as the server should.
 """
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process (thread) that started it dies, so a
+    killed test run never leaves a server behind (Linux; elsewhere a no-op)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def find_pytriton(python_env: str | os.PathLike) -> tuple[Path, str]:
@@ -109,7 +121,8 @@ class LocalTritonServer:
             env.pop(var, None)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=_die_with_parent)
         try:
             self._wait_ready()
         except BaseException:

@@ -207,3 +207,27 @@ def test_restart_hang_and_server_gone(model_files, triton_python_env, local):
         grpc.close()
     finally:
         srv.stop()
+
+
+def test_a_killed_parent_leaves_no_server(model_files, triton_python_env):
+    """A test run killed outright (no fixture teardown) must not leave tritonserver running."""
+    import subprocess
+    import sys
+
+    code = ("import os; from pathlib import Path; "
+            "from fcn_deploy.serve.local_server import LocalTritonServer as S; "
+            f"s = S(repository=Path({str(model_files['repo'])!r}), "
+            f"python_env=Path({str(triton_python_env)!r})).start(); "
+            "print(s.process.pid, flush=True); os._exit(0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    group = int(out.split()[0])  # the server leads its own process group (server + stubs)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(group, signal.SIGKILL)
+    pytest.fail("tritonserver outlived the process that started it")
