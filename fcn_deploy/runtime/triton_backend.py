@@ -78,8 +78,11 @@ class TritonRunner(Runner):
         self._local = threading.local()
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
-        config = self._call("read the model config of", self._get_config)
-        self._setup(config)
+        try:
+            self._setup(self._call("read the model config of", self._get_config))
+        except BaseException:
+            self.close()
+            raise
 
     # -- server calls ----------------------------------------------------------------------------
     @property

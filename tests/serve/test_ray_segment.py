@@ -48,7 +48,9 @@ def _files(folder):
 
 def test_ray_output_is_byte_identical_to_the_local_run(local_ray, data, tmp_path):
     inputs = [str(data["images"]), str(data["root"] / "list.txt"), str(data["extra"] / "x1.*")]
-    common = ["--engine", str(data["model"]), *inputs, "--overlay", "--scores", "--recursive"]
+    # --threads 1: the actors' thread count (1 CPU each), so both runs use the same kernels
+    common = ["--engine", str(data["model"]), *inputs, "--overlay", "--scores", "--recursive",
+              "--threads", "1"]
     assert segment_main(common + ["-o", str(tmp_path / "local")]) == 1  # broken.png
     assert segment_main(["--ray", *common, "-o", str(tmp_path / "ray"), "--actors", "2",
                          "--batch-size", "2"]) == 1

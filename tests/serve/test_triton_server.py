@@ -48,7 +48,8 @@ def server(model_files, triton_python_env):
 
 @pytest.fixture(scope="module")
 def local(model_files):
-    with Segmenter.open(model_files["onnx"], backend="onnxruntime") as seg:
+    # One thread, as the served model runs it: the same ONNX Runtime kernels on the same CPU.
+    with Segmenter.open(model_files["onnx"], backend="onnxruntime", intra_op_threads=1) as seg:
         yield seg
 
 
@@ -135,7 +136,7 @@ def test_fcn_segment_with_a_triton_url_matches_the_local_run(server, model_files
         cv2.imwrite(str(images / f"im{i}.png"), random_image(h, w, seed=20 + i))
     (images / "broken.png").write_bytes(b"not a png")
     rc_local = segment_main(["--engine", str(model_files["onnx"]), str(images),
-                             "-o", str(tmp_path / "local"), "--overlay"])
+                             "-o", str(tmp_path / "local"), "--overlay", "--threads", "1"])
     rc_remote = segment_main(["--engine", f"triton://{server.http_url}/tiny", str(images),
                               "-o", str(tmp_path / "remote"), "--overlay"])
     assert rc_local == rc_remote == 1  # the broken image, reported by both
