@@ -18,7 +18,7 @@ from typing import Sequence
 
 from fcn_deploy.cli.common import (add_device_option, add_threads_option, model_location,
                                    run_main)
-from fcn_deploy.cli.segment_ray import add_ray_options, normalize_ray_argv, run_ray
+from fcn_deploy.cli.segment_ray import add_ray_options, maybe_run_ray, normalize_ray_argv
 from fcn_deploy.errors import FCNError
 from fcn_deploy.imageio import collect_images  # noqa: F401  (moved to the library; kept here)
 
@@ -59,8 +59,8 @@ def _main(argv: Sequence[str] | None) -> int:
     from fcn_deploy.runtime.segmenter import Segmenter
 
     args = build_parser().parse_args(normalize_ray_argv(argv))
-    if args.ray is not None:
-        return run_ray(args)
+    if (rc := maybe_run_ray(args)) is not None:
+        return rc
     if not 0.0 <= args.opacity <= 1.0:
         raise FCNError(f"--opacity must be between 0 and 1, got {args.opacity}")
     images, failures = collect_images(args.images, recursive=args.recursive)

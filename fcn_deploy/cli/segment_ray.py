@@ -39,6 +39,23 @@ def normalize_ray_argv(argv: Sequence[str] | None) -> list[str]:
     return args
 
 
+_RAY_ONLY = {"actors": 1, "cpus_per_actor": 1.0, "gpus_per_actor": None, "batch_size": 4,
+             "no_resume": False}
+
+
+def maybe_run_ray(args: argparse.Namespace) -> int | None:
+    """With --ray: run on Ray and return the exit status; without: None (after checking that no
+    Ray-only option was given, since it would be silently ignored)."""
+    from fcn_deploy.errors import FCNError
+
+    if args.ray is not None:
+        return run_ray(args)
+    used = [k for k, default in _RAY_ONLY.items() if getattr(args, k) != default]
+    if used:
+        raise FCNError(f"--{used[0].replace('_', '-')} applies to --ray only")
+    return None
+
+
 def run_ray(args: argparse.Namespace) -> int:
     """Run fcn-segment's parsed arguments on Ray; exit status as the local run's."""
     from fcn_deploy.runtime.outputs import SegmentOutputs

@@ -93,6 +93,12 @@ def test_errors_are_fcn_errors(local_ray, data, tmp_path):
         ray_segment([data["extra"]], tmp_path / "o", RaySegmentOptions(model=bad, progress=False))
 
 
+def test_ray_only_options_need_ray(data, tmp_path, capsys):
+    rc = segment_main(["--engine", str(data["model"]), str(data["extra"]), "-o", str(tmp_path),
+                       "--actors", "2"])
+    assert rc == 2 and "error: --actors applies to --ray only" in capsys.readouterr().err
+
+
 def test_ray_address_or_first_input(tmp_path, monkeypatch):
     assert normalize_ray_argv(["--ray", "photos/", "-o", "o"]) == ["--ray=", "photos/", "-o", "o"]
     assert normalize_ray_argv(["--ray", "auto", "photos/"]) == ["--ray", "auto", "photos/"]
