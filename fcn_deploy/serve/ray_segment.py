@@ -196,10 +196,24 @@ def ray_segment(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
                             seconds=time.perf_counter() - start, actors=options.actors)
 
 
+def _check_resources(resources: dict[str, float], options: RaySegmentOptions,
+                     gpus: float) -> None:
+    """Refuse a pool the cluster cannot hold: Ray would wait for the resources forever."""
+    for name, per_actor in (("CPU", options.num_cpus), ("GPU", gpus)):
+        have = float(resources.get(name, 0.0))
+        if per_actor > 0 and options.actors * per_actor > have:
+            raise FCNError(f"{options.actors} actors x {per_actor:g} {name} need "
+                           f"{options.actors * per_actor:g} {name}s; the Ray cluster has {have:g}. "
+                           f"Use fewer --actors or a smaller --{name.lower()}s-per-actor"
+                           + (" (0 for an .onnx on CPUs; a TensorRT plan needs a GPU)"
+                              if name == "GPU" else ""))
+
+
 def _run(todo, failed, *, model, backend, runner_options, options, gpus, out_dir):
     import ray
     from tqdm import tqdm
 
+    _check_resources(ray.cluster_resources(), options, gpus)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours below counts images, not blocks
     context.print_on_execution_start = False

@@ -86,6 +86,13 @@ def test_errors_are_fcn_errors(local_ray, data, tmp_path):
         ray_segment([data["extra"]], data["extra"], RaySegmentOptions(model=data["model"]))
     with pytest.raises(FCNError, match=r"actors must be >= 1, got 0"):
         RaySegmentOptions(model=data["model"], actors=0)
+    # A pool the cluster cannot hold would wait forever: refused up front.
+    with pytest.raises(FCNError, match=r"3 actors x 1 CPU need 3 CPUs; the Ray cluster has 2"):
+        ray_segment([data["extra"]], tmp_path / "p", RaySegmentOptions(model=data["model"],
+                                                                         actors=3))
+    with pytest.raises(FCNError, match=r"1 actors x 1 GPU need 1 GPUs; the Ray cluster has 0"):
+        ray_segment([data["extra"]], tmp_path / "q", RaySegmentOptions(model=data["model"],
+                                                                         num_gpus=1))
     # An artifact every actor fails to open stops the run with the actor's message.
     bad = data["root"] / "bad.onnx"
     bad.write_bytes(b"not onnx")
