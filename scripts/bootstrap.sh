@@ -39,12 +39,17 @@ if [ "${FCN_SKIP_TRITON:-0}" != "1" ]; then
     if [ ! -f "$tstamp" ] || [ "$(cat "$tstamp")" != "$twant" ]; then
       echo "[bootstrap] creating $tvenv for tritonserver's Python backend ($tpy)"
       rm -rf "$tvenv"
-      "$tpy" -m venv "$tvenv"
       # --no-deps for the wheel: the server side needs its binaries, numpy<2 and onnxruntime,
-      # not pytriton's Python API (tritonclient, grpcio, ...).
-      "$tvenv/bin/pip" install --quiet --disable-pip-version-check $tdeps
-      "$tvenv/bin/pip" install --quiet --disable-pip-version-check --no-deps $tserver
-      echo "$twant" > "$tstamp"
+      # not pytriton's Python API (tritonclient, grpcio, ...). A failure here (no venv module,
+      # no network) leaves no venv and the tritonserver tests skip, saying why.
+      if "$tpy" -m venv "$tvenv" \
+          && "$tvenv/bin/pip" install --quiet --disable-pip-version-check $tdeps \
+          && "$tvenv/bin/pip" install --quiet --disable-pip-version-check --no-deps $tserver; then
+        echo "$twant" > "$tstamp"
+      else
+        echo "[bootstrap] could not set up $tvenv; the tritonserver tests will skip" >&2
+        rm -rf "$tvenv"
+      fi
     fi
   fi
 fi
