@@ -224,18 +224,22 @@ def _build(path: Path, options: TritonRepoOptions) -> tuple[Any, ArtifactIO]:
         if options.max_batch_size is not None and options.max_batch_size > io.max_batch:
             raise FCNError(f"max batch size {options.max_batch_size} is larger than the plan's "
                            f"profiles allow ({io.max_batch}); rebuild it with a larger --max batch")
-        config.max_batch_size = options.max_batch_size or io.max_batch
+        config.max_batch_size = (io.max_batch if options.max_batch_size is None
+                                 else options.max_batch_size)
     else:
         config.max_batch_size = 8 if options.max_batch_size is None else options.max_batch_size
     config.version_policy.CopyFrom(_parse_version_policy(options.version_policy, pb))
-    config.input.add(name="image", data_type=pb.TYPE_FP32, dims=[3, io.height, io.width])
+    # max_batch_size 0 means no batching by Triton: the dims then include the batch dim.
+    batch = [-1] if config.max_batch_size == 0 else []
+    config.input.add(name="image", data_type=pb.TYPE_FP32, dims=batch + [3, io.height, io.width])
     served = _chosen_outputs(io, options.outputs, path)
     for out in served:
         if out == "labels":
-            config.output.add(name="labels", data_type=pb.TYPE_UINT8, dims=[io.height, io.width])
+            config.output.add(name="labels", data_type=pb.TYPE_UINT8,
+                              dims=batch + [io.height, io.width])
         else:
             config.output.add(name="scores", data_type=pb.TYPE_FP32,
-                              dims=[io.meta.num_classes, io.height, io.width])
+                              dims=batch + [io.meta.num_classes, io.height, io.width])
     if options.dynamic_batching:
         config.dynamic_batching.SetInParent()
         config.dynamic_batching.preferred_batch_size.extend(int(s) for s in

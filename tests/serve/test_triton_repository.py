@@ -91,6 +91,14 @@ def test_default_outputs_are_labels_and_python_backend_runs_on_cpu(tiny_onnx, tm
     assert len(result.files) == 3
 
 
+def test_max_batch_size_0_puts_the_batch_dim_into_the_dims(tiny_onnx, tmp_path):
+    config = build_config(tiny_onnx, TritonRepoOptions(max_batch_size=0, dynamic_batching=False,
+                                                       outputs="both"))
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    assert [list(t.dims) for t in list(config.input) + list(config.output)] == [
+        [-1, 3, -1, -1], [-1, -1, -1], [-1, 4, -1, -1]]
+
+
 def test_plan_dims_and_batch_come_from_its_profiles(tmp_path):
     plan = _fake_plan(tmp_path, [((1, 3, 256, 500), (4, 3, 256, 500), (8, 3, 256, 1000)),
                                  ((1, 3, 256, 200), (1, 3, 256, 300), (2, 3, 256, 400))])

@@ -36,6 +36,10 @@ def model_files(tmp_path_factory):
     write_triton_repository(onnx_path, repo, TritonRepoOptions(
         name="batched", backend="python", max_batch_size=4, preferred_batch_sizes=(4,),
         max_queue_delay_us=2_000_000, intra_op_threads=1))
+    # max_batch_size 0: Triton does not batch; the batch dim is part of the dims.
+    write_triton_repository(onnx_path, repo, TritonRepoOptions(
+        name="unbatched", backend="python", max_batch_size=0, dynamic_batching=False,
+        intra_op_threads=1))
     return {"onnx": onnx_path, "repo": repo, "folder": folder}
 
 
@@ -74,6 +78,14 @@ def test_triton_labels_equal_local_onnxruntime(server, local, protocol):
             np.testing.assert_array_equal(labels, ref_labels)
             np.testing.assert_array_equal(scores, ref_scores)  # same ORT, same graph, same input
         batch = [random_image(30, 30, seed=s) for s in range(3)]
+        np.testing.assert_array_equal(seg.predict_batch(batch), local.predict_batch(batch))
+
+
+def test_model_without_triton_batching(server, local):
+    with Segmenter.open(f"triton+grpc://{server.grpc_url}/unbatched", timeout_s=20) as seg:
+        assert seg.runner.inputs[0].shape == (None, 3, None, None)
+        assert seg.runner.batch_limit((5, 3, 20, 20)) is None
+        batch = [random_image(26, 31, seed=s) for s in range(5)]
         np.testing.assert_array_equal(seg.predict_batch(batch), local.predict_batch(batch))
 
 
