@@ -68,8 +68,12 @@ class TritonRunner(Runner):
     backend = "triton"
     concurrent = True
 
-    def __init__(self, location: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, location: str, *, timeout_s: float = 30.0,
+                 device: str | None = None) -> None:
         super().__init__()
+        if device is not None:
+            raise FCNError(f"--device {device} does not apply to a served model: the server's "
+                           "instance_group decides where it runs (fcn-triton --instance-kind)")
         if timeout_s <= 0:
             raise FCNError(f"timeout_s must be > 0, got {timeout_s}")
         self.url = TritonURL.parse(str(location))

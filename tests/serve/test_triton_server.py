@@ -137,6 +137,10 @@ def test_unknown_model_and_bad_url(server):
         Segmenter.open("triton://hostonly")
     with pytest.raises(FCNError, match=r"no backend opens ftp:// URLs"):
         Segmenter.open("ftp://x/y")
+    with pytest.raises(FCNError, match=r"--device cuda does not apply to a served model"):
+        Segmenter.open(f"triton://{server.http_url}/tiny", device="cuda")
+    with pytest.raises(FCNError, match=r"backend 'onnxruntime' cannot open triton://"):
+        Segmenter.open(f"triton://{server.http_url}/tiny", backend="onnxruntime")
 
 
 def test_fcn_segment_with_a_triton_url_matches_the_local_run(server, model_files, tmp_path):
