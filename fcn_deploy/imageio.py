@@ -6,12 +6,74 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from fcn_deploy.errors import FCNError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: A file with one of these suffixes lists image paths, one per line (relative to its folder).
+LIST_EXTENSIONS = (".txt", ".lst")
+_GLOB_CHARS = set("*?[")
+
+
+def _list_file(path: Path) -> list[Path]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FCNError(f"list file {path} cannot be read ({exc})") from None
+    entries = [line.strip() for line in lines]
+    return [path.parent / e for e in entries if e and not e.startswith("#")]
+
+
+def collect_images(paths: Sequence[str | os.PathLike], *,
+                   recursive: bool = False) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """Expand image files, folders, list files (.txt/.lst) and globs into ``(path, output stem)``
+    pairs, plus ``(path, why)`` for inputs that are missing.
+
+    Files in a folder keep their path relative to it (``sub/a.jpg`` -> ``sub/a``); a file given
+    directly, listed or matched by a glob gets its stem; clashing stems get ``_2``, ``_3``...
+    The order is the inputs' order, folders and globs sorted, so every run names outputs alike.
+    """
+    import glob
+
+    found: list[tuple[Path, str]] = []
+    missing: list[tuple[Path, str]] = []
+    used: set[str] = set()
+
+    def add(path: Path, stem: str) -> None:
+        unique, n = stem, 2
+        while unique in used:
+            unique, n = f"{stem}_{n}", n + 1
+        used.add(unique)
+        found.append((path, unique))
+
+    for path in map(Path, paths):
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(f for f in path.glob(pattern)
+                           if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            for f in files:
+                add(f, f.relative_to(path).with_suffix("").as_posix())
+        elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
+            for entry in _list_file(path):
+                if entry.is_file():
+                    add(entry, entry.stem)
+                else:
+                    missing.append((entry, f"does not exist (listed in {path})"))
+        elif path.is_file():
+            add(path, path.stem)
+        elif _GLOB_CHARS & set(str(path)):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
+            matches = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
+            if not matches:
+                missing.append((path, "matches no image"))
+            for m in matches:
+                add(m, m.stem)
+        else:
+            missing.append((path, "does not exist"))
+    return found, missing
 
 
 def to_bgr8(image: np.ndarray, *, rgb: bool = False, name: str = "image") -> np.ndarray:

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from fcn_deploy.cli.common import add_device_option, add_threads_option, parse_shape, run_main
+from fcn_deploy.cli.common import (add_device_option, add_threads_option, model_location,
+                                   parse_shape, run_main)
 from fcn_deploy.errors import FCNError
 
 
@@ -30,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark an FCN artifact (model.pt, .onnx, .plan), or reproduce the "
                     "paper's timing results with --paper.")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--engine", "-m", "--model", dest="engine", type=Path,
-                      help="artifact to time: .plan (TensorRT), .onnx or model.pt")
+    what.add_argument("--engine", "-m", "--model", dest="engine", type=model_location,
+                      help="artifact to time: .plan (TensorRT), .onnx or model.pt; or a served "
+                           "model's URL (triton://host:8000/name), timed as its clients see it")
     what.add_argument("--paper", action="store_true",
                       help="run the paper reproduction (Table 1, section 3.1, backends, export "
                            "optimizations, latency curve, targets)")
@@ -55,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--peak", action="store_true",
                      help="also measure the machine's FP32 matrix-product peak at --threads and "
                           "report the fraction of it reached")
+    one.add_argument("--concurrency", type=int, default=None,
+                     help="N clients sending requests at once (one Segmenter each): client-side "
+                          "latency and total throughput over --runs requests in all "
+                          "(default 1 for a URL)")
     one.add_argument("--name", default=None,
                      help="report file name without extension (default bench_<artifact stem>)")
     add_device_option(one)
@@ -98,7 +104,7 @@ def _check_paper_only(args: argparse.Namespace, parser: argparse.ArgumentParser)
             parser.error(f"--{used[0].replace('_', '-')} applies to --paper only")
     else:
         engine_only = {"backend": None, "shape": None, "output": None, "peak": False,
-                       "name": None, "device": None}
+                       "name": None, "device": None, "concurrency": None}
         used = [k for k, v in engine_only.items() if getattr(args, k) != v]
         if used:
             parser.error(f"--{used[0]} applies to --engine only")
@@ -113,9 +119,50 @@ def _main(argv: Sequence[str] | None) -> int:
     return _one(args)
 
 
+def _concurrent(args: argparse.Namespace) -> int:
+    from fcn_deploy.bench.concurrent import bench_concurrent
+    from fcn_deploy.bench.report import prepare_output_dir
+    from fcn_deploy.runtime.registry import default_backend, thread_options, url_scheme
+
+    if args.peak or args.output or (args.shape and len(args.shape) > 1):
+        raise FCNError("--concurrency and URLs take one --shape and no --peak/--output")
+    backend = args.backend or default_backend(args.engine)
+    options = thread_options(backend, args.threads)
+    if args.device is not None:
+        options["device"] = args.device
+    shape = args.shape[0] if args.shape else (1, 3, 500, 500)
+    if not args.quiet:
+        print(f"fcn-bench: {args.engine} with {args.concurrency or 1} concurrent clients",
+              file=sys.stderr)
+    result = bench_concurrent(args.engine, shape=shape, concurrency=args.concurrency or 1,
+                              requests=20 if args.runs is None else args.runs,
+                              warmup=2 if args.warmup is None else args.warmup,
+                              backend=backend, options=options)
+    out = prepare_output_dir(args.output_dir or Path("."))
+    stem = str(args.engine).rstrip("/").rsplit("/", 1)[-1] if url_scheme(args.engine) \
+        else Path(args.engine).stem
+    return _report(result, out, args.name or f"bench_{stem}_c{result.concurrency}")
+
+
+def _report(result, out: Path, name: str) -> int:
+    """Write ``<name>.json`` (flat records) and ``<name>.md``; print the table."""
+    from fcn_deploy.bench.report import write_json, write_text
+
+    markdown = result.markdown()
+    json_path = write_json(out / f"{name}.json", result.records())
+    md_path = write_text(out / f"{name}.md", markdown)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
 def _one(args: argparse.Namespace) -> int:
+    from fcn_deploy.runtime.registry import url_scheme
+
+    if args.concurrency is not None or url_scheme(args.engine):
+        return _concurrent(args)
     from fcn_deploy.bench.artifact import BenchConfig, bench_artifact
-    from fcn_deploy.bench.report import prepare_output_dir, write_json, write_text
+    from fcn_deploy.bench.report import prepare_output_dir
 
     config = BenchConfig(shapes=args.shape, warmup=2 if args.warmup is None else args.warmup,
                          runs=20 if args.runs is None else args.runs, threads=args.threads,
@@ -127,12 +174,7 @@ def _one(args: argparse.Namespace) -> int:
         print(f"fcn-bench: {args.engine} ({len(config.shapes)} shape(s), {config.warmup} "
               f"warm-up + {config.runs} runs each)", file=sys.stderr)
     result = bench_artifact(args.engine, config)
-    markdown = result.markdown()
-    json_path = write_json(out / f"{name}.json", result.records())
-    md_path = write_text(out / f"{name}.md", markdown)
-    print(markdown)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    return _report(result, out, name)
 
 
 def _paper(args: argparse.Namespace, argv: Sequence[str] | None) -> int:

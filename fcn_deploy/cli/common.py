@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from fcn_deploy.errors import FCNError
@@ -33,6 +34,14 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None,
                         help="cpu or cuda[:N] (default: cuda when available, else cpu)")
+
+
+def model_location(text: str) -> Path | str:
+    """argparse type of --engine: a model file, or a served model's URL (triton://host/name)
+    kept as text (a Path would fold its '//')."""
+    from fcn_deploy.runtime.registry import url_scheme
+
+    return text if url_scheme(text) else Path(text)
 
 
 def add_seed_option(parser: argparse.ArgumentParser) -> None:

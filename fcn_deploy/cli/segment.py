@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from fcn_deploy.cli.common import add_device_option, add_threads_option, run_main
+from fcn_deploy.cli.common import (add_device_option, add_threads_option, model_location,
+                                   run_main)
+from fcn_deploy.cli.segment_ray import add_ray_options, maybe_run_ray, normalize_ray_argv
 from fcn_deploy.errors import FCNError
+from fcn_deploy.imageio import collect_images  # noqa: F401  (moved to the library; kept here)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fcn-segment", allow_abbrev=False,
         description="Segment images with an FCN model (model.pt, .onnx or TensorRT .plan).")
-    p.add_argument("--engine", "-m", "--model", dest="engine", type=Path, required=True,
-                   help="model file: .plan (TensorRT), .onnx or model.pt")
+    p.add_argument("--engine", "-m", "--model", dest="engine", type=model_location, required=True,
+                   help="model file: .plan (TensorRT), .onnx or model.pt; or a served model's "
+                        "URL: triton://host:8000/name (triton+grpc://host:8001/name for gRPC)")
     p.add_argument("images", nargs="+", type=Path, help="image files and/or folders of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--overlay", action="store_true",
@@ -41,40 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recursive", action="store_true", help="look for images in subfolders too")
     add_device_option(p)
     add_threads_option(p)
+    add_ray_options(p)
     return p
-
-
-def collect_images(paths: Sequence[Path], *, recursive: bool = False) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
-    """Expand files and folders into ``(image path, output stem)`` pairs, plus missing paths.
-
-    Files in a folder keep their path relative to it (``sub/a.jpg`` -> ``sub/a``); clashing
-    stems get ``_2``, ``_3``...
-    """
-    from fcn_deploy.imageio import IMAGE_EXTENSIONS
-
-    found: list[tuple[Path, str]] = []
-    missing: list[tuple[Path, str]] = []
-    used: set[str] = set()
-
-    def add(path: Path, stem: str) -> None:
-        unique, n = stem, 2
-        while unique in used:
-            unique, n = f"{stem}_{n}", n + 1
-        used.add(unique)
-        found.append((path, unique))
-
-    for path in paths:
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted(f for f in path.glob(pattern)
-                           if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            for f in files:
-                add(f, f.relative_to(path).with_suffix("").as_posix())
-        elif path.is_file():
-            add(path, path.stem)
-        else:
-            missing.append((path, "does not exist"))
-    return found, missing
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -86,7 +58,9 @@ def _main(argv: Sequence[str] | None) -> int:
     from fcn_deploy.runtime.registry import default_backend, thread_options
     from fcn_deploy.runtime.segmenter import Segmenter
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(normalize_ray_argv(argv))
+    if (rc := maybe_run_ray(args)) is not None:
+        return rc
     if not 0.0 <= args.opacity <= 1.0:
         raise FCNError(f"--opacity must be between 0 and 1, got {args.opacity}")
     images, failures = collect_images(args.images, recursive=args.recursive)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +29,8 @@ class BackendSpec:
     ``opener`` is ``"module:callable"`` (imported only when used) or a callable
     ``(path, **options) -> Runner``. ``threads_option`` names the opener's CPU-thread option
     (None: the backend has none), so commands map one ``--threads`` onto every backend.
+    ``schemes`` are the URL schemes the backend opens (``triton://host:port/model``): the
+    opener then gets the URL string instead of a file path.
     """
 
     name: str
@@ -36,8 +39,9 @@ class BackendSpec:
     opener: str | Callable[..., Runner]
     description: str = ""
     threads_option: str | None = None
+    schemes: tuple[str, ...] = ()
 
-    def open(self, path: Path, **options: Any) -> Runner:
+    def open(self, path: Path | str, **options: Any) -> Runner:
         opener = self.opener
         if isinstance(opener, str):
             module, _, attr = opener.partition(":")
@@ -83,6 +87,20 @@ def thread_options(backend: str, threads: int | None) -> dict[str, int]:
     return {name: threads} if name else {}
 
 
+def url_scheme(location: str | os.PathLike) -> str | None:
+    """The scheme of a model URL (``triton`` of ``triton://host:8000/fcn8s``); None for a path."""
+    match = re.match(r"^([a-z][a-z0-9+.-]*)://", str(location)) if isinstance(location, str) else None
+    return match.group(1) if match else None
+
+
+def _scheme_backend(scheme: str) -> BackendSpec:
+    for spec in _REGISTRY.values():
+        if scheme in spec.schemes:
+            return spec
+    known = sorted(s for spec in _REGISTRY.values() for s in spec.schemes)
+    raise FCNError(f"no backend opens {scheme}:// URLs; known URL schemes: {', '.join(known)}")
+
+
 def _kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES:
@@ -97,7 +115,11 @@ def _kind(path: Path) -> str:
 
 
 def default_backend(path: str | os.PathLike) -> str:
-    """The backend for an artifact: plans -> tensorrt, ONNX -> onnxruntime, checkpoints -> torch."""
+    """The backend for an artifact: plans -> tensorrt, ONNX -> onnxruntime, checkpoints -> torch;
+    a URL -> the backend registered for its scheme."""
+    scheme = url_scheme(path)
+    if scheme is not None:
+        return _scheme_backend(scheme).name
     return {"onnx": "onnxruntime", "plan": "tensorrt", "checkpoint": "torch"}[_kind(Path(path))]
 
 
@@ -106,8 +128,19 @@ def open_runner(path: str | os.PathLike, *, backend: str | None = None, **option
 
     ``options`` go to the backend (``device``, ``intra_op_threads``, ``providers``, ...). A
     backend that cannot open this kind of file, or is not installed here, is an FCNError that
-    says what to use or install instead.
+    says what to use or install instead. ``path`` may be a URL of a served model
+    (``triton://host:8000/fcn8s``), opened by the backend registered for its scheme.
     """
+    scheme = url_scheme(path)
+    if scheme is not None:
+        spec = get_backend(backend) if backend else _scheme_backend(scheme)
+        if scheme not in spec.schemes:
+            raise FCNError(f"backend {spec.name!r} cannot open {path}; it opens "
+                           f"{', '.join(spec.suffixes) or 'no'} files")
+        reason = spec.probe()
+        if reason is not None:
+            raise FCNError(f"backend {spec.name!r} is not available here: {reason}")
+        return spec.open(str(path), **options)
     path = Path(path)
     if not path.exists():
         raise FCNError(f"model file {path} does not exist")
@@ -183,3 +216,8 @@ register_backend(BackendSpec(
 register_backend(BackendSpec(
     "tensorrt", PLAN_SUFFIXES + ONNX_SUFFIXES, _probe_tensorrt, _open_tensorrt,
     "native TensorRT 10/11 (plans from fcn-build; .onnx through the engine cache)"))
+register_backend(BackendSpec(
+    "triton", (), _probe_module("tritonclient", "pip install 'fcn-deploy[serve]'"),
+    "fcn_deploy.runtime.triton_backend:TritonRunner",
+    "a model served by Triton Inference Server (triton://host:8000/name, "
+    "triton+grpc://host:8001/name)", schemes=("triton", "triton+http", "triton+grpc")))

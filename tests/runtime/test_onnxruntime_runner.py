@@ -19,7 +19,7 @@ def _x(n=1, h=20, w=24, seed=0):
 
 # -- registry --------------------------------------------------------------------------------
 def test_registry_lists_all_backends_and_reports_why_one_is_missing():
-    assert list_backends() == ["onnxruntime", "torch", "tensorrt"]
+    assert list_backends() == ["onnxruntime", "torch", "tensorrt", "triton"]
     status = backend_status()
     assert status["onnxruntime"] is None  # a dependency of the package
     available = available_backends()

@@ -1,0 +1,116 @@
+"""fcn-segment --ray on a local Ray (2 CPUs): the same files as the local fcn-segment, byte for byte."""
+from __future__ import annotations
+
+import cv2
+import pytest
+
+from fcn_deploy.cli.segment import main as segment_main
+from fcn_deploy.cli.segment_ray import normalize_ray_argv
+from fcn_deploy.errors import FCNError
+from fcn_deploy.runtime.outputs import SegmentOutputs
+from fcn_deploy.serve.ray_segment import RaySegmentOptions, looks_like_ray_address, ray_segment
+from runtime_fixtures import make_tiny_onnx, random_image
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One small local Ray for the module (2 CPUs, 80 MB object store, no dashboard)."""
+    ray.init(num_cpus=2, object_store_memory=80 * 1024 * 1024, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray")
+    model = make_tiny_onnx(root / "tiny.onnx", num_classes=5, seed=4)
+    images = root / "images"
+    (images / "sub").mkdir(parents=True)
+    for i, (h, w) in enumerate([(30, 40), (41, 33), (25, 25), (36, 48)]):
+        cv2.imwrite(str(images / f"im{i}.png"), random_image(h, w, seed=i))
+    cv2.imwrite(str(images / "sub" / "deep.jpg"), random_image(28, 30, seed=9))
+    (images / "broken.png").write_bytes(b"not an image")
+    extra = root / "extra"
+    extra.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(extra / f"x{i}.png"), random_image(20 + i, 22, seed=30 + i))
+    (root / "list.txt").write_text("# two of the extras\nextra/x0.png\n\nextra/x2.png\n")
+    return {"root": root, "model": model, "images": images, "extra": extra}
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_ray_output_is_byte_identical_to_the_local_run(local_ray, data, tmp_path):
+    inputs = [str(data["images"]), str(data["root"] / "list.txt"), str(data["extra"] / "x1.*")]
+    # --threads 1: the actors' thread count (1 CPU each), so both runs use the same kernels
+    common = ["--engine", str(data["model"]), *inputs, "--overlay", "--scores", "--recursive",
+              "--threads", "1"]
+    assert segment_main(common + ["-o", str(tmp_path / "local")]) == 1  # broken.png
+    assert segment_main(["--ray", *common, "-o", str(tmp_path / "ray"), "--actors", "2",
+                         "--batch-size", "2"]) == 1
+    local, remote = _files(tmp_path / "local"), _files(tmp_path / "ray")
+    # 4 top-level + sub/deep + 3 listed/globbed images, three files each
+    assert len(local) == 8 * 3 and "sub/deep.png" in local and "x1_overlay.png" in local
+    assert sorted(local) == sorted(remote)
+    for name in local:
+        assert local[name] == remote[name], name
+
+
+def test_resume_skips_done_images_and_redoes_missing_ones(local_ray, data, tmp_path):
+    options = RaySegmentOptions(model=data["model"], outputs=SegmentOutputs(overlay=True),
+                                actors=1, progress=False)
+    first = ray_segment([data["extra"]], tmp_path, options)
+    assert sorted(stem for _, stem in first.done) == ["x0", "x1", "x2"] and not first.failed
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    (tmp_path / "x1_overlay.png").unlink()  # x1 is incomplete now
+    second = ray_segment([data["extra"]], tmp_path, options)
+    assert [stem for _, stem in second.done] == ["x1"]
+    assert sorted(stem for _, stem in second.skipped) == ["x0", "x2"]
+    for name in ("x0.png", "x0_overlay.png", "x2.png"):
+        assert (tmp_path / name).stat().st_mtime_ns == stamps[name]
+    # nothing left to do: Ray is not even needed
+    third = ray_segment([data["extra"]], tmp_path, options)
+    assert not third.done and len(third.skipped) == 3
+
+
+def test_errors_are_fcn_errors(local_ray, data, tmp_path):
+    with pytest.raises(FCNError, match=r"model file .*missing.onnx does not exist"):
+        ray_segment([data["extra"]], tmp_path, RaySegmentOptions(model=data["root"] / "missing.onnx"))
+    with pytest.raises(FCNError, match=r"would overwrite an input image"):
+        ray_segment([data["extra"]], data["extra"], RaySegmentOptions(model=data["model"]))
+    with pytest.raises(FCNError, match=r"actors must be >= 1, got 0"):
+        RaySegmentOptions(model=data["model"], actors=0)
+    # A pool the cluster cannot hold would wait forever: refused up front.
+    with pytest.raises(FCNError, match=r"3 actors x 1 CPU need 3 CPUs; the Ray cluster has 2"):
+        ray_segment([data["extra"]], tmp_path / "p", RaySegmentOptions(model=data["model"],
+                                                                         actors=3))
+    with pytest.raises(FCNError, match=r"1 actors x 1 GPU need 1 GPUs; the Ray cluster has 0"):
+        ray_segment([data["extra"]], tmp_path / "q", RaySegmentOptions(model=data["model"],
+                                                                         num_gpus=1))
+    # An artifact every actor fails to open stops the run with the actor's message.
+    bad = data["root"] / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(FCNError, match=r"Ray segmentation failed: .*bad.onnx"):
+        ray_segment([data["extra"]], tmp_path / "o", RaySegmentOptions(model=bad, progress=False))
+
+
+def test_ray_only_options_need_ray(data, tmp_path, capsys):
+    rc = segment_main(["--engine", str(data["model"]), str(data["extra"]), "-o", str(tmp_path),
+                       "--actors", "2"])
+    assert rc == 2 and "error: --actors applies to --ray only" in capsys.readouterr().err
+
+
+def test_ray_address_or_first_input(tmp_path, monkeypatch):
+    assert normalize_ray_argv(["--ray", "photos/", "-o", "o"]) == ["--ray=", "photos/", "-o", "o"]
+    assert normalize_ray_argv(["--ray", "auto", "photos/"]) == ["--ray", "auto", "photos/"]
+    assert looks_like_ray_address("ray://head:10001") and looks_like_ray_address("10.0.0.5:6379")
+    assert not looks_like_ray_address("imgs/*.jpg")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "host:1").write_text("")  # a file of that name is an input, not an address
+    assert not looks_like_ray_address("host:1")
