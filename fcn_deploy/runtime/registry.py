@@ -28,6 +28,9 @@ class BackendSpec:
     ``opener`` is ``"module:callable"`` (imported only when used) or a callable
     ``(path, **options) -> Runner``. ``threads_option`` names the opener's CPU-thread option
     (None: the backend has none), so commands map one ``--threads`` onto every backend.
+    ``int8_kernels``: the opener takes ``int8_kernels=`` (auto/fast/exact, see
+    :mod:`fcn_deploy.cpu`), so commands map ``--int8-kernels`` onto the backends that have a
+    choice of CPU int8 kernels.
     """
 
     name: str
@@ -36,6 +39,7 @@ class BackendSpec:
     opener: str | Callable[..., Runner]
     description: str = ""
     threads_option: str | None = None
+    int8_kernels: bool = False
 
     def open(self, path: Path, **options: Any) -> Runner:
         opener = self.opener
@@ -81,6 +85,14 @@ def thread_options(backend: str, threads: int | None) -> dict[str, int]:
         return {}
     name = get_backend(backend).threads_option
     return {name: threads} if name else {}
+
+
+def int8_kernel_options(backend: str, int8_kernels: str | None) -> dict[str, str]:
+    """The runner options that pass ``int8_kernels`` to ``backend`` ({} when unset, or when the
+    backend has no choice of int8 kernels: PyTorch runs FP32, TensorRT's INT8 is exact)."""
+    if int8_kernels is None or not get_backend(backend).int8_kernels:
+        return {}
+    return {"int8_kernels": int8_kernels}
 
 
 def _kind(path: Path) -> str:
@@ -176,7 +188,7 @@ register_backend(BackendSpec(
     "onnxruntime", ONNX_SUFFIXES, _probe_module("onnxruntime", "pip install onnxruntime"),
     "fcn_deploy.runtime.onnxruntime_backend:OnnxRuntimeRunner",
     "ONNX Runtime: CPU, or CUDA/TensorRT execution providers with onnxruntime-gpu",
-    threads_option="intra_op_threads"))
+    threads_option="intra_op_threads", int8_kernels=True))
 register_backend(BackendSpec(
     "torch", CHECKPOINT_SUFFIXES, _probe_module("torch", "pip install 'fcn-deploy[torch]'"),
     "fcn_deploy.runtime.torch_backend:TorchRunner",
