@@ -285,3 +285,11 @@ def test_int8_kernel_errors(tiny_onnx):
         open_runner(tiny_onnx, int8_kernels="turbo")
     with pytest.raises(FCNError, match="not the session config entry session.x64quantprecision"):
         open_runner(tiny_onnx, session_config={"session.x64quantprecision": "0"})
+
+
+def test_int8_kernel_option_maps_only_to_backends_with_a_choice():
+    from fcn_deploy.runtime.registry import int8_kernel_options
+
+    assert int8_kernel_options("onnxruntime", "exact") == {"int8_kernels": "exact"}
+    assert int8_kernel_options("onnxruntime", None) == {}
+    assert int8_kernel_options("torch", "fast") == {} == int8_kernel_options("tensorrt", "exact")
