@@ -173,7 +173,8 @@ class Int8Kernels:
         if self.choice == "exact":
             if self.cpu.int8_saturates:
                 return f"int8: exact U8U8 kernels ({why})"
-            return f"int8: exact U8U8 kernels requested ({why}: the fast kernels are exact too)"
+            return (f"int8: exact U8U8 kernels, as requested ({why}; the fast kernels are exact "
+                    "too, and faster)")
         if self.saturating:
             return (f"int8: fast U8S8 kernels, may saturate ({why}; --int8-kernels fast): "
                     "results can differ from the INT8 graph's")

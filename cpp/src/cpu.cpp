@@ -79,8 +79,8 @@ Int8Choice resolve_int8_kernels(const std::string& requested, const CpuInt8& cpu
   }
   if (choice.exact)
     choice.description = saturates ? "int8: exact U8U8 kernels (" + why + ")"
-                                   : "int8: exact U8U8 kernels requested (" + why +
-                                         ": the fast kernels are exact too)";
+                                   : "int8: exact U8U8 kernels, as requested (" + why +
+                                         "; the fast kernels are exact too, and faster)";
   else
     choice.description = saturates ? "int8: fast U8S8 kernels, may saturate (" + why +
                                          "; --int8-kernels fast): results can differ from the "
