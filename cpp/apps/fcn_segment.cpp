@@ -40,7 +40,8 @@ options:
   --int8-kernels K   ONNX Runtime's CPU kernels for INT8 graphs: auto, fast or exact [auto].
                      auto = exact U8U8 kernels on x86 without VNNI (where the fast U8S8 ones
                      saturate and INT8 results drift), else fast. exact costs about 1.4x in
-                     speed without VNNI and nothing with it; fast without VNNI changes results
+                     speed without VNNI and is only slower with it (fast is exact there);
+                     fast without VNNI changes results
   --info             print the model's metadata and inputs/outputs, then exit
   --bench N          time N runs of predict() (preprocess + network + argmax) after warm-up
   --warmup N         warm-up runs before timing [3]

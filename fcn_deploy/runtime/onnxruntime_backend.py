@@ -104,6 +104,17 @@ def session_options(*, intra_op_threads: int | None = None,
     return options
 
 
+def _exact_kernels_hint(error: str, kernels: Int8Kernels) -> str:
+    """What to do when ONNX Runtime's exact U8U8 mode refuses a graph whose layers share one
+    quantized weight (graphs from fcn-quantize before it gave each layer its own weights)."""
+    if kernels.choice != "exact" or "replace the existing tensor" not in error:
+        return ""
+    return (". Its exact int8 kernels (session.x64quantprecision) cannot load a graph whose layers "
+            "share a quantized weight: quantize the FP32 graph again with this fcn-quantize, or "
+            "use --int8-kernels fast (int8_kernels='fast'), whose results may saturate on this "
+            f"CPU ({kernels.cpu.describe_int8()})")
+
+
 class OnnxRuntimeRunner(Runner):
     """An ``onnxruntime.InferenceSession`` behind the runner contract.
 
@@ -149,7 +160,8 @@ class OnnxRuntimeRunner(Runner):
                 self.session = ort.InferenceSession(str(self.path), sess_options=options,
                                                     providers=["CPUExecutionProvider"])
             else:
-                raise FCNError(f"ONNX Runtime could not load {self.path}: {exc}") from None
+                raise FCNError(f"ONNX Runtime could not load {self.path}: {exc}"
+                               + _exact_kernels_hint(str(exc), self.int8_kernels)) from None
         # The metadata_props come from the session ORT already parsed: no second load of the
         # file (hundreds of MB for VGG-based FCNs) and no onnx import on the runtime path.
         try:

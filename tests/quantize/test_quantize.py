@@ -126,6 +126,46 @@ def test_exact_kernels_reach_onnx_runtime(tiny_onnx, tmp_path, calib_images):
         np.testing.assert_array_equal(fast, exact)
 
 
+def test_each_layer_gets_its_own_weights_so_exact_kernels_load_every_layout(tiny_onnx, tmp_path,
+                                                                           calib_images):
+    """TinyFCN's two upsampling layers share one kernel in the FP32 graph (the exporter reads one
+    through an Identity of the other); quantized, each gets its own int8 copy. A shared one made ONNX Runtime's exact U8U8 mode (the default on x86
+    without VNNI) refuse the graph; such an older graph now fails with what to do."""
+    from fcn_deploy.cpu import cpu_features
+    from fcn_deploy.runtime import open_runner
+
+    out = tmp_path / "all_int8.onnx"
+    quantize_onnx(tiny_onnx, out, calib_images,
+                  config=QuantizeConfig(exclude_kinds=(), progress=False))
+    model = onnx.load(str(out))
+    consumers = {}
+    for n in model.graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+               and n.input[0] in {t.name for t in model.graph.initializer}]
+    assert len(weights) == 8 and all(len(consumers[n.output[0]]) == 1 for n in weights)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    up_w = [inits[n.input[0]] for n in weights
+            if consumers[n.output[0]][0].op_type == "ConvTranspose"]
+    assert len(up_w) == 2 and np.array_equal(up_w[0], up_w[1])  # two copies of one kernel
+    x = np.zeros((1, 3, 29, 31), np.float32)
+    with open_runner(out, int8_kernels="exact") as runner:
+        assert runner.infer({"image": x})["scores"].shape == (1, 4, 29, 31)
+
+    # an older graph: both upsampling layers read one DequantizeLinear
+    first, second = (n for n in model.graph.node if n.op_type == "ConvTranspose")
+    second.input[1] = first.input[1]
+    onnx.save(model, str(tmp_path / "tied.onnx"))
+    cpu = cpu_features()
+    if cpu.is_x86 and "avx2" in cpu.flags:  # where ONNX Runtime's exact mode acts
+        with pytest.raises(FCNError, match=r"cannot load a graph whose layers share a quantized "
+                                           r"weight: quantize the FP32 graph again"):
+            open_runner(tmp_path / "tied.onnx", int8_kernels="exact")
+    with open_runner(tmp_path / "tied.onnx", int8_kernels="fast") as runner:
+        assert runner.infer({"image": x})["scores"].shape == (1, 4, 29, 31)
+
+
 def test_default_layout_per_channel_conv_float_score_and_upsampling(tiny_onnx, tmp_path,
                                                                     calib_images):
     out = tmp_path / "int8.onnx"
