@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn_deploy.bench.pipeline import make_ort_session
+from fcn_deploy.cpu import int8_kernels
 from fcn_deploy.bench.report import Column, markdown_table, write_text
 from fcn_deploy.bench.stats import summarize
 
@@ -52,6 +53,8 @@ def _session(path: Path, level: str, config: dict, threads: int, options: dict):
     so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
     so.intra_op_num_threads = threads
     so.log_severity_level = 3
+    for key, value in int8_kernels().session_config().items():  # as every fcn_deploy session
+        so.add_session_config_entry(key, value)
     if options.get("parallel"):
         so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
         so.inter_op_num_threads = threads

@@ -24,7 +24,9 @@ from fcn_deploy.errors import FCNError
 @dataclass
 class EvalResult:
     """One artifact's scores. ``agreement`` is the fraction of all pixels (ignore-labelled ones
-    included) whose predicted label equals the reference model's; None for the reference."""
+    included) whose predicted label equals the reference model's; None for the reference.
+    ``int8_kernels``: for an INT8 graph on ONNX Runtime, the CPU's int8 path it ran on (e.g.
+    "int8: exact U8U8 kernels (no VNNI)"), else None."""
 
     path: str
     precision: str
@@ -34,11 +36,13 @@ class EvalResult:
     seconds: float
     agreement: float | None = None
     agreement_pixels: int = 0
+    int8_kernels: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "precision": self.precision, "num_images": self.num_images,
                 "seconds": round(self.seconds, 3), "agreement": self.agreement,
-                "agreement_pixels": self.agreement_pixels, **self.metrics.as_dict(),
+                "agreement_pixels": self.agreement_pixels, "int8_kernels": self.int8_kernels,
+                **self.metrics.as_dict(),
                 "confusion": self.confusion.tolist()}
 
 
@@ -85,6 +89,9 @@ class ComparisonReport:
             lines.append(f"| {name} | {r.precision} | {_pct(m.mean_iu)} | {delta} | "
                          f"{_pct(m.pixel_accuracy)} | {_pct(m.mean_accuracy)} | {_pct(m.fw_iu)} "
                          f"| {agree} |")
+        int8_paths = sorted({r.int8_kernels for r in self.results if r.int8_kernels})
+        if int8_paths:
+            lines += ["", f"INT8 on this CPU ({_cpu_line()}): {'; '.join(int8_paths)}."]
         lines += ["", "Per-class IU (%), with the change against the reference:", "",
                   "| class | " + " | ".join(names) + " |",
                   "|---|" + "---:|" * len(names)]
@@ -119,6 +126,13 @@ def _pct(x: float | None, *, signed: bool = False, digits: int = 2) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+def _cpu_line() -> str:
+    from fcn_deploy.cpu import cpu_features
+
+    cpu = cpu_features()
+    return f"{cpu.name}, {cpu.describe_int8()}"
+
+
 def _short(path: str, results: Sequence[EvalResult]) -> str:
     names = [Path(r.path).name for r in results]
     name = Path(path).name
@@ -130,13 +144,17 @@ class _Predictor:
     """Label maps from one artifact through the toolkit's runner (any backend)."""
 
     def __init__(self, path: str | os.PathLike, *, backend: str | None, threads: int | None,
-                 device: str | None):
+                 device: str | None, int8_kernels: str | None = None):
         self.path = str(path)
         p = Path(path)
         if not p.is_file():
             raise FCNError(f"model {p} does not exist; expected an .onnx graph or a model.pt")
-        self.runner = _open(p, backend=backend, threads=threads, device=device)
+        self.runner = _open(p, backend=backend, threads=threads, device=device,
+                            int8_kernels=int8_kernels)
         self.meta = self.runner.meta
+        kernels = getattr(self.runner, "int8_kernels", None)
+        self.int8_kernels = (kernels.describe() if kernels is not None
+                             and self.meta.precision == "int8" else None)
         self.input_name = self.runner.inputs[0].name if self.runner.inputs else "image"
         out_names = [o.name for o in self.runner.outputs]
         self.output = "labels" if "labels" in out_names else ("scores" if "scores" in out_names
@@ -157,15 +175,17 @@ class _Predictor:
         self.runner.close()
 
 
-def _open(path: Path, *, backend: str | None, threads: int | None, device: str | None):
+def _open(path: Path, *, backend: str | None, threads: int | None, device: str | None,
+          int8_kernels: str | None = None):
     from fcn_deploy.runtime import open_runner
-    from fcn_deploy.runtime.registry import default_backend, thread_options
+    from fcn_deploy.runtime.registry import default_backend, int8_kernel_options, thread_options
 
     name = backend or default_backend(path)
     options: dict[str, Any] = {}
     if device is not None:
         options["device"] = device
     options.update(thread_options(name, threads))
+    options.update(int8_kernel_options(name, int8_kernels))
     return open_runner(path, backend=backend, **options)
 
 
@@ -181,7 +201,8 @@ def _open_dataset(dataset: Any, *, seed: int | None):
 
 def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | None,
          max_images: int | None, threads: int | None, progress: bool,
-         seed: int | None, device: str | None = None) -> ComparisonReport:
+         seed: int | None, device: str | None = None,
+         int8_kernels: str | None = None) -> ComparisonReport:
     from tqdm import tqdm
 
     from fcn_deploy.metrics import ConfusionMatrix
@@ -195,7 +216,8 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
     predictors: list[_Predictor] = []
     try:
         for path in paths:
-            predictors.append(_Predictor(path, backend=backend, threads=threads, device=device))
+            predictors.append(_Predictor(path, backend=backend, threads=threads, device=device,
+                                         int8_kernels=int8_kernels))
         for pred in predictors:
             if pred.meta.num_classes != data.num_classes:
                 raise FCNError(f"{pred.path} predicts {pred.meta.num_classes} classes but dataset "
@@ -225,7 +247,8 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
             results.append(EvalResult(
                 path=pred.path, precision=str(pred.meta.precision), metrics=matrices[k].compute(),
                 confusion=matrices[k].matrix.copy(), num_images=total, seconds=seconds[k],
-                agreement=None if k == 0 else agree[k] / pixels, agreement_pixels=pixels))
+                agreement=None if k == 0 else agree[k] / pixels, agreement_pixels=pixels,
+                int8_kernels=pred.int8_kernels))
     finally:
         for pred in predictors:
             pred.close()
@@ -236,16 +259,21 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
 def evaluate(artifact_path: str | os.PathLike, dataset: Any, *, backend: str | None = None,
              max_images: int | None = None, threads: int | None = None,
              progress: bool = True, seed: int | None = None,
-             device: str | None = None) -> EvalResult:
-    """Score one artifact on a labelled dataset (spec string or dataset object)."""
+             device: str | None = None, int8_kernels: str | None = None) -> EvalResult:
+    """Score one artifact on a labelled dataset (spec string or dataset object).
+
+    ``int8_kernels``: ONNX Runtime's CPU int8 kernels (None = auto; see :mod:`fcn_deploy.cpu`).
+    """
     return _run([artifact_path], dataset, backend=backend, max_images=max_images,
-                threads=threads, progress=progress, seed=seed, device=device).results[0]
+                threads=threads, progress=progress, seed=seed, device=device,
+                int8_kernels=int8_kernels).results[0]
 
 
 def compare_models(paths: Sequence[str | os.PathLike], dataset: Any, *,
                    backend: str | None = None, max_images: int | None = None,
                    threads: int | None = None, progress: bool = True,
-                   seed: int | None = None, device: str | None = None) -> ComparisonReport:
+                   seed: int | None = None, device: str | None = None,
+                   int8_kernels: str | None = None) -> ComparisonReport:
     """Score several artifacts on the same images; the first is the reference for agreement."""
     return _run(paths, dataset, backend=backend, max_images=max_images, threads=threads,
-                progress=progress, seed=seed, device=device)
+                progress=progress, seed=seed, device=device, int8_kernels=int8_kernels)

@@ -134,6 +134,36 @@ def test_fp32_fp16_int8_table_with_the_cli(tmp_path, capsys):
     assert report["models"][1]["agreement"] > 0.99  # fp16 of a tiny net: nearly identical
     assert report["models"][2]["agreement"] > 0.9
     assert (tmp_path / "report.md").read_text().startswith("# Accuracy: fp32.onnx, fp16.onnx")
+    # the CPU's int8 path is printed and recorded for the INT8 graph only
+    from fcn_deploy.cpu import int8_kernels
+
+    assert f": {int8_kernels().describe()}." in out
+    assert [m["int8_kernels"] for m in report["models"]] == [None, None,
+                                                             int8_kernels().describe()]
+
+
+def test_int8_kernels_on_a_cpu_without_vnni(tmp_path):
+    """fcn-eval on a CPU reported as lacking VNNI runs INT8 graphs on exact U8U8 kernels by
+    default and says so; --int8-kernels fast is passed through and reported with its warning."""
+    from fcn_deploy.cli.evaluate import main
+    from fcn_deploy.cpu import CpuFeatures, assume_cpu
+    from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
+
+    fp32 = _pixel_classifier(tmp_path / "fp32.onnx", labels=True, num_classes=7)
+    quantize_onnx(fp32, tmp_path / "int8.onnx", SyntheticShapes(num_images=4, seed=9),
+                  config=QuantizeConfig(progress=False))
+    paths = [str(fp32), str(tmp_path / "int8.onnx")]
+    no_vnni = CpuFeatures(machine="x86_64", flags=frozenset({"avx2"}), name="Old EPYC")
+    with assume_cpu(no_vnni):
+        report = compare_models(paths, "synthetic:2", progress=False)
+        assert [r.int8_kernels for r in report.results] == [
+            None, "int8: exact U8U8 kernels (no VNNI)"]
+        assert ("INT8 on this CPU (Old EPYC, no VNNI): int8: exact U8U8 kernels (no VNNI)."
+                in report.to_markdown())
+        assert main(paths + ["--dataset", "synthetic:2", "--quiet", "--int8-kernels", "fast",
+                             "-o", str(tmp_path / "fast.md")]) == 0
+    fast = json.loads((tmp_path / "fast.json").read_text())["models"][1]["int8_kernels"]
+    assert fast.startswith("int8: fast U8S8 kernels, may saturate (no VNNI")
 
 
 def test_checkpoint_is_evaluated_with_torch(tmp_path):

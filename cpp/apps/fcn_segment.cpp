@@ -37,6 +37,11 @@ options:
   --device NAME      ONNX Runtime provider: cpu, cuda, tensorrt or auto [cpu]
   --device-id N      CUDA device [0]
   --threads N        ONNX Runtime intra-op threads, 0 = its default [0]
+  --int8-kernels K   ONNX Runtime's CPU kernels for INT8 graphs: auto, fast or exact [auto].
+                     auto = exact U8U8 kernels on x86 without VNNI (where the fast U8S8 ones
+                     saturate and INT8 results drift), else fast. exact costs about 1.4x in
+                     speed without VNNI and is only slower with it (fast is exact there);
+                     fast without VNNI changes results
   --info             print the model's metadata and inputs/outputs, then exit
   --bench N          time N runs of predict() (preprocess + network + argmax) after warm-up
   --warmup N         warm-up runs before timing [3]
@@ -98,6 +103,12 @@ Args parse(int argc, char** argv) {
       a.options.device_id = to_int(arg, value(), 0);
     } else if (arg == "--threads") {
       a.options.threads = to_int(arg, value(), 0);
+    } else if (arg == "--int8-kernels") {
+      a.options.int8_kernels = value();
+      if (a.options.int8_kernels != "auto" && a.options.int8_kernels != "fast" &&
+          a.options.int8_kernels != "exact")
+        throw UsageError("--int8-kernels expects auto, fast or exact, got '" +
+                         a.options.int8_kernels + "'");
     } else if (arg == "--info") {
       a.info = true;
     } else if (arg == "--bench") {
@@ -143,6 +154,7 @@ void print_info(const fcn::Segmenter& seg) {
   std::cout << "model         " << seg.path() << "\n"
             << "backend       " << seg.backend() << "\n"
             << "network       " << seg.describe() << "\n"
+            << (seg.int8_kernels().empty() ? "" : "cpu           " + seg.int8_kernels() + "\n")
             << "arch          " << m.arch << " (" << m.precision << ", outputs " << m.outputs << ")\n"
             << "classes       " << m.num_classes << ":";
   for (const auto& n : m.class_names) std::cout << " " << n;
@@ -211,6 +223,8 @@ int bench(fcn::Segmenter& seg, const Args& a) {
               seg.meta().precision.c_str());
   std::printf("backend   %s, threads %s\n", seg.backend().c_str(),
               a.options.threads ? std::to_string(a.options.threads).c_str() : "default");
+  if (seg.meta().precision == "int8" && !seg.int8_kernels().empty())
+    std::printf("          %s\n", seg.int8_kernels().c_str());
   std::printf("input     %dx3x%dx%d, %d warm-up + %d timed runs of predict() "
               "(preprocess + network + argmax)\n", a.batch, image.rows, image.cols, a.warmup, a.bench);
   std::printf("latency   min %.3f ms  median %.3f  mean %.3f  p90 %.3f  p99 %.3f  max %.3f  "
@@ -220,6 +234,7 @@ int bench(fcn::Segmenter& seg, const Args& a) {
     nlohmann::json j = {{"tool", "fcn-segment-cpp"}, {"model", seg.path()},
                         {"arch", seg.meta().arch}, {"precision", seg.meta().precision},
                         {"backend", seg.backend()}, {"threads", a.options.threads},
+                        {"int8_kernels", seg.int8_kernels()},
                         {"batch", a.batch}, {"height", image.rows}, {"width", image.cols},
                         {"warmup", a.warmup}, {"runs", a.bench}, {"min_ms", sorted.front()},
                         {"median_ms", median}, {"mean_ms", mean}, {"p90_ms", p90},

@@ -32,6 +32,9 @@ class Backend {
   virtual std::string name() const = 0;
   /// "image float32 [batch, 3, height, width] -> scores float32 [...]".
   virtual std::string describe() const = 0;
+  /// For ONNX Runtime: the CPU's int8 kernels this session uses, e.g. "int8: exact U8U8 kernels
+  /// (no VNNI)"; empty where there is no such choice (TensorRT).
+  virtual std::string int8_kernels() const { return ""; }
   virtual bool has_scores() const = 0;
   virtual bool has_labels() const = 0;
   /// Largest batch accepted for HxW images (0 = no limit). Throws when HxW is never accepted.
@@ -47,6 +50,24 @@ std::unique_ptr<Backend> open_onnxruntime(const std::string& path, const Options
 #if FCN_HAVE_TENSORRT
 std::unique_ptr<Backend> open_tensorrt(const std::string& path, const Options& options);
 #endif
+
+/// What the CPU can do with int8 products (see cpu.cpp and fcn_deploy/cpu.py).
+struct CpuInt8 {
+  bool x86 = false;
+  std::vector<std::string> dot_flags;  ///< avx512_vnni / avx_vnni / amx_int8 present
+};
+/// Read /proc/cpuinfo (or $FCN_CPU_FLAGS, which replaces the flags: a testing aid).
+CpuInt8 detect_cpu_int8();
+/// detect_cpu_int8(), once per process.
+const CpuInt8& cpu_int8();
+
+/// Resolved int8 kernel choice: ``exact`` sets ONNX Runtime's session.x64quantprecision=1.
+struct Int8Choice {
+  bool exact = false;
+  std::string description;  ///< the same words as the Python runtime's
+};
+/// "auto" (or empty), "fast" or "exact" for ``cpu``; throws fcn::Error for anything else.
+Int8Choice resolve_int8_kernels(const std::string& requested, const CpuInt8& cpu);
 
 /// "a x b x c" style shape text used in messages: [1, 3, 500, 500].
 std::string shape_text(const int64_t* dims, size_t n);

@@ -114,6 +114,10 @@ class OnnxRuntimeBackend final : public Backend {
     if (options.threads > 0) session_options.SetIntraOpNumThreads(options.threads);
     // The Python runtime's default too, so both sides run the same optimized graph.
     session_options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    // Exact U8U8 int8 kernels where the fast U8S8 ones saturate (x86 without VNNI); the entry
+    // changes nothing for float graphs, so it is set before the graph's precision is known.
+    int8_ = resolve_int8_kernels(options.int8_kernels, cpu_int8());
+    if (int8_.exact) session_options.AddConfigEntry("session.x64quantprecision", "1");
     add_providers(session_options, options);
     try {
       session_ = Ort::Session(*env_, path.c_str(), session_options);
@@ -139,6 +143,8 @@ class OnnxRuntimeBackend final : public Backend {
     for (const auto& o : outputs_) outs += (outs.empty() ? "" : ", ") + o.describe();
     return input_.describe() + " -> " + outs;
   }
+
+  std::string int8_kernels() const override { return int8_.description; }
 
   bool has_scores() const override { return scores_index_ >= 0; }
   bool has_labels() const override { return labels_index_ >= 0; }
@@ -312,6 +318,7 @@ class OnnxRuntimeBackend final : public Backend {
   Ort::Session session_{nullptr};
   Ort::MemoryInfo memory_info_{nullptr};
   std::vector<std::string> providers_;
+  Int8Choice int8_;
   ModelMeta meta_;
   TensorInfo input_;
   std::vector<TensorInfo> outputs_;

@@ -178,6 +178,7 @@ const ModelMeta& Segmenter::meta() const { return impl().backend->meta(); }
 const std::string& Segmenter::path() const { return impl().path; }
 std::string Segmenter::backend() const { return impl().backend->name(); }
 std::string Segmenter::describe() const { return impl().backend->describe(); }
+std::string Segmenter::int8_kernels() const { return impl().backend->int8_kernels(); }
 
 std::vector<float> Segmenter::preprocess(const std::vector<cv::Mat>& images_bgr) const {
   const std::vector<cv::Mat> images = checked_images(images_bgr);

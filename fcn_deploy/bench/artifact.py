@@ -32,7 +32,8 @@ class BenchConfig:
     the paper averaged 20 trials); ``warmup``: untimed runs first; ``threads``: CPU threads for
     the backend (None = its default); ``output``: "labels" or "scores" (None = labels when the
     graph has them); ``peak``: also measure the machine's FP32 matrix-product peak;
-    ``backend_options``: passed to ``open_runner`` as is.
+    ``int8_kernels``: ONNX Runtime's CPU int8 kernels, auto/fast/exact (None = auto; see
+    :mod:`fcn_deploy.cpu`); ``backend_options``: passed to ``open_runner`` as is.
     """
 
     shapes: Sequence[Sequence[int]] | None = None
@@ -45,6 +46,7 @@ class BenchConfig:
     peak: bool = False
     seed: int = 0
     progress: bool = True
+    int8_kernels: str | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -125,13 +127,14 @@ class ArtifactBenchmark:
     results: list[ShapeResult]
     peak: PeakResult | None
     environment: dict[str, Any]
+    int8_kernels: str | None = None  # the CPU's int8 path, for INT8 graphs on ONNX Runtime
 
     def records(self) -> list[dict[str, Any]]:
         """Flat records: one "timing" per shape, then "peak" (if measured), "environment"."""
         base = {"kind": "timing", "artifact": str(self.path), "arch": self.arch,
                 "backend": self.backend, "precision": self.precision, "output": self.output,
                 "compute_mode": self.compute_mode, "threads": self.threads,
-                "warmup": self.warmup, "runs": self.runs}
+                "int8_kernels": self.int8_kernels, "warmup": self.warmup, "runs": self.runs}
         rows = [{**base, **r.flat()} for r in self.results]
         if self.peak is not None:
             rows.append({"kind": "peak", **self.peak.flat()})
@@ -146,7 +149,8 @@ class ArtifactBenchmark:
                  f"{self.arch}, {self.precision}, backend {self.backend} ({self.compute_mode}), "
                  f"output {self.output}, threads {self.threads or 'default'}; {self.warmup} "
                  f"warm-up + {self.runs} timed runs per shape; {env.get('cpu')} "
-                 f"({env.get('cpu_count')} cores), {env.get('timestamp')}.", "",
+                 f"({env.get('cpu_count')} cores), {env.get('timestamp')}."
+                 + (f" {self.int8_kernels}." if self.int8_kernels else ""), "",
                  markdown_table([r.flat() for r in self.results], TIMING_COLUMNS), "",
                  "Times in ms. e2e = preprocess + copy in + compute + copy out + argmax; "
                  "compute = the network alone. GFLOP/s = 2 x MACs / mean compute time "
@@ -287,9 +291,11 @@ def _runner_options(backend: str, config: BenchConfig) -> dict[str, Any]:
     options = dict(config.backend_options)
     if config.device is not None:
         options.setdefault("device", config.device)
-    from fcn_deploy.runtime.registry import thread_options
+    from fcn_deploy.runtime.registry import int8_kernel_options, thread_options
 
     for key, value in thread_options(backend, config.threads).items():
+        options.setdefault(key, value)
+    for key, value in int8_kernel_options(backend, config.int8_kernels).items():
         options.setdefault(key, value)
     return options
 
@@ -314,6 +320,8 @@ def bench_artifact(path: str | os.PathLike, config: BenchConfig | None = None) -
     try:
         pipeline = pipeline_for_runner(runner, output=config.output)
         meta = runner.meta
+        kernels = getattr(runner, "int8_kernels", None)
+        int8_path = kernels.describe() if kernels is not None and meta.precision == "int8" else None
         model = getattr(runner, "model", None) if backend == "torch" else None
         results = []
         for shape in config.shapes:
@@ -338,4 +346,4 @@ def bench_artifact(path: str | os.PathLike, config: BenchConfig | None = None) -
         path=path, backend=backend, compute_mode=pipeline.compute_mode, output=pipeline.output,
         precision=meta.precision, arch=meta.arch, threads=config.threads, warmup=config.warmup,
         runs=config.runs, results=results, peak=peak,
-        environment=environment(threads=config.threads))
+        environment=environment(threads=config.threads), int8_kernels=int8_path)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from fcn_deploy.cpu import cpu_features
 from fcn_deploy.errors import FCNError
 
 Record = dict[str, Any]
@@ -119,17 +120,6 @@ def prepare_output_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(*, threads: int | None = None) -> Record:
     """Where the numbers were measured: host, CPU, cores, thread setting, library versions."""
     import sys
@@ -138,11 +128,13 @@ def environment(*, threads: int | None = None) -> Record:
 
     from fcn_deploy import __version__
 
+    cpu = cpu_features()
     env: Record = {
         "kind": "environment",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
-        "cpu": cpu_name(),
+        "cpu": cpu.name,
+        "cpu_int8": cpu.describe_int8(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "python": platform.python_version(),

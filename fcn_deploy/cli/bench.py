@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from fcn_deploy.cli.common import (add_device_option, add_threads_option, model_location,
-                                   parse_shape, run_main)
+from fcn_deploy.cli.common import (add_device_option, add_int8_kernels_option, add_threads_option,
+                                   model_location, parse_shape, run_main)
 from fcn_deploy.errors import FCNError
 
 
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--name", default=None,
                      help="report file name without extension (default bench_<artifact stem>)")
     add_device_option(one)
+    add_int8_kernels_option(one)
     paper = p.add_argument_group("paper reproduction (--paper)")
     paper.add_argument("--quick", action="store_true",
                        help="tiny widths, small inputs, few runs: checks the harness (CI), "
@@ -104,10 +105,10 @@ def _check_paper_only(args: argparse.Namespace, parser: argparse.ArgumentParser)
             parser.error(f"--{used[0].replace('_', '-')} applies to --paper only")
     else:
         engine_only = {"backend": None, "shape": None, "output": None, "peak": False,
-                       "name": None, "device": None, "concurrency": None}
+                       "name": None, "device": None, "concurrency": None, "int8_kernels": None}
         used = [k for k, v in engine_only.items() if getattr(args, k) != v]
         if used:
-            parser.error(f"--{used[0]} applies to --engine only")
+            parser.error(f"--{used[0].replace('_', '-')} applies to --engine only")
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -167,7 +168,8 @@ def _one(args: argparse.Namespace) -> int:
     config = BenchConfig(shapes=args.shape, warmup=2 if args.warmup is None else args.warmup,
                          runs=20 if args.runs is None else args.runs, threads=args.threads,
                          backend=args.backend, device=args.device, output=args.output,
-                         peak=args.peak, progress=not args.quiet)
+                         peak=args.peak, progress=not args.quiet,
+                         int8_kernels=args.int8_kernels)
     out = prepare_output_dir(args.output_dir or Path("."))
     name = args.name or f"bench_{args.engine.stem}"
     if not args.quiet:

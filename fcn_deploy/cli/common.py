@@ -31,6 +31,18 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for inference (default: the library's default)")
 
 
+def add_int8_kernels_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--int8-kernels", choices=("auto", "fast", "exact"), default=None,
+        help="ONNX Runtime's CPU kernels for INT8 (Q/DQ) graphs. auto (default): exact where the "
+             "fast ones saturate (x86 without VNNI), else fast. exact: U8U8 kernels, the INT8 "
+             "graph's own results on any CPU; about 1.4x slower than fast on a CPU without VNNI "
+             "(FCN-8s 500x500: 2.79 vs 1.95 s), and slower for nothing with VNNI, where fast is "
+             "exact too. fast: U8S8 kernels; on x86 without VNNI their 16-bit sums saturate and "
+             "results drift (FCN-8s scores' relative RMS error vs FP32 0.042 instead of 0.023; "
+             "demo mean IU -1.54 instead of -0.66)")
+
+
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None,
                         help="cpu or cuda[:N] (default: cuda when available, else cpu)")

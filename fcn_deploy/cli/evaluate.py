@@ -5,8 +5,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from fcn_deploy.cli.common import (add_device_option, add_quiet_option, add_seed_option,
-                                   add_threads_option, run_main)
+from fcn_deploy.cli.common import (add_device_option, add_int8_kernels_option, add_quiet_option,
+                                   add_seed_option, add_threads_option, run_main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_quiet_option(p)
     add_threads_option(p)
     add_device_option(p)
+    add_int8_kernels_option(p)
     add_seed_option(p)
     return p
 
@@ -40,7 +41,7 @@ def _main(argv: Sequence[str] | None) -> int:
     report = compare_models(args.models, args.dataset, backend=args.backend,
                             max_images=args.limit, threads=args.threads,
                             progress=not args.quiet, seed=args.seed,
-                            device=args.device)
+                            device=args.device, int8_kernels=args.int8_kernels)
     print(report.to_markdown())
     if args.output:
         md, js = report.write(args.output)

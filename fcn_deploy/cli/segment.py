@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from fcn_deploy.cli.common import (add_device_option, add_threads_option, model_location,
-                                   run_main)
+from fcn_deploy.cli.common import (add_device_option, add_int8_kernels_option, add_threads_option,
+                                   model_location, run_main)
 from fcn_deploy.cli.segment_ray import add_ray_options, maybe_run_ray, normalize_ray_argv
 from fcn_deploy.errors import FCNError
 from fcn_deploy.imageio import collect_images  # noqa: F401  (moved to the library; kept here)
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_option(p)
     add_threads_option(p)
     add_ray_options(p)
+    add_int8_kernels_option(p)
     return p
 
 
@@ -55,7 +56,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     from fcn_deploy.fileio import atomic_path
     from fcn_deploy.imageio import read_image, write_image, write_label_png
-    from fcn_deploy.runtime.registry import default_backend, thread_options
+    from fcn_deploy.runtime.registry import default_backend, int8_kernel_options, thread_options
     from fcn_deploy.runtime.segmenter import Segmenter
 
     args = build_parser().parse_args(normalize_ray_argv(argv))
@@ -74,7 +75,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
     backend = args.backend or default_backend(args.engine)
     seg = Segmenter.open(args.engine, backend=backend, device=args.device,
-                         **thread_options(backend, args.threads))
+                         **thread_options(backend, args.threads),
+                         **int8_kernel_options(backend, args.int8_kernels))
     for path, why in failures:
         print(f"error: {path}: {why}", file=sys.stderr)
     latencies: list[float] = []

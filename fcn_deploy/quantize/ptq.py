@@ -220,6 +220,41 @@ def _constants_to_initializers(model) -> int:
     return moved
 
 
+def _untie_weights(model) -> int:
+    """Give every Conv/ConvTranspose its own weight initializer (a copy where layers share one).
+
+    Identical frozen kernels (FCN upsampling layers) are exported once and read through an
+    Identity, which :func:`_constants_to_initializers` resolves to one initializer. Quantized, it is
+    one int8 initializer behind one DequantizeLinear feeding two layers, and ONNX Runtime's exact
+    U8U8 mode (session.x64quantprecision, the default on x86 CPUs without VNNI) then fails to
+    load the graph ("Attempt to replace the existing tensor": it converts the shared weight to
+    uint8 once per layer). Returns the number of copies made."""
+    inits = {t.name: t for t in model.graph.initializer}
+    taken = set(inits) | {o for n in model.graph.node for o in n.output}
+    seen: set[str] = set()
+    copies = 0
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2:
+            continue
+        name = node.input[1]
+        if name not in inits:
+            continue
+        if name in seen:
+            copy = type(inits[name])()
+            copy.CopyFrom(inits[name])
+            base = f"{node.name or node.op_type}.weight"
+            copy.name = base
+            i = 1
+            while copy.name in taken:
+                copy.name, i = f"{base}_{i}", i + 1
+            taken.add(copy.name)
+            model.graph.initializer.append(copy)
+            node.input[1] = copy.name
+            copies += 1
+        seen.add(node.input[1])
+    return copies
+
+
 def _ensure_node_names(model) -> None:
     used = {n.name for n in model.graph.node if n.name}
     for i, node in enumerate(model.graph.node):
@@ -404,6 +439,7 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     meta = model_meta(model, input_path)
     _constants_to_initializers(model)
     _ensure_node_names(model)
+    _untie_weights(model)
     input_name = next(i.name for i in model.graph.input
                       if i.name not in {t.name for t in model.graph.initializer})
     reader = as_calibration_reader(calibration, mean=meta.mean, channel_order=meta.channel_order,

@@ -1,7 +1,8 @@
 """INT8 vs FP32 speed on the CPU with ONNX Runtime: the pieces that do not time anything.
 
 ``prepare_pair`` builds a reference architecture with random weights (speed does not depend on
-the values), exports it and quantizes it on a few synthetic images; ``cpu_session`` opens a
+the values; the score layers get random weights too, so the INT8 scores' error against FP32 can
+be measured), exports it and quantizes it on a few synthetic images; ``cpu_session`` opens a
 graph the way the measurement does; ``optimized_op_counts`` shows what ONNX Runtime actually runs
 after its graph optimizations (how many convolutions became integer QLinearConv, which stayed
 float, how many Q/DQ remain), which is what explains the ratio.
@@ -53,6 +54,9 @@ def prepare_pair(arch: str, work_dir: str | os.PathLike, *, width: float = 1.0,
     if not fp32.is_file():
         torch.manual_seed(seed)
         model = create_model(arch, num_classes=num_classes, width=width).eval()
+        with torch.no_grad():  # score layers start at zero: random ones make scores to compare
+            for name in model.score_layers:
+                model.get_submodule(name).weight.normal_(0.0, 0.01)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             export_model(model, None, fp32, sample_shape=(1, 3, 128, 128), verify=False,
@@ -67,13 +71,16 @@ def prepare_pair(arch: str, work_dir: str | os.PathLike, *, width: float = 1.0,
 
 
 def cpu_session(path: str | os.PathLike, *, threads: int | None = None,
-                optimized_path: str | os.PathLike | None = None, opt_level: str = "all"):
-    """An ONNX Runtime CPU session with all graph optimizations (as the runtime opens it)."""
+                optimized_path: str | os.PathLike | None = None, opt_level: str = "all",
+                int8_kernels: str | None = None):
+    """An ONNX Runtime CPU session with all graph optimizations (as the runtime opens it);
+    ``int8_kernels`` auto/fast/exact as the runtime takes it (None = auto)."""
     import onnxruntime as ort
 
     from fcn_deploy.runtime.onnxruntime_backend import session_options
 
-    opts = session_options(intra_op_threads=threads or None, graph_optimization_level=opt_level)
+    opts = session_options(intra_op_threads=threads or None, graph_optimization_level=opt_level,
+                           int8_kernels=int8_kernels)
     if optimized_path is not None:
         opts.optimized_model_filepath = str(optimized_path)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -140,13 +147,51 @@ def summarize(times: Sequence[float]) -> dict[str, float]:
 
 
 # -- the measurement (not used by tests) -----------------------------------------------------------
+def relative_rms(got: np.ndarray, want: np.ndarray) -> float:
+    """RMS of ``got - want`` over the RMS of ``want``: how far INT8 scores are from FP32's."""
+    want = np.asarray(want, np.float64)
+    return float(np.sqrt(np.mean((np.asarray(got, np.float64) - want) ** 2))
+                 / max(np.sqrt(np.mean(want ** 2)), 1e-30))
+
+
+def int8_score_errors(fp32: str | os.PathLike, int8: str | os.PathLike, dataset: str, *,
+                      threads: int | None = None, limit: int | None = None) -> dict[str, float]:
+    """Relative RMS of an INT8 graph's scores against its FP32 graph's over a dataset's images,
+    with ONNX Runtime's fast int8 kernels, its exact U8U8 kernels, and without integer kernels
+    (the Q/DQ graph evaluated in float: the reference the exact kernels should match)."""
+    from fcn_deploy.datasets import create_dataset
+    from fcn_deploy.meta import read_onnx_meta
+    from fcn_deploy.preprocess import preprocess
+
+    meta = read_onnx_meta(fp32)
+    sessions = {"int8": cpu_session(int8, threads=threads, int8_kernels="fast"),
+                "int8 exact": cpu_session(int8, threads=threads, int8_kernels="exact"),
+                "reference": cpu_session(int8, threads=threads, opt_level="disable"),
+                "fp32": cpu_session(fp32, threads=threads)}
+    data = create_dataset(dataset)
+    err = {k: 0.0 for k in sessions if k != "fp32"}
+    total = 0.0
+    for i in range(len(data) if limit is None else min(limit, len(data))):
+        x = preprocess(data[i].image, meta.mean, channel_order=meta.channel_order)[None]
+        out = {k: s.run(["scores"], {"image": x})[0].astype(np.float64)
+               for k, s in sessions.items()}
+        total += float(np.sum(out["fp32"] ** 2))
+        for k in err:
+            err[k] += float(np.sum((out[k] - out["fp32"]) ** 2))
+    return {k: float(np.sqrt(v / max(total, 1e-30))) for k, v in err.items()}
+
+
 def _time_interleaved(sessions: dict[str, Any], x: np.ndarray, *, warmup: int,
-                      runs: int) -> dict[str, list[float]]:
-    """Alternate the sessions run by run so that load from other processes hits both alike."""
+                      runs: int, outputs: dict[str, np.ndarray] | None = None
+                      ) -> dict[str, list[float]]:
+    """Alternate the sessions run by run so that load from other processes hits both alike.
+    ``outputs`` (if given) receives each session's first output from its warm-up."""
     feeds = {name: {s.get_inputs()[0].name: x} for name, s in sessions.items()}
     for _ in range(warmup):
         for name, s in sessions.items():
-            s.run(None, feeds[name])
+            first = s.run(None, feeds[name])[0]
+            if outputs is not None:
+                outputs[name] = first
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(runs):
         for name, s in sessions.items():
@@ -170,12 +215,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also print where the INT8 graph spends its time, by op type")
     p.add_argument("--keep-float", nargs="*", default=None,
                    help="layer kinds kept in float (default: the quantizer's default)")
+    p.add_argument("--compare", nargs=2, metavar=("FP32", "INT8"), default=None,
+                   help="instead of timing: the INT8 graph's score error vs the FP32 graph's on "
+                        "--dataset, with fast and exact int8 kernels and the float reference")
+    p.add_argument("--dataset", default="synthetic:20:seed=2000",
+                   help="images for --compare (default synthetic:20:seed=2000)")
     args = p.parse_args(argv)
+    if args.compare:
+        from fcn_deploy.cpu import cpu_features
 
+        cpu = cpu_features()
+        errors = int8_score_errors(*args.compare, args.dataset, threads=args.threads)
+        print(f"{args.compare[1]} vs {args.compare[0]} on {args.dataset}, {cpu.name} "
+              f"({cpu.describe_int8()}); relative RMS of the scores: fast kernels "
+              f"{errors['int8']:.4f}, exact U8U8 kernels {errors['int8 exact']:.4f}, Q/DQ float "
+              f"reference {errors['reference']:.4f}")
+        return 0
+
+    from fcn_deploy.cpu import cpu_features
     from fcn_deploy.quantize.ptq import QuantizeConfig
 
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="fcn-speed."))
     x = speed_input(args.size)
+    cpu = cpu_features()
+    print(f"CPU: {cpu.name} ({cpu.describe_int8()}); int8 = ONNX Runtime's fast kernels, "
+          "int8 exact = session.x64quantprecision=1 (U8U8)")
     rows = []
     for arch in args.arch:
         config = QuantizeConfig(progress=False, exclude_kinds=args.keep_float)
@@ -184,27 +248,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         prep = time.perf_counter() - t0
         ops = optimized_op_counts(pair.int8)
         sessions = {"fp32": cpu_session(pair.fp32, threads=args.threads),
-                    "int8": cpu_session(pair.int8, threads=args.threads)}
-        times = _time_interleaved(sessions, x, warmup=args.warmup, runs=args.runs)
-        fp, q = summarize(times["fp32"]), summarize(times["int8"])
+                    "int8": cpu_session(pair.int8, threads=args.threads, int8_kernels="fast"),
+                    "int8 exact": cpu_session(pair.int8, threads=args.threads,
+                                              int8_kernels="exact")}
+        outs: dict[str, np.ndarray] = {}
+        times = _time_interleaved(sessions, x, warmup=max(args.warmup, 1), runs=args.runs,
+                                  outputs=outs)
+        fp, q, qx = (summarize(times[k]) for k in ("fp32", "int8", "int8 exact"))
         ratio = fp["median_ms"] / q["median_ms"]
-        rows.append((arch, fp, q, ratio))
+        del sessions
+        # the Q/DQ graph without integer kernels (evaluated in float): what exact kernels match
+        reference = cpu_session(pair.int8, threads=args.threads, opt_level="disable").run(
+            None, {"image": x})[0]
+        rms = {k: relative_rms(outs[k], outs["fp32"]) for k in ("int8", "int8 exact")}
+        rms["reference"] = relative_rms(reference, outs["fp32"])
+        rows.append((arch, fp, q, ratio, qx, rms))
         print(f"{arch} (width {args.width:g}) at {args.size}x{args.size}: prepared in {prep:.0f} s;"
               f" {pair.quantized_layers} conv layers INT8, float: {pair.float_layers}")
         print(f"  ORT runs: {dict(sorted(ops.items()))}")
         print(f"  fp32 median {fp['median_ms']:.0f} ms (min {fp['min_ms']:.0f}, cv {fp['cv']:.3f}); "
               f"int8 median {q['median_ms']:.0f} ms (min {q['min_ms']:.0f}, cv {q['cv']:.3f}); "
               f"INT8/FP32 speed-up {ratio:.2f}x over {args.runs} interleaved runs", flush=True)
-        del sessions
+        print(f"  int8 exact median {qx['median_ms']:.0f} ms (min {qx['min_ms']:.0f}), speed-up "
+              f"{fp['median_ms'] / qx['median_ms']:.2f}x; relative RMS of the scores vs FP32: "
+              f"int8 {rms['int8']:.4f}, int8 exact {rms['int8 exact']:.4f}, Q/DQ float reference "
+              f"{rms['reference']:.4f}", flush=True)
         if args.profile:
             prof = profile_by_op(pair.int8, x, threads=args.threads)
             total = sum(prof.values())
             print("  INT8 time by op: " + ", ".join(
                 f"{op} {ms:.0f} ms ({100 * ms / total:.0f}%)" for op, ms in prof.items()
                 if ms >= 0.005 * total), flush=True)
-    print("\n| model | FP32 median ms | INT8 median ms | speed-up |\n|---|---:|---:|---:|")
-    for arch, fp, q, ratio in rows:
-        print(f"| {arch} | {fp['median_ms']:.0f} | {q['median_ms']:.0f} | {ratio:.2f}x |")
+    print("\n| model | FP32 median ms | INT8 median ms | speed-up | INT8 exact median ms | "
+          "speed-up | rel. RMS vs FP32 (INT8 / exact / reference) |\n"
+          "|---|---:|---:|---:|---:|---:|---|")
+    for arch, fp, q, ratio, qx, rms in rows:
+        print(f"| {arch} | {fp['median_ms']:.0f} | {q['median_ms']:.0f} | {ratio:.2f}x | "
+              f"{qx['median_ms']:.0f} | {fp['median_ms'] / qx['median_ms']:.2f}x | "
+              f"{rms['int8']:.4f} / {rms['int8 exact']:.4f} / {rms['reference']:.4f} |")
     return 0
 
 

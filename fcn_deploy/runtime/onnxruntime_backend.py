@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from fcn_deploy.cpu import X64_QUANT_PRECISION, Int8Kernels, int8_kernels as resolve_int8_kernels
 from fcn_deploy.errors import FCNError
 from fcn_deploy.meta import ModelMeta
 from fcn_deploy.runtime.base import Runner, TensorInfo
@@ -60,9 +61,22 @@ def choose_providers(device: str | None, available: Sequence[str]) -> list[Any]:
 
 def session_options(*, intra_op_threads: int | None = None,
                     graph_optimization_level: str | None = None,
-                    session_config: Mapping[str, str] | None = None):
-    """``onnxruntime.SessionOptions`` from the runner's options (also used by the benchmark)."""
+                    session_config: Mapping[str, str] | None = None,
+                    int8_kernels: str | Int8Kernels | None = None):
+    """``onnxruntime.SessionOptions`` from the runner's options (also used by the benchmark).
+
+    ``int8_kernels`` ("auto" when None, "fast", "exact", or a resolved
+    :class:`~fcn_deploy.cpu.Int8Kernels`): on x86 CPUs without VNNI "auto" adds
+    ``session.x64quantprecision=1`` so that INT8 (Q/DQ) graphs run on exact U8U8 kernels instead
+    of saturating ones (see :mod:`fcn_deploy.cpu`); float graphs are unaffected by the entry.
+    """
     import onnxruntime as ort
+
+    kernels = (int8_kernels if isinstance(int8_kernels, Int8Kernels)
+               else resolve_int8_kernels(int8_kernels))
+    if X64_QUANT_PRECISION in (session_config or {}):
+        raise FCNError(f"set the int8 kernels with int8_kernels='fast'|'exact' (--int8-kernels), "
+                       f"not the session config entry {X64_QUANT_PRECISION}")
 
     options = ort.SessionOptions()
     if intra_op_threads is not None:
@@ -82,12 +96,23 @@ def session_options(*, intra_op_threads: int | None = None,
                        f"{', '.join(levels)}")
     options.graph_optimization_level = levels[level]
     options.log_severity_level = 3  # errors only; our own messages say what went wrong
-    for key, value in (session_config or {}).items():
+    for key, value in {**kernels.session_config(), **(session_config or {})}.items():
         try:
             options.add_session_config_entry(str(key), str(value))
         except Exception as exc:  # ORT raises its own error types for bad entries
             raise FCNError(f"ONNX Runtime session config {key}={value} was refused: {exc}") from None
     return options
+
+
+def _exact_kernels_hint(error: str, kernels: Int8Kernels) -> str:
+    """What to do when ONNX Runtime's exact U8U8 mode refuses a graph whose layers share one
+    quantized weight (graphs from fcn-quantize before it gave each layer its own weights)."""
+    if kernels.choice != "exact" or "replace the existing tensor" not in error:
+        return ""
+    return (". Its exact int8 kernels (session.x64quantprecision) cannot load a graph whose layers "
+            "share a quantized weight: quantize the FP32 graph again with this fcn-quantize, or "
+            "use --int8-kernels fast (int8_kernels='fast'), whose results may saturate on this "
+            f"CPU ({kernels.cpu.describe_int8()})")
 
 
 class OnnxRuntimeRunner(Runner):
@@ -98,7 +123,9 @@ class OnnxRuntimeRunner(Runner):
     "disable", "basic", "extended", "layout", "all"; default "all"); ``session_config`` (ONNX
     Runtime session config entries, e.g. ``{"session.force_spinning_stop": "1"}`` when several
     sessions share the cores in one process: otherwise their idle threads keep spinning after a
-    run and slow the next session down).
+    run and slow the next session down); ``int8_kernels`` ("auto", "fast" or "exact"; see
+    :func:`session_options`). ``self.int8_kernels`` records the choice made
+    (:class:`~fcn_deploy.cpu.Int8Kernels`; ``describe()`` gives the line reports print).
 
     Thread-safety: an ONNX Runtime session may run from several threads at once, so ``infer`` is
     not serialized (``concurrent = True``).
@@ -110,14 +137,16 @@ class OnnxRuntimeRunner(Runner):
     def __init__(self, path: str | os.PathLike, *, device: str | None = None,
                  providers: Sequence[Any] | None = None, intra_op_threads: int | None = None,
                  graph_optimization_level: str | None = None,
-                 session_config: Mapping[str, str] | None = None) -> None:
+                 session_config: Mapping[str, str] | None = None,
+                 int8_kernels: str | None = None) -> None:
         super().__init__()
         import onnxruntime as ort
 
         self.path = Path(path)
+        self.int8_kernels = resolve_int8_kernels(int8_kernels)
         options = session_options(intra_op_threads=intra_op_threads,
                                   graph_optimization_level=graph_optimization_level,
-                                  session_config=session_config)
+                                  session_config=session_config, int8_kernels=self.int8_kernels)
 
         available = ort.get_available_providers()
         chosen = list(providers) if providers is not None else choose_providers(device, available)
@@ -131,7 +160,8 @@ class OnnxRuntimeRunner(Runner):
                 self.session = ort.InferenceSession(str(self.path), sess_options=options,
                                                     providers=["CPUExecutionProvider"])
             else:
-                raise FCNError(f"ONNX Runtime could not load {self.path}: {exc}") from None
+                raise FCNError(f"ONNX Runtime could not load {self.path}: {exc}"
+                               + _exact_kernels_hint(str(exc), self.int8_kernels)) from None
         # The metadata_props come from the session ORT already parsed: no second load of the
         # file (hundreds of MB for VGG-based FCNs) and no onnx import on the runtime path.
         try:

@@ -31,6 +31,9 @@ class BackendSpec:
     (None: the backend has none), so commands map one ``--threads`` onto every backend.
     ``schemes`` are the URL schemes the backend opens (``triton://host:port/model``): the
     opener then gets the URL string instead of a file path.
+    ``int8_kernels``: the opener takes ``int8_kernels=`` (auto/fast/exact, see
+    :mod:`fcn_deploy.cpu`), so commands map ``--int8-kernels`` onto the backends that have a
+    choice of CPU int8 kernels.
     """
 
     name: str
@@ -40,6 +43,7 @@ class BackendSpec:
     description: str = ""
     threads_option: str | None = None
     schemes: tuple[str, ...] = ()
+    int8_kernels: bool = False
 
     def open(self, path: Path | str, **options: Any) -> Runner:
         opener = self.opener
@@ -99,6 +103,14 @@ def _scheme_backend(scheme: str) -> BackendSpec:
             return spec
     known = sorted(s for spec in _REGISTRY.values() for s in spec.schemes)
     raise FCNError(f"no backend opens {scheme}:// URLs; known URL schemes: {', '.join(known)}")
+
+
+def int8_kernel_options(backend: str, int8_kernels: str | None) -> dict[str, str]:
+    """The runner options that pass ``int8_kernels`` to ``backend`` ({} when unset, or when the
+    backend has no choice of int8 kernels: PyTorch runs FP32, TensorRT's INT8 is exact)."""
+    if int8_kernels is None or not get_backend(backend).int8_kernels:
+        return {}
+    return {"int8_kernels": int8_kernels}
 
 
 def _kind(path: Path) -> str:
@@ -208,7 +220,7 @@ register_backend(BackendSpec(
     "onnxruntime", ONNX_SUFFIXES, _probe_module("onnxruntime", "pip install onnxruntime"),
     "fcn_deploy.runtime.onnxruntime_backend:OnnxRuntimeRunner",
     "ONNX Runtime: CPU, or CUDA/TensorRT execution providers with onnxruntime-gpu",
-    threads_option="intra_op_threads"))
+    threads_option="intra_op_threads", int8_kernels=True))
 register_backend(BackendSpec(
     "torch", CHECKPOINT_SUFFIXES, _probe_module("torch", "pip install 'fcn-deploy[torch]'"),
     "fcn_deploy.runtime.torch_backend:TorchRunner",

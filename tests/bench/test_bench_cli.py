@@ -50,3 +50,40 @@ def test_options_of_the_other_mode_are_refused(tiny_artifacts, capsys):
     assert "--shape applies to --engine only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--engine", "a.onnx", "--paper"])
+
+
+def test_int8_graphs_report_the_cpus_int8_path(tiny_artifacts, tmp_path, capsys):
+    """On a CPU reported as lacking VNNI, fcn-bench runs an INT8 graph on exact U8U8 kernels and
+    says so (report and JSON); --int8-kernels fast overrides it, with the warning; FP32 graphs
+    carry no int8 line, and the environment record names the CPU's int8 support."""
+    quantize = pytest.importorskip("fcn_deploy.quantize")
+    import numpy as np
+
+    from fcn_deploy.cpu import CpuFeatures, assume_cpu
+    from fcn_deploy.meta import read_onnx_meta
+
+    meta = read_onnx_meta(tiny_artifacts["scores"])
+    image = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    int8 = tmp_path / "tiny_int8.onnx"
+    quantize.quantize_onnx(tiny_artifacts["scores"], int8,
+                           quantize.CalibrationReader([image], mean=meta.mean, progress=False),
+                           config=quantize.QuantizeConfig(progress=False))
+    common = ["--runs", "1", "--warmup", "0", "--shape", "1x3x32x32", "--threads", "1", "-q",
+              "--output-dir", str(tmp_path)]
+    with assume_cpu(CpuFeatures(machine="x86_64", flags=frozenset({"avx2", "fma"}))):
+        assert main(["--engine", str(int8), "--name", "auto", *common]) == 0
+        assert main(["--engine", str(int8), "--name", "fast", "--int8-kernels", "fast",
+                     *common]) == 0
+        assert main(["--engine", str(tiny_artifacts["scores"]), "--name", "fp32", *common]) == 0
+    printed = capsys.readouterr().out
+    assert "int8: exact U8U8 kernels (no VNNI)." in printed
+    records = {name: json.loads((tmp_path / f"{name}.json").read_text())
+               for name in ("auto", "fast", "fp32")}
+    timing = {name: next(r for r in rows if r["kind"] == "timing")
+              for name, rows in records.items()}
+    assert timing["auto"]["int8_kernels"] == "int8: exact U8U8 kernels (no VNNI)"
+    assert timing["fast"]["int8_kernels"].startswith("int8: fast U8S8 kernels, may saturate")
+    assert timing["fp32"]["int8_kernels"] is None
+    env = next(r for r in records["fp32"] if r["kind"] == "environment")
+    assert env["cpu_int8"] == "no VNNI"
+    assert "may saturate" in (tmp_path / "fast.md").read_text()

@@ -187,3 +187,67 @@ def test_cpp_errors_exit_2_with_a_message(models, images, tmp_path):
                    check=False)
     assert proc.returncode == 2
     assert f"would both be written to {tmp_path / images[0].name}" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def int8_model(models, tmp_path_factory) -> Path:
+    from fcn_deploy.datasets import SyntheticShapes
+    from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
+
+    out = tmp_path_factory.mktemp("cpp_int8") / "fcn8s_int8.onnx"
+    quantize_onnx(models["rgb_both"], out, SyntheticShapes(num_images=4, seed=7, max_size=64),
+                  config=QuantizeConfig(progress=False))
+    return out
+
+
+@pytest.mark.parametrize("kernels", ["auto", "exact"])
+def test_cpp_int8_labels_equal_python_exact_kernels(kernels, int8_model, images, tmp_path):
+    """An INT8 graph: the C++ app (its default kernels, and forced exact) gives the labels of the
+    Python runtime with exact U8U8 kernels, which do not depend on the CPU. (The C++ default
+    equals them on every CPU: exact kernels where the fast ones would saturate, and fast kernels
+    only where those are exact.)"""
+    from fcn_deploy.runtime import Segmenter
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    run_cpp("--model", int8_model, "--threads", THREADS, "--int8-kernels", kernels, *images,
+            "-o", masks)
+    seg = Segmenter.open(int8_model, backend="onnxruntime", device="cpu",
+                         intra_op_threads=THREADS, int8_kernels="exact")
+    classes_seen: set[int] = set()
+    for image_path in images:
+        expected = seg.predict(read_image(image_path))
+        got = read_label(masks / f"{image_path.stem}.png")
+        mismatch = int((got != expected).sum())
+        assert mismatch == 0, f"{image_path.name}: {mismatch} of {got.size} pixels differ"
+        classes_seen.update(np.unique(expected).tolist())
+    assert len(classes_seen) >= 3, f"labels too uniform to compare: {sorted(classes_seen)}"
+
+
+@pytest.mark.parametrize("flags,kernels", [("avx2 fma", "auto"), ("avx2 fma", "fast"),
+                                           ("avx2,avx512_vnni", "auto"),
+                                           ("avx2,avx512_vnni", "exact"),
+                                           ("avx2 avx_vnni amx_int8", "auto")])
+def test_cpp_chooses_int8_kernels_as_python_does(flags, kernels, int8_model):
+    """FCN_CPU_FLAGS makes both runtimes act as a CPU with those flags: the C++ app resolves
+    --int8-kernels to the same choice, described in the same words, as the Python runtime."""
+    import platform
+
+    from fcn_deploy.cpu import FLAGS_ENV, detect_cpu, int8_kernels
+
+    env = {**os.environ, FLAGS_ENV: flags}
+    proc = subprocess.run([str(EXE), "--model", str(int8_model), "--int8-kernels", kernels,
+                           "--info"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("cpu "))
+    cpu = detect_cpu(environ={FLAGS_ENV: flags})
+    if cpu.is_x86:
+        assert line == "cpu           " + int8_kernels(kernels, cpu=cpu).describe()
+    else:
+        assert platform.machine() and "do not saturate" in line
+
+
+def test_cpp_rejects_unknown_int8_kernels(int8_model):
+    proc = run_cpp("--model", int8_model, "--int8-kernels", "u8u8", "--info", check=False)
+    assert proc.returncode == 2
+    assert "--int8-kernels expects auto, fast or exact, got 'u8u8'" in proc.stderr

@@ -15,11 +15,20 @@ from fcn_deploy.meta import read_onnx_meta
 from fcn_deploy.quantize import (METHODS, MissingMetadataWarning, QuantizeConfig,
                                  check_trt_qdq, find_layer_kinds, quantize_onnx)
 
+from fcn_deploy.quantize.speed import optimized_op_counts, relative_rms
+
 from .conftest import CALIB_SEED, DATA_KW, EVAL_SEED
 
 
-def _session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def _session(path, *, level=None):
+    """A CPU session whose INT8 results do not depend on the CPU: exact U8U8 integer kernels
+    (ONNX Runtime's default U8S8 kernels saturate on x86 without VNNI; measured there: relative
+    RMS 0.195 vs FP32 on the test below instead of < 0.05), or with ``level="disable"`` no
+    integer kernels at all (the Q/DQ graph evaluated in float: the reference)."""
+    from fcn_deploy.runtime.onnxruntime_backend import session_options
+
+    options = session_options(graph_optimization_level=level, int8_kernels="exact")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _dq_inputs(model):
@@ -48,8 +57,113 @@ def test_each_method_gives_a_trt_valid_graph_that_runs_at_any_size(tiny_onnx, tm
         got, want = sess.run(None, {"image": x})[0], ref.run(None, {"image": x})[0]
         assert got.shape == want.shape == (shape[0], 4, shape[2], shape[3])
         # INT8 noise, not a different function: small error relative to the scores' size
-        rms = np.sqrt(np.mean((got - want) ** 2)) / np.sqrt(np.mean(want ** 2))
-        assert rms < 0.05, rms
+        assert relative_rms(got, want) < 0.05, relative_rms(got, want)
+
+
+def test_runtime_integer_kernels_compute_the_qdq_graphs_function(tiny_onnx, tmp_path,
+                                                                 calib_images):
+    """What ONNX Runtime's integer kernels compute is the Q/DQ graph's own function, on any CPU:
+    the runtime's default session (exact U8U8 kernels where the fast ones saturate, x86 without
+    VNNI) and a session forced to exact kernels both equal the graph evaluated in float without
+    integer kernels, up to requantization rounding (a float multiplier instead of float
+    arithmetic moves some values across a rounding boundary by one step, and the next layers
+    carry that on). The bound is half of what INT8 itself costs against FP32: measured 0.13 of
+    it with exact kernels (AMD EPYC, AVX-512 VNNI); saturating kernels (x86 without VNNI) put
+    this net 0.195 away from FP32, over 10 times the INT8 noise."""
+    from fcn_deploy.runtime import open_runner
+
+    out = tmp_path / "int8.onnx"
+    quantize_onnx(tiny_onnx, out, calib_images, config=QuantizeConfig(progress=False))
+    assert optimized_op_counts(out)["QLinearConv"] == 4  # the integer kernels do run
+    x = (np.random.default_rng(1).integers(0, 256, (2, 3, 61, 47)) - 117.0).astype(np.float32)
+    reference = _session(out, level="disable").run(None, {"image": x})[0]
+    exact = _session(out).run(None, {"image": x})[0]
+    with open_runner(out) as runner:
+        default = runner.infer({"image": x})["scores"]
+    fp32 = _session(tiny_onnx).run(None, {"image": x})[0]
+    noise = relative_rms(reference, fp32)  # what INT8 costs: the scale of the comparison
+    assert 0.001 < noise < 0.05, noise
+    for got in (exact, default):
+        assert relative_rms(got, reference) < 0.5 * noise, (relative_rms(got, reference), noise)
+
+
+def _qlinearconv_weight_types(path, tmp_path, **kernels):
+    """ONNX element types of the weights of the QLinearConvs ONNX Runtime runs for ``path``."""
+    from fcn_deploy.quantize.speed import cpu_session
+
+    optimized = tmp_path / f"optimized_{len(list(tmp_path.iterdir()))}.onnx"
+    cpu_session(path, threads=1, optimized_path=optimized, opt_level="extended", **kernels)
+    model = onnx.load(str(optimized))
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    return {types[n.input[3]] for n in model.graph.node if n.op_type == "QLinearConv"}
+
+
+def test_exact_kernels_reach_onnx_runtime(tiny_onnx, tmp_path, calib_images):
+    """int8_kernels="exact", and the default on a CPU reported as lacking VNNI, make ONNX Runtime
+    convert the int8 conv weights to uint8 (its U8U8 kernels); "fast" keeps them int8. Where the
+    fast kernels are exact (VNNI, or not x86) their results equal the U8U8 kernels' bit for bit."""
+    from fcn_deploy.cpu import CpuFeatures, assume_cpu, cpu_features
+    from fcn_deploy.quantize.speed import cpu_session
+
+    cpu = cpu_features()
+    if not cpu.is_x86 or "avx2" not in cpu.flags:
+        pytest.skip("session.x64quantprecision acts only on x86 CPUs with AVX2 or later")
+    out = tmp_path / "int8.onnx"
+    quantize_onnx(tiny_onnx, out, calib_images, config=QuantizeConfig(progress=False))
+    work = tmp_path / "opt"
+    work.mkdir()
+    u8, s8 = onnx.TensorProto.UINT8, onnx.TensorProto.INT8
+    assert _qlinearconv_weight_types(out, work, int8_kernels="exact") == {u8}
+    assert _qlinearconv_weight_types(out, work, int8_kernels="fast") == {s8}
+    with assume_cpu(CpuFeatures(machine="x86_64", flags=frozenset({"avx2", "fma"}))):
+        assert _qlinearconv_weight_types(out, work) == {u8}
+    with assume_cpu(CpuFeatures(machine="x86_64", flags=frozenset({"avx2", "avx512_vnni"}))):
+        assert _qlinearconv_weight_types(out, work) == {s8}
+    if not cpu.int8_saturates:
+        x = (np.random.default_rng(2).integers(0, 256, (1, 3, 45, 38)) - 117.0).astype(np.float32)
+        fast, exact = (cpu_session(out, threads=1, int8_kernels=k).run(None, {"image": x})[0]
+                       for k in ("fast", "exact"))
+        np.testing.assert_array_equal(fast, exact)
+
+
+def test_each_layer_gets_its_own_weights_so_exact_kernels_load_every_layout(tiny_onnx, tmp_path,
+                                                                           calib_images):
+    """TinyFCN's two upsampling layers share one kernel in the FP32 graph (the exporter reads one
+    through an Identity of the other); quantized, each gets its own int8 copy. A shared one made ONNX Runtime's exact U8U8 mode (the default on x86
+    without VNNI) refuse the graph; such an older graph now fails with what to do."""
+    from fcn_deploy.cpu import cpu_features
+    from fcn_deploy.runtime import open_runner
+
+    out = tmp_path / "all_int8.onnx"
+    quantize_onnx(tiny_onnx, out, calib_images,
+                  config=QuantizeConfig(exclude_kinds=(), progress=False))
+    model = onnx.load(str(out))
+    consumers = {}
+    for n in model.graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+               and n.input[0] in {t.name for t in model.graph.initializer}]
+    assert len(weights) == 8 and all(len(consumers[n.output[0]]) == 1 for n in weights)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    up_w = [inits[n.input[0]] for n in weights
+            if consumers[n.output[0]][0].op_type == "ConvTranspose"]
+    assert len(up_w) == 2 and np.array_equal(up_w[0], up_w[1])  # two copies of one kernel
+    x = np.zeros((1, 3, 29, 31), np.float32)
+    with open_runner(out, int8_kernels="exact") as runner:
+        assert runner.infer({"image": x})["scores"].shape == (1, 4, 29, 31)
+
+    # an older graph: both upsampling layers read one DequantizeLinear
+    first, second = (n for n in model.graph.node if n.op_type == "ConvTranspose")
+    second.input[1] = first.input[1]
+    onnx.save(model, str(tmp_path / "tied.onnx"))
+    cpu = cpu_features()
+    if cpu.is_x86 and "avx2" in cpu.flags:  # where ONNX Runtime's exact mode acts
+        with pytest.raises(FCNError, match=r"cannot load a graph whose layers share a quantized "
+                                           r"weight: quantize the FP32 graph again"):
+            open_runner(tmp_path / "tied.onnx", int8_kernels="exact")
+    with open_runner(tmp_path / "tied.onnx", int8_kernels="fast") as runner:
+        assert runner.infer({"image": x})["scores"].shape == (1, 4, 29, 31)
 
 
 def test_default_layout_per_channel_conv_float_score_and_upsampling(tiny_onnx, tmp_path,

@@ -223,3 +223,73 @@ def test_session_config_entries_reach_the_session(tiny_onnx):
         with pytest.raises(RuntimeError, match="does not have configuration"):
             runner.session.get_session_options().get_session_config_entry(
                 "session.force_spinning_stop")
+
+
+# -- int8 kernels: exact where the fast ones saturate -------------------------------------------
+def _x64_entry(session_or_options):
+    from fcn_deploy.cpu import X64_QUANT_PRECISION
+
+    options = getattr(session_or_options, "get_session_options", lambda: session_or_options)()
+    try:
+        return options.get_session_config_entry(X64_QUANT_PRECISION)
+    except RuntimeError:  # "does not have configuration": the entry is unset
+        return None
+
+
+def test_int8_kernels_follow_the_cpu_and_can_be_forced(tiny_onnx):
+    """On a CPU reported as x86 without VNNI the session gets ONNX Runtime's exact U8U8 kernels
+    (session.x64quantprecision=1); with VNNI it keeps the fast ones; both can be forced."""
+    from fcn_deploy.cpu import CpuFeatures, assume_cpu
+
+    no_vnni = CpuFeatures(machine="x86_64", flags=frozenset({"avx2", "fma"}))
+    vnni = CpuFeatures(machine="x86_64", flags=frozenset({"avx2", "avx512_vnni"}))
+    with assume_cpu(no_vnni):
+        with open_runner(tiny_onnx) as runner:
+            assert _x64_entry(runner.session) == "1"
+            assert (runner.int8_kernels.choice, runner.int8_kernels.requested) == ("exact", "auto")
+            assert runner.int8_kernels.describe() == "int8: exact U8U8 kernels (no VNNI)"
+            assert set(runner.infer({"image": _x()})) == {o.name for o in runner.outputs}
+        with open_runner(tiny_onnx, int8_kernels="fast") as runner:
+            assert _x64_entry(runner.session) is None and runner.int8_kernels.saturating
+    with assume_cpu(vnni):
+        with open_runner(tiny_onnx) as runner:
+            assert _x64_entry(runner.session) is None
+            assert runner.int8_kernels.describe() == "int8: fast kernels (VNNI: avx512_vnni)"
+        with open_runner(tiny_onnx, int8_kernels="exact",
+                         session_config={"session.force_spinning_stop": "1"}) as runner:
+            assert _x64_entry(runner.session) == "1"
+            options = runner.session.get_session_options()
+            assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
+def test_every_project_session_gets_the_int8_choice(tiny_onnx):
+    """The sessions opened outside the runner (benchmark pipeline, quantization speed/ops,
+    export verification) all build their options through session_options, so they follow the
+    CPU too."""
+    from fcn_deploy.bench.pipeline import make_ort_session
+    from fcn_deploy.cpu import CpuFeatures, assume_cpu
+    from fcn_deploy.quantize.speed import cpu_session
+    from fcn_deploy.runtime.onnxruntime_backend import session_options
+
+    with assume_cpu(CpuFeatures(machine="x86_64", flags=frozenset({"avx2"}))):
+        assert _x64_entry(session_options()) == "1"
+        assert _x64_entry(make_ort_session(tiny_onnx, threads=1)) == "1"
+        assert _x64_entry(cpu_session(tiny_onnx, threads=1)) == "1"
+        assert _x64_entry(session_options(int8_kernels="fast")) is None
+    with assume_cpu(CpuFeatures(machine="aarch64", flags=frozenset({"asimddp"}))):
+        assert _x64_entry(session_options()) is None
+
+
+def test_int8_kernel_errors(tiny_onnx):
+    with pytest.raises(FCNError, match="int8 kernels 'turbo' is not one of auto, fast, exact"):
+        open_runner(tiny_onnx, int8_kernels="turbo")
+    with pytest.raises(FCNError, match="not the session config entry session.x64quantprecision"):
+        open_runner(tiny_onnx, session_config={"session.x64quantprecision": "0"})
+
+
+def test_int8_kernel_option_maps_only_to_backends_with_a_choice():
+    from fcn_deploy.runtime.registry import int8_kernel_options
+
+    assert int8_kernel_options("onnxruntime", "exact") == {"int8_kernels": "exact"}
+    assert int8_kernel_options("onnxruntime", None) == {}
+    assert int8_kernel_options("torch", "fast") == {} == int8_kernel_options("tensorrt", "exact")

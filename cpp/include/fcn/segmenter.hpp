@@ -27,6 +27,10 @@ struct Options {
   std::string device = "cpu";
   int device_id = 0;  ///< CUDA device for the GPU providers and the TensorRT backend
   int threads = 0;    ///< ONNX Runtime intra-op threads; 0 = ONNX Runtime's default
+  /// ONNX Runtime's CPU kernels for INT8 (Q/DQ) graphs: "auto" = exact U8U8 kernels
+  /// (session.x64quantprecision=1) on x86 CPUs without VNNI, where the fast U8S8 kernels
+  /// saturate, else fast; "fast" or "exact" force one.
+  std::string int8_kernels = "auto";
 };
 
 /// Parse "auto" / "onnxruntime" / "tensorrt"; throws fcn::Error for anything else.
@@ -61,6 +65,9 @@ class FCN_EXPORT Segmenter {
   /// What the network accepts and returns, e.g. "image float32 [batch, 3, height, width] ->
   /// scores float32 [batch, 21, height, width]".
   std::string describe() const;
+  /// The CPU's int8 path of the ONNX Runtime backend, e.g. "int8: exact U8U8 kernels (no VNNI)";
+  /// empty for TensorRT.
+  std::string int8_kernels() const;
 
   /// Label map (CV_8U, the image's size) of one CV_8UC3 BGR image. When ``scores`` is given it
   /// receives the class scores as a 3-D CV_32F Mat of size {C, H, W} (the model needs a "scores"
