@@ -43,15 +43,57 @@ def to_bgr8(image: np.ndarray, *, rgb: bool = False, name: str = "image") -> np.
     return np.ascontiguousarray(image)
 
 
+def jpeg_is_truncated(data: bytes | np.ndarray) -> bool:
+    """True for a JPEG whose last scan has no end-of-image marker after it: a cut-off file.
+
+    libjpeg decodes those with a warning, filling the missing part with grey; we refuse them
+    in Python and C++ (the same rule), whatever the OpenCV version. Markers cannot occur inside
+    scan data (0xFF is stuffed as FF 00), and an EXIF thumbnail's own end marker lies before the
+    main image's last scan, so "an FFD9 after the last FFDA" is exact.
+    """
+    buf = bytes(data) if isinstance(data, np.ndarray) else data
+    if buf[:2] != b"\xff\xd8":
+        return False
+    last_scan = buf.rfind(b"\xff\xda")
+    # no scan at all: not an image the decoder can read either; it says so itself
+    return last_scan >= 0 and buf.find(b"\xff\xd9", last_scan + 2) < 0
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 HxWx3 BGR; grayscale, RGBA and 16-bit files are converted."""
+    """Read an image file as uint8 HxWx3 BGR, turned upright by its EXIF orientation.
+
+    Grayscale, RGBA and 16-bit files are converted; a truncated JPEG is refused. An array the
+    caller decoded itself (``cv2.imread``) is used as it is, so pass the path (or read with
+    ``cv2.IMREAD_COLOR``, which also applies EXIF) to get what a photo viewer shows.
+    """
     import cv2
 
     path = Path(path)
     if not path.is_file():
         raise FCNError(f"image {path} does not exist")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise FCNError(f"image {path} cannot be read: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise FCNError(f"image {path} ({path.stat().st_size} bytes) does not fit in memory") from None
+    if data.size and jpeg_is_truncated(data):
+        raise FCNError(f"image {path} is a truncated JPEG (no end-of-image marker after its last "
+                       "scan); the file was cut off while copying or downloading")
+    # Decoded as in the C++ runtime (cpp/src/image.cpp): any depth and colour layout (16-bit and
+    # grayscale kept, converted by to_bgr8; alpha dropped) with the EXIF orientation applied, as
+    # photo viewers show the picture (IMREAD_UNCHANGED alone would ignore the orientation).
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise FCNError(f"image {path} has more pixels than OpenCV decodes (its limit, "
+                           "2^30 by default, is set by the environment variable "
+                           "OPENCV_IO_MAX_IMAGE_PIXELS); raise it if the machine has the "
+                           "memory for this image") from None
+        raise FCNError(f"image {path} could not be decoded: {str(exc).strip()[:300]}") from None
+    except MemoryError:
+        raise FCNError(f"image {path} does not fit in memory once decoded") from None
     if image is None:
         raise FCNError(f"image {path} could not be decoded; expected a readable image file "
                        f"({', '.join(IMAGE_EXTENSIONS)})")

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -128,13 +128,24 @@ def resolve_device(name: str | None, *, amp: bool = False) -> torch.device:
     return device
 
 
-def prepare_output(out: Path, *, resume: bool, overwrite: bool) -> Path:
-    """Create the output folder; refuse to clobber another run's checkpoints unless asked."""
+#: Every file a run writes into its --out folder.
+RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "curves.png", "report.json", "report.md")
+
+
+def prepare_output(out: Path, *, resume: bool, overwrite: bool,
+                   inputs: Sequence[tuple[str, Path | None]] = ()) -> Path:
+    """Create (and probe) the output folder; refuse to clobber another run's checkpoints unless
+    asked, and always refuse when a run file would overwrite one of ``inputs`` (--init-from...)."""
+    from fcn_deploy.fileio import RunFiles
+
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FCNError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    plan = RunFiles("fcn-train")
+    for what, path in inputs:
+        plan.read(what, path)
+    plan.write_folder("output folder", out)
+    for name in RUN_FILES:
+        plan.write(f"--out file {name}", out / name)
+    plan.check()
     last = out / "last.pt"
     if last.exists() and not resume and not overwrite:
         raise FCNError(f"{last} already exists (a previous run); pass --resume {last} to continue "
@@ -226,7 +237,8 @@ def evaluate(model, loader, *, num_classes: int, ignore_label: int, device: torc
 
 
 class _StopRequest:
-    """First Ctrl-C: ask the loop to stop after this iteration and save. Second: stop at once."""
+    """First Ctrl-C (or SIGTERM): ask the loop to stop after this iteration and save. Second:
+    stop at once."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -236,6 +248,7 @@ class _StopRequest:
     def __enter__(self) -> "_StopRequest":
         try:
             self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous_term = signal.signal(signal.SIGTERM, self._handle)
             self._installed = True
         except ValueError:  # not the main thread: Ctrl-C does not reach this thread anyway
             pass
@@ -244,12 +257,14 @@ class _StopRequest:
     def _restore(self) -> None:
         previous = self._previous if self._previous is not None else signal.default_int_handler
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, getattr(self, "_previous_term", None) or signal.SIG_DFL)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
         self._restore()  # a second Ctrl-C interrupts at once (the last checkpoint stays intact)
-        print("\ninterrupted: finishing this iteration and saving last.pt "
-              "(Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
+        print(f"\n{'terminated' if signum == signal.SIGTERM else 'interrupted'}: finishing this "
+              "iteration and saving last.pt (Ctrl-C again to quit without saving)",
+              file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
         if self._installed:
@@ -299,7 +314,9 @@ class _Run:
         if config.threads is not None:
             if config.threads < 1:
                 raise FCNError(f"--threads must be >= 1, got {config.threads}")
-            torch.set_num_threads(config.threads)
+            from fcn_deploy.runtime.registry import cap_threads
+
+            torch.set_num_threads(cap_threads(config.threads))
         starts = [x for x in (config.resume, config.init_from, config.imagenet) if x is not None]
         if len(starts) > 1:
             raise FCNError("--resume, --init-from and --imagenet are exclusive: pick one "
@@ -307,7 +324,9 @@ class _Run:
         resume_ckpt = _load_resume_checkpoint(Path(config.resume)) if config.resume else None
         self.train_set, self.val_set, self.val_spec = _open_datasets(config)
         self.out = prepare_output(Path(config.out), resume=resume_ckpt is not None,
-                                  overwrite=config.overwrite)
+                                  overwrite=config.overwrite,
+                                  inputs=[("--init-from checkpoint", config.init_from),
+                                          ("--imagenet weights", config.imagenet)])
         num_classes = self.train_set.num_classes
         if config.num_classes is not None and config.num_classes != num_classes:
             raise FCNError(f"--num-classes {config.num_classes} but the dataset "

@@ -107,16 +107,15 @@ def read_json(path: str | os.PathLike) -> list[Record]:
 
 def prepare_output_dir(path: str | os.PathLike) -> Path:
     """Create the report folder (its parent must exist: we never guess folders)."""
+    from fcn_deploy.fileio import ensure_output_folder
+
     path = Path(path)
-    if path.is_dir():
-        return path
-    if path.exists():
+    if path.exists() and not path.is_dir():
         raise FCNError(f"output folder {path} is a file; expected a folder for the reports")
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise FCNError(f"folder {parent} does not exist (for reports in {path}); create it first")
-    path.mkdir()
-    return path
+    if not path.is_dir() and not parent.is_dir():
+        ensure_output_folder(parent, create=False)  # says why: missing, or a file above it
+    return ensure_output_folder(path)  # created, and probed for writability
 
 
 def cpu_name() -> str:

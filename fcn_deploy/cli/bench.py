@@ -121,8 +121,17 @@ def _one(args: argparse.Namespace) -> int:
                          runs=20 if args.runs is None else args.runs, threads=args.threads,
                          backend=args.backend, device=args.device, output=args.output,
                          peak=args.peak, progress=not args.quiet)
-    out = prepare_output_dir(args.output_dir or Path("."))
+    from fcn_deploy.fileio import RunFiles
+
     name = args.name or f"bench_{args.engine.stem}"
+    out_dir = args.output_dir or Path(".")
+    plan = RunFiles("fcn-bench")
+    plan.read("model", args.engine)
+    plan.write("JSON report", out_dir / f"{name}.json")
+    plan.write("Markdown report", out_dir / f"{name}.md")
+    if plan.conflicts():
+        plan.check()  # raises with the reason, before any folder is made
+    out = prepare_output_dir(out_dir)
     if not args.quiet:
         print(f"fcn-bench: {args.engine} ({len(config.shapes)} shape(s), {config.warmup} "
               f"warm-up + {config.runs} runs each)", file=sys.stderr)

@@ -44,11 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def collect_images(paths: Sequence[Path], *, recursive: bool = False) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+def collect_images(paths: Sequence[Path], *, recursive: bool = False,
+                   suffixes: Sequence[str] = (".png",)) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
     """Expand files and folders into ``(image path, output stem)`` pairs, plus missing paths.
 
-    Files in a folder keep their path relative to it (``sub/a.jpg`` -> ``sub/a``); clashing
-    stems get ``_2``, ``_3``...
+    Files in a folder keep their path relative to it (``sub/a.jpg`` -> ``sub/a``). Each stem
+    writes ``stem + suffix`` for every suffix; a stem whose files would clash with files of an
+    earlier one (``x.jpg`` and ``x.png``; ``x.jpg`` and ``x_overlay.jpg`` with
+    ``_overlay.png`` among the suffixes) gets ``_2``, ``_3``...
     """
     from fcn_deploy.imageio import IMAGE_EXTENSIONS
 
@@ -58,9 +61,9 @@ def collect_images(paths: Sequence[Path], *, recursive: bool = False) -> tuple[l
 
     def add(path: Path, stem: str) -> None:
         unique, n = stem, 2
-        while unique in used:
+        while any(unique + s in used for s in suffixes):
             unique, n = f"{stem}_{n}", n + 1
-        used.add(unique)
+        used.update(unique + s for s in suffixes)
         found.append((path, unique))
 
     for path in paths:
@@ -77,6 +80,25 @@ def collect_images(paths: Sequence[Path], *, recursive: bool = False) -> tuple[l
     return found, missing
 
 
+def _plan_files(args: argparse.Namespace, images: Sequence[tuple[Path, str]],
+                suffixes: Sequence[str]):
+    """The run's inputs (model, images, scanned folders) and every file it will write."""
+    from fcn_deploy.fileio import RunFiles
+
+    plan = RunFiles("fcn-segment")
+    plan.read("model", args.engine)
+    for path in args.images:
+        if path.is_dir():
+            plan.read_folder("input folder", path, recursive=args.recursive)
+    for path, stem in images:
+        plan.read("image", path)
+    plan.write_folder("output folder", args.output)
+    for path, stem in images:
+        for suffix in suffixes:
+            plan.write(f"output of {path.name}", args.output / f"{stem}{suffix}")
+    return plan
+
+
 def _main(argv: Sequence[str] | None) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -89,14 +111,14 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if not 0.0 <= args.opacity <= 1.0:
         raise FCNError(f"--opacity must be between 0 and 1, got {args.opacity}")
-    images, failures = collect_images(args.images, recursive=args.recursive)
+    suffixes = [".png"] + (["_overlay.png"] if args.overlay else []) + \
+        (["_scores.npy"] if args.scores else [])
+    images, failures = collect_images(args.images, recursive=args.recursive, suffixes=suffixes)
     missing = len(failures)
     if not images and not failures:
         raise FCNError(f"no images found in {', '.join(map(str, args.images))}")
     out_dir = args.output
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FCNError(f"output {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _plan_files(args, images, suffixes).check()  # before any work: never write over an input
 
     backend = args.backend or default_backend(args.engine)
     seg = Segmenter.open(args.engine, backend=backend, device=args.device,
@@ -127,9 +149,10 @@ def _main(argv: Sequence[str] | None) -> int:
                 if scores is not None:
                     with atomic_path(out_dir / f"{stem}_scores.npy", suffix=".npy") as tmp:
                         np.save(tmp, scores.astype(np.float32))
-            except FCNError as exc:
-                failures.append((path, str(exc)))
-                tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
+            except (FCNError, MemoryError) as exc:
+                why = str(exc) if isinstance(exc, FCNError) else "out of memory for this image"
+                failures.append((path, why))
+                tqdm.write(f"error: {path}: {why}", file=sys.stderr)
 
     total = len(images) + missing
     print(f"segmented {len(latencies)} of {total} images with {seg.backend} into {out_dir}")

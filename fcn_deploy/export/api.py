@@ -129,7 +129,8 @@ def _default_meta(model) -> ModelMeta:
 
 def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: str,
                 exporter: str, sample_shape: tuple, simplify: bool, depthwise_upsampling: bool,
-                fold_crops: bool, progress=None) -> tuple[Any, Any, dict]:
+                fold_crops: bool, progress=None,
+                work_dir: Path | None = None) -> tuple[Any, Any, dict]:
     """Export and optimize in memory. Returns (final model, FP32 model before the label head and
     the FP16 conversion, info dict with node counts, optimizations and fp16 details)."""
     from fcn_deploy.export import graph as g
@@ -143,7 +144,8 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
     was_training = model.training
     model.eval()  # dropout off: the graph is the inference net
     try:
-        proto = export_torch(model, sample_shape=sample_shape, opset=opset, exporter=exporter)
+        proto = export_torch(model, sample_shape=sample_shape, opset=opset, exporter=exporter,
+                             work_dir=work_dir)
     finally:
         model.train(was_training)
     got = proto.opset_import[0].version if proto.opset_import else None
@@ -243,10 +245,12 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
 
         bar = tqdm(total=5 + bool(verify), desc="export", unit="step", leave=False)
     try:
-        proto, fp32_proto, info = build_graph(
-            model, meta, opset=opset, outputs=outputs, precision=precision, exporter=exporter,
-            sample_shape=shape, simplify=simplify, depthwise_upsampling=depthwise_upsampling,
-            fold_crops=fold_crops, progress=bar)
+        with _staging(output_path) as work:  # the exporter's scratch files, next to the output
+            proto, fp32_proto, info = build_graph(
+                model, meta, opset=opset, outputs=outputs, precision=precision,
+                exporter=exporter, sample_shape=shape, simplify=simplify,
+                depthwise_upsampling=depthwise_upsampling, fold_crops=fold_crops, progress=bar,
+                work_dir=work)
         extra = dict(meta.extra)
         extra["export"] = {"opset": opset, "exporter": exporter, "node_counts": info["node_counts"],
                            "optimizations": info["optimizations"]}
@@ -322,9 +326,13 @@ def export_checkpoint(checkpoint_path, output_path, **options) -> ExportReport:
     The metadata (classes, palette, mean, ...) comes from the checkpoint; options as for
     ``export_model``.
     """
-    from fcn_deploy.fileio import check_output_dir
+    from fcn_deploy.fileio import check_run_files
 
-    check_output_dir(output_path)  # fail on a missing folder before loading a large checkpoint
+    output_path = Path(output_path)
+    # before loading a large checkpoint: a missing/unwritable folder, or -o naming the input
+    check_run_files("fcn-export", inputs=[("checkpoint", checkpoint_path)],
+                    outputs=[("output", output_path),
+                             ("external weights", output_path.parent / (output_path.name + ".data"))])
     model, meta = load_checkpoint_model(checkpoint_path)
     return export_model(model, meta, output_path, **options)
 
