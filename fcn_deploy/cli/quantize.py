@@ -55,7 +55,7 @@ def _main(argv: Sequence[str] | None) -> int:
     kept = ", ".join(result.excluded_nodes) or "none"
     if result.cache_used is not None:
         source = (f"{result.method} ranges from the calibration cache {result.cache_used} "
-                  f"(made on {result.num_images} images; --calib was not read)")
+                  f"(made on the same {result.num_images} --calib images; no calibration run)")
     else:
         source = (f"{result.method} calibration on {result.num_images} images"
                   + (f" ({len(result.skipped_images)} skipped)" if result.skipped_images else ""))
