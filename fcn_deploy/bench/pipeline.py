@@ -112,7 +112,7 @@ class OrtPipeline(StagePipeline):
             self.session.run_with_iobinding(binding)
         except Exception as exc:  # ORT's own types: bad shape, failed allocation
             raise FCNError(f"ONNX Runtime failed on input shape {tuple(x.shape)}: "
-                           f"{str(exc).strip()[:400]}") from None
+                           f"{' '.join(str(exc).split())[:400]}") from None
         t2 = time.perf_counter()
         out = binding.get_outputs()[0].numpy()
         t3 = time.perf_counter()

@@ -114,7 +114,9 @@ def prepare_output_dir(path: str | os.PathLike) -> Path:
         raise FCNError(f"output folder {path} is a file; expected a folder for the reports")
     parent = path.parent if str(path.parent) else Path(".")
     if not path.is_dir() and not parent.is_dir():
-        ensure_output_folder(parent, create=False)  # says why: missing, or a file above it
+        if parent.exists() or any(p.exists() and not p.is_dir() for p in parent.parents):
+            ensure_output_folder(path, create=False)  # "... cannot be created: X is a file"
+        raise FCNError(f"folder {parent} does not exist (for reports in {path}); create it first")
     return ensure_output_folder(path)  # created, and probed for writability
 
 

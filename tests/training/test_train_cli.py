@@ -76,3 +76,17 @@ def test_bad_dataset_path_exits_2_without_traceback(tmp_path):
         f"error: VOC root {tmp_path}/missing does not exist; expected a VOCdevkit folder or its " \
         "VOC2012 folder"
     assert "Traceback" not in proc.stderr
+
+
+def test_out_folder_holding_the_init_from_checkpoint_is_refused(tmp_path, capsys):
+    """--init-from runs/a/best.pt --out runs/a would overwrite the starting checkpoint."""
+    out = tmp_path / "run"
+    out.mkdir()
+    start = out / "best.pt"
+    start.write_bytes(b"weights")
+    rc = main(TINY + ["--max-iters", "1", "--init-from", str(start), "--out", str(out)])
+    assert rc == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: fcn-train: --out file best.pt {start} is also the --init-from checkpoint "
+        f"{start}: writing it would destroy that input; choose another output path\n")
+    assert start.read_bytes() == b"weights" and sorted(p.name for p in out.iterdir()) == ["best.pt"]
