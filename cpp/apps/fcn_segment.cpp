@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -202,33 +203,44 @@ fs::path resolved(const std::string& path) {
   return ec ? fs::absolute(path).lexically_normal() : p;
 }
 
-bool same_file(const std::string& a, const std::string& b) {
-  if (resolved(a) == resolved(b)) return true;
-  std::error_code ec;
-  return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);  // hard links
+// The identities of a path: its resolved form, and (for an existing file) device and inode,
+// which also catch hard links.
+std::vector<std::string> identities(const std::string& path) {
+  std::vector<std::string> ids = {"p:" + resolved(path).string()};
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0)
+    ids.push_back("i:" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
+  return ids;
 }
 
 // Refuses, before any work, an output that is an input (model, sidecar, image) or another output
 // of the run: the rule every fcn-deploy command follows (fcn_deploy/fileio.py RunFiles).
 void check_outputs(const Args& a, const std::vector<std::pair<std::string, std::string>>& dest) {
-  std::vector<std::pair<std::string, std::string>> inputs = {{"model", a.model},
-                                                             {"model sidecar", a.model + ".json"}};
-  for (const std::string& image : a.images) inputs.push_back({"image", image});
+  std::map<std::string, std::pair<std::string, std::string>> inputs;  // identity -> (what, path)
+  auto add_input = [&](const std::string& what, const std::string& path) {
+    for (const std::string& id : identities(path)) inputs.emplace(id, std::make_pair(what, path));
+  };
+  add_input("model", a.model);
+  add_input("model sidecar", a.model + ".json");
+  for (const std::string& image : a.images) add_input("image", image);
   std::vector<std::pair<std::string, std::string>> outputs;
   for (size_t i = 0; i < dest.size(); ++i) {
     if (!dest[i].first.empty()) outputs.push_back({"mask of " + a.images[i], dest[i].first});
     if (!dest[i].second.empty()) outputs.push_back({"overlay of " + a.images[i], dest[i].second});
   }
   if (!a.json.empty()) outputs.push_back({"--json report", a.json});
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    for (const auto& [what, in] : inputs)
-      if (same_file(outputs[i].second, in))
-        throw fcn::Error(outputs[i].first + " " + outputs[i].second + " is also the " + what +
-                         " " + in + "; writing it would destroy the input. Choose another output path");
-    for (size_t k = 0; k < i; ++k)
-      if (same_file(outputs[i].second, outputs[k].second))
-        throw fcn::Error(outputs[k].first + " and " + outputs[i].first + " would both be written to " +
-                         outputs[i].second + "; give them different names");
+  std::map<std::string, std::pair<std::string, std::string>> written;
+  for (const auto& [what, out] : outputs) {
+    for (const std::string& id : identities(out)) {
+      if (auto in = inputs.find(id); in != inputs.end())
+        throw fcn::Error(what + " " + out + " is also the " + in->second.first + " " +
+                         in->second.second +
+                         "; writing it would destroy the input. Choose another output path");
+      if (auto other = written.find(id); other != written.end())
+        throw fcn::Error(other->second.first + " and " + what + " would both be written to " + out +
+                         "; give them different names");
+    }
+    for (const std::string& id : identities(out)) written.emplace(id, std::make_pair(what, out));
   }
 }
 
