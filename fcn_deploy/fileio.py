@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import secrets
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -35,15 +36,30 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back meanwhile (they are delivered right after), so a file created
+    here is removed or recorded before an interrupt could leave it behind."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _probe_writable(folder: Path, *, what: str) -> None:
     """Create and remove a hidden file in ``folder``: the only test root and ACLs cannot fool."""
     probe = folder / f".fcn-write-test.{secrets.token_hex(6)}"
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except OSError as exc:
-        raise FCNError(f"{what} {folder} is not writable: {os_error_reason(exc)}") from None
-    with contextlib.suppress(OSError):
-        probe.unlink()
+    with _signals_deferred():
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise FCNError(f"{what} {folder} is not writable: {os_error_reason(exc)}") from None
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def _check_folder(folder: Path, *, what: str, create: bool, probe: bool) -> None:
@@ -95,26 +111,50 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     full, permission) becomes an FCNError naming ``path``.
     """
     path = check_output_dir(path, probe=False)
-    # Created like a plain open() would (mode 0666 minus the umask), unlike mkstemp's 0600,
-    # without touching the process-wide umask; O_EXCL makes the random name ours alone.
-    while True:
-        tmp_path = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix or '.tmp'}"
-        try:
-            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise FCNError(f"cannot write {path}: {os_error_reason(exc)}") from None
+    tmp_path = None
     try:
+        with _signals_deferred():  # the temp file exists only once tmp_path names it
+            tmp_path = _new_temp_file(path, suffix or ".tmp")
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
         if isinstance(exc, OSError):
             raise FCNError(f"cannot write {path}: {os_error_reason(exc)}") from None
         raise
+
+
+def _new_temp_file(path: Path, suffix: str) -> Path:
+    # Created like a plain open() would (mode 0666 minus the umask), unlike mkstemp's 0600,
+    # without touching the process-wide umask; O_EXCL makes the random name ours alone.
+    while True:
+        tmp_path = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp_path
+        except FileExistsError:
+            continue
+
+
+@contextlib.contextmanager
+def scratch_dir(output: str | os.PathLike) -> Iterator[Path]:
+    """A private hidden folder next to ``output`` for a stage's temporary work; removed on every
+    exit path (SIGTERM included), so nothing is left in the system's temporary folder."""
+    import shutil
+    import tempfile
+
+    output = Path(output)
+    folder = None
+    try:
+        with _signals_deferred():  # the folder exists only once ``folder`` names it
+            folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.",
+                                           dir=output.parent if str(output.parent) else "."))
+        yield folder
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -17,11 +17,8 @@ place: a failed export leaves nothing behind.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,16 +193,6 @@ def _save(proto, path: Path, *, external: bool) -> None:
         onnx.save_model(proto, str(path))
 
 
-@contextlib.contextmanager
-def _staging(output_path: Path):
-    """A private temporary folder next to the output; removed whatever happens."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", dir=output_path.parent))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | None = None,
                  outputs: str | None = None, simplify: bool = True,
                  depthwise_upsampling: bool = True, fold_crops: bool = True,
@@ -227,7 +214,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
     also measures label agreement and the mean IU change against the FP32 graph.
     """
     from fcn_deploy.export.verify import default_sizes, verify_onnx
-    from fcn_deploy.fileio import atomic_path, check_output_dir
+    from fcn_deploy.fileio import atomic_path, check_output_dir, scratch_dir
 
     start = time.perf_counter()
     opset, outputs, precision, exporter, shape = _check_options(opset, outputs, precision,
@@ -245,7 +232,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
 
         bar = tqdm(total=5 + bool(verify), desc="export", unit="step", leave=False)
     try:
-        with _staging(output_path) as work:  # the exporter's scratch files, next to the output
+        with scratch_dir(output_path) as work:  # the exporter's scratch files, next to the output
             proto, fp32_proto, info = build_graph(
                 model, meta, opset=opset, outputs=outputs, precision=precision,
                 exporter=exporter, sample_shape=shape, simplify=simplify,
@@ -283,7 +270,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
         data_path = output_path.parent / (output_path.name + ".data")
         if external:
             # the graph names its weight file, so both are staged under their final names
-            with _staging(output_path) as staging:
+            with scratch_dir(output_path) as staging:
                 check(staging / output_path.name)
                 os.replace(staging / data_path.name, data_path)
                 os.replace(staging / output_path.name, output_path)
@@ -296,7 +283,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
         if eval_dataset is not None:
             from fcn_deploy.export.compare import compare_onnx
 
-            with _staging(output_path) as staging:
+            with scratch_dir(output_path) as staging:
                 ref_proto = copy.deepcopy(fp32_proto)
                 from fcn_deploy.export import graph as g
 

@@ -391,7 +391,7 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     import onnxruntime
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from fcn_deploy.fileio import RunFiles, atomic_path
+    from fcn_deploy.fileio import RunFiles, atomic_path, scratch_dir
     from fcn_deploy.meta import write_onnx_meta
     from fcn_deploy.quantize.cache import CacheKey, file_sha256, read_cache, write_cache
     from fcn_deploy.quantize.calibration import as_calibration_reader
@@ -432,8 +432,7 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
         ranges = read_cache(cache_path, key)
     # Scratch files (ours and ONNX Runtime's) live in one hidden folder next to the output,
     # removed on every exit path (SIGTERM included: commands raise on it).
-    with tempfile.TemporaryDirectory(prefix=f".{output_path.name}.", dir=output_path.parent) as tmp, \
-            _tempdir(tmp):
+    with scratch_dir(output_path) as tmp, _tempdir(str(tmp)):
         src = Path(tmp) / "fp32.onnx"
         onnx.save(model, str(src))
         raw = Path(tmp) / "int8.onnx"

@@ -76,27 +76,16 @@ def test_sigterm_during_export_leaves_no_file_anywhere(checkpoint, tmp_path):
     """A real SIGTERM once the export's scratch folder exists: exit 143, nothing left next to
     the output (no staging folder, no hidden .onnx) nor in the temporary folder."""
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
+
+    from process_helpers import leftovers, terminate_mid_run
 
     out_dir, tmpdir = tmp_path / "out", tmp_path / "tmp"
     out_dir.mkdir()
     tmpdir.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "fcn_deploy.cli.export", str(checkpoint),
-                             "-o", str(out_dir / "m.onnx"), *SMALL],
-                            env=dict(os.environ, TMPDIR=str(tmpdir)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not os.listdir(out_dir) and proc.poll() is None:
-        time.sleep(0.005)
-    assert proc.poll() is None, "the export ended before it could be interrupted"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    rc, err = terminate_mid_run("fcn_deploy.cli.export",
+                                [checkpoint, "-o", out_dir / "m.onnx", *SMALL],
+                                ready=lambda: bool(os.listdir(out_dir)), tmpdir=tmpdir)
+    assert rc == 143, err
     assert err.rstrip().endswith("terminated") and "Traceback" not in err
     assert os.listdir(out_dir) == []
-    # not ours: ONNX Runtime's session id file and torch's compile cache, made by their import
-    assert [n for n in os.listdir(tmpdir)
-            if n != ".ses" and not n.startswith("torchinductor_")] == []
+    assert leftovers(tmpdir) == []

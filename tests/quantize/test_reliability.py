@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import onnx
 import pytest
@@ -97,23 +93,16 @@ def test_corrupt_or_foreign_cache_is_an_error_and_is_kept(tiny_onnx, tmp_path, c
 
 
 def test_sigterm_during_calibration_leaves_no_file_anywhere(tiny_onnx, tmp_path):
+    from process_helpers import leftovers, terminate_mid_run
+
     out_dir, tmpdir = tmp_path / "out", tmp_path / "tmp"
     out_dir.mkdir()
     tmpdir.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "fcn_deploy.cli.quantize", str(tiny_onnx),
-                             "-o", str(out_dir / "q.onnx"), "--calib", "synthetic:400",
-                             "--quiet"], env=dict(os.environ, TMPDIR=str(tmpdir)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not os.listdir(out_dir) and proc.poll() is None:
-        time.sleep(0.005)
-    time.sleep(0.3)  # inside ONNX Runtime's calibration by now
-    assert proc.poll() is None, "quantization ended before it could be interrupted"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    rc, err = terminate_mid_run(
+        "fcn_deploy.cli.quantize", [tiny_onnx, "-o", out_dir / "q.onnx", "--calib",
+                                    "synthetic:400", "--quiet"],
+        ready=lambda: bool(os.listdir(out_dir)), settle=0.3, tmpdir=tmpdir)  # in calibration
+    assert rc == 143, err
     assert err.rstrip().endswith("terminated") and "Traceback" not in err
     assert os.listdir(out_dir) == []
-    # not ours: ONNX Runtime's session id file and torch's compile cache, made by their import
-    assert [n for n in os.listdir(tmpdir)
-            if n != ".ses" and not n.startswith("torchinductor_")] == []
+    assert leftovers(tmpdir) == []

@@ -4,10 +4,8 @@ whose metadata disagrees with its graph, too many threads."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -18,6 +16,7 @@ from fcn_deploy.cli.segment import main
 from fcn_deploy.errors import FCNError
 from fcn_deploy.imageio import jpeg_is_truncated, read_image, read_label
 from fcn_deploy.runtime import Segmenter
+from process_helpers import leftovers, terminate_mid_run
 from runtime_fixtures import random_image, tiny_meta
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,27 +180,16 @@ def test_sigterm_mid_run_exits_143_and_leaves_no_temporary_file(tmp_path, tiny_o
         assert cv2.imwrite(str(src / f"i{i:03d}.png"), random_image(64, 64, seed=i % 7))
     out, tmpdir = tmp_path / "out", tmp_path / "tmp"
     tmpdir.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "fcn_deploy.cli.segment", "-m", str(tiny_onnx),
-                             str(src), "-o", str(out), "--overlay", "--scores", "--threads", "1"],
-                            env=dict(os.environ, TMPDIR=str(tmpdir)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out.is_dir() and len(os.listdir(out)) >= 6):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
+    rc, err = terminate_mid_run(
+        "fcn_deploy.cli.segment", ["-m", tiny_onnx, src, "-o", out, "--overlay", "--scores",
+                                   "--threads", "1"],
+        ready=lambda: out.is_dir() and len(os.listdir(out)) >= 6, tmpdir=tmpdir)
+    assert rc == 143, err
     assert err.rstrip().endswith("terminated") and "Traceback" not in err
     written = os.listdir(out)
     assert 6 <= len(written) < 900
     assert [n for n in written if n.startswith(".")] == []  # no hidden temp files
     assert leftovers(tmpdir) == []
-
-
-def leftovers(tmpdir: Path) -> list[str]:
-    """What a run left in its TMPDIR; ONNX Runtime's import writes a '.ses' id file in every
-    process, interrupted or not, which is not ours to clean."""
-    return sorted(n for n in os.listdir(tmpdir) if n != ".ses")
 
 
 # -- inputs believed too easily ------------------------------------------------------------------
