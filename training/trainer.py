@@ -133,15 +133,20 @@ RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "curves.png", "report.json", "re
 
 
 def prepare_output(out: Path, *, resume: bool, overwrite: bool,
-                   inputs: Sequence[tuple[str, Path | None]] = ()) -> Path:
+                   inputs: Sequence[tuple[str, Path | None]] = (),
+                   folders: Sequence[tuple[str, Path | None]] = ()) -> Path:
     """Create (and probe) the output folder; refuse to clobber another run's checkpoints unless
-    asked, and always refuse when a run file would overwrite one of ``inputs`` (--init-from...)."""
+    asked, and always refuse when a run file would overwrite one of ``inputs`` (--init-from...)
+    or land in one of the data ``folders`` (curves.png would become a training image)."""
     from fcn_deploy.fileio import RunFiles
 
     out = Path(out)
     plan = RunFiles("fcn-train")
     for what, path in inputs:
         plan.read(what, path)
+    for what, path in folders:
+        if path is not None:
+            plan.read_folder(what, path)
     plan.write_folder("output folder", out)
     for name in RUN_FILES:
         plan.write(f"--out file {name}", out / name)
@@ -171,6 +176,13 @@ def _open_datasets(config: TrainConfig):
     if val_set is not None and len(val_set) == 0:
         raise FCNError(f"validation set {val_spec} is empty")
     return train_set, val_set, val_spec
+
+
+def _data_folders(*datasets) -> list[tuple[str, Path | None]]:
+    """The image and mask folders plain-folder datasets scan (VOC/SBD read listed files only)."""
+    return [(f"dataset {kind} folder", getattr(ds, attr, None))
+            for ds in datasets if ds is not None
+            for kind, attr in (("image", "images_dir"), ("mask", "masks_dir"))]
 
 
 def _check_checkpoint_compatible(path: Path, ckpt: dict[str, Any], model) -> None:
@@ -326,7 +338,8 @@ class _Run:
         self.out = prepare_output(Path(config.out), resume=resume_ckpt is not None,
                                   overwrite=config.overwrite,
                                   inputs=[("--init-from checkpoint", config.init_from),
-                                          ("--imagenet weights", config.imagenet)])
+                                          ("--imagenet weights", config.imagenet)],
+                                  folders=_data_folders(self.train_set, self.val_set))
         num_classes = self.train_set.num_classes
         if config.num_classes is not None and config.num_classes != num_classes:
             raise FCNError(f"--num-classes {config.num_classes} but the dataset "

@@ -70,7 +70,21 @@ def run_main(main: Callable[[Sequence[str] | None], int | None],
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(f"error: {where}{os_error_reason(exc)}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        if not _out_of_memory(exc):
+            raise  # a bug: keep the traceback
+        print(f"error: out of memory ({str(exc).strip().splitlines()[0][:200]}); use smaller "
+              "inputs or batches, or a machine with more memory", file=sys.stderr)
+        return 2
     return int(rc or 0)
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    """PyTorch's allocation failures (torch.OutOfMemoryError for CUDA, a RuntimeError from the
+    CPU allocator) and ONNX Runtime's, which no stage turned into an FCNError."""
+    text = str(exc)
+    return (type(exc).__name__ == "OutOfMemoryError" or "DefaultCPUAllocator" in text
+            or "out of memory" in text.lower() or "Failed to allocate memory" in text)
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
