@@ -90,8 +90,8 @@ _WARNED_THREADS: set[tuple[int, int]] = set()
 def cap_threads(threads: int | None) -> int | None:
     """``threads`` capped at the cores available, with one warning naming the core count.
 
-    More compute threads than cores only makes them wait for each other (on 2 cores, 1000 ONNX
-    Runtime threads ran about 500 times slower). None and 0 (the library's default) pass through.
+    More compute threads than cores only makes them wait for each other, and inference slows
+    down by orders of magnitude. None and 0 (the library's default) pass through.
     """
     if not threads:
         return threads
