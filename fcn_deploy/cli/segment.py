@@ -90,7 +90,7 @@ def _plan_files(args: argparse.Namespace, images: Sequence[tuple[Path, str]],
     for path in args.images:
         if path.is_dir():
             plan.read_folder("input folder", path, recursive=args.recursive)
-    for path, stem in images:
+    for path, _ in images:
         plan.read("image", path)
     plan.write_folder("output folder", args.output)
     for path, stem in images:

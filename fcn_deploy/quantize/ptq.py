@@ -107,7 +107,7 @@ class QuantizeResult:
     quantized_nodes: list[str]
     image_sizes: list[tuple[int, int]]
     seconds: float
-    cache_used: Path | None = None  # ranges read from this calibration cache (no images read)
+    cache_used: Path | None = None  # ranges read from this calibration cache (no calibration run)
 
 
 # -- graph inspection ------------------------------------------------------------------------
@@ -458,7 +458,7 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     sizes = list(getattr(reader, "shapes", []))
     skipped = list(getattr(reader, "skipped", []))
     num_images = len(reader) if hasattr(reader, "__len__") else len(sizes)
-    if ranges is not None:  # nothing was read: the ranges and their image count are the cache's
+    if ranges is not None:  # no calibration ran: the ranges and their image count are the cache's
         sizes, skipped, num_images = [], [], key.num_images
     dq_fed = {n.output[0] for n in qmodel.graph.node if n.op_type == "DequantizeLinear"}
     quantized = [n.name for n in qmodel.graph.node if n.op_type in ("Conv", "ConvTranspose")
