@@ -99,10 +99,15 @@ class ComparisonReport:
 
     def write(self, path: str | os.PathLike) -> tuple[Path, Path]:
         """Write the Markdown to ``path`` and the JSON next to it (same name, ``.json``)."""
-        from fcn_deploy.fileio import atomic_write_text, check_output_dir
+        from fcn_deploy.fileio import RunFiles, atomic_write_text
 
         md, js = report_paths(path)
-        check_output_dir(md)
+        plan = RunFiles("ComparisonReport.write")
+        for r in self.results:
+            plan.read("model", r.path)
+        plan.write("report", md)
+        plan.write("JSON report", js)
+        plan.check()
         atomic_write_text(js, json.dumps(self.to_dict(), indent=2) + "\n")
         atomic_write_text(md, self.to_markdown())
         return md, js

@@ -235,3 +235,14 @@ def test_folder_dataset_takes_the_classes_from_the_model(tmp_path):
     data = create_dataset(spec, num_classes=5)
     direct, _ = _direct(model, [data[i] for i in range(len(data))], num_classes=5)
     np.testing.assert_array_equal(report.results[0].confusion, direct.matrix)
+
+
+def test_report_write_refuses_a_model_path(models, tmp_path):
+    report = compare_models([models[0]], SyntheticShapes(**{**DATA, "num_images": 1}),
+                            progress=False)
+    before = models[0].read_bytes()
+    with pytest.raises(FCNError, match=r"ComparisonReport.write: report .*a\.onnx is also the model"):
+        report.write(models[0])
+    assert models[0].read_bytes() == before
+    md, js = report.write(tmp_path / "r.md")
+    assert md.is_file() and js.is_file()
