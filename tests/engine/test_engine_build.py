@@ -110,3 +110,8 @@ def test_cli_refuses_a_plan_or_sidecar_over_an_input(tiny_onnx, tmp_path, capsys
     assert main([str(tiny_onnx), "-o", str(sidecar_clash)]) == 2
     assert "sidecar" in capsys.readouterr().err
     assert tiny_onnx.read_bytes() == before
+
+
+def test_build_engine_refuses_a_plan_over_its_onnx_before_needing_tensorrt(tiny_onnx):
+    with pytest.raises(FCNError, match=r"build_engine: plan .*tiny\.onnx is also the ONNX model"):
+        build_engine(tiny_onnx, tiny_onnx, BuildOptions())
