@@ -104,7 +104,7 @@ class ComparisonReport:
         md, js = report_paths(path)
         plan = RunFiles("ComparisonReport.write")
         for r in self.results:
-            plan.read("model", r.path)
+            plan.read_model("model", r.path)
         plan.write("report", md)
         plan.write("JSON report", js)
         plan.check()

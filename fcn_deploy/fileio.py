@@ -215,6 +215,13 @@ class RunFiles:
         if path is not None:
             self.inputs.append((what, Path(path)))
 
+    def read_model(self, what: str, path: str | os.PathLike | None) -> None:
+        """A model file and, for ONNX, the ``<name>.data`` weight file that may sit next to it."""
+        if path is not None:
+            self.read(what, path)
+            if Path(path).suffix.lower() == ".onnx":
+                self.read(f"{what}'s weights", Path(path).parent / (Path(path).name + ".data"))
+
     def read_folder(self, what: str, path: str | os.PathLike, *, recursive: bool = False) -> None:
         self.folders.append((what, Path(path), recursive))
 

@@ -126,7 +126,7 @@ def _one(args: argparse.Namespace) -> int:
     name = args.name or f"bench_{args.engine.stem}"
     out_dir = args.output_dir or Path(".")
     plan = RunFiles("fcn-bench")
-    plan.read("model", args.engine)
+    plan.read_model("model", args.engine)
     plan.write("JSON report", out_dir / f"{name}.json")
     plan.write("Markdown report", out_dir / f"{name}.md")
     if plan.conflicts():

@@ -61,8 +61,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     output = args.output or args.onnx.with_suffix(".plan")
     plan = RunFiles("fcn-build")
-    plan.read("ONNX model", args.onnx)
-    plan.read("ONNX weights", args.onnx.parent / (args.onnx.name + ".data"))
+    plan.read_model("ONNX model", args.onnx)
     plan.read("timing cache", args.timing_cache)  # read, then updated in place
     plan.write("plan", output)
     plan.write("sidecar", sidecar_path(output))

@@ -41,7 +41,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.output:  # checked before the (long) evaluation, not after it
         plan = RunFiles("fcn-eval")
         for model in args.models:
-            plan.read("model", model)
+            plan.read_model("model", model)
         md, js = report_paths(args.output)
         plan.write("report", md)
         plan.write("JSON report", js)

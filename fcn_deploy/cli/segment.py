@@ -86,7 +86,7 @@ def _plan_files(args: argparse.Namespace, images: Sequence[tuple[Path, str]],
     from fcn_deploy.fileio import RunFiles
 
     plan = RunFiles("fcn-segment")
-    plan.read("model", args.engine)
+    plan.read_model("model", args.engine)
     for path in args.images:
         if path.is_dir():
             plan.read_folder("input folder", path, recursive=args.recursive)

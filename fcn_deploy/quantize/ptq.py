@@ -401,8 +401,10 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     input_path, output_path = Path(input_path), Path(output_path)
     cache_path = Path(config.calibration_cache) if config.calibration_cache else None
     plan = RunFiles("fcn-quantize")
-    plan.read("FP32 model", input_path)
+    plan.read_model("FP32 model", input_path)
     plan.read("calibration cache", cache_path)  # read, and rewritten in place: never an output
+    if cache_path is not None:  # written after calibration: its folder is checked before
+        plan.write_folder("calibration cache folder", cache_path.parent, create=False)
     if isinstance(calibration, (str, os.PathLike)) and Path(calibration).exists():
         plan.read("calibration source", calibration)
     plan.write("output", output_path)

@@ -106,3 +106,19 @@ def test_sigterm_during_calibration_leaves_no_file_anywhere(tiny_onnx, tmp_path)
     assert err.rstrip().endswith("terminated") and "Traceback" not in err
     assert os.listdir(out_dir) == []
     assert leftovers(tmpdir) == []
+
+
+def test_cache_in_a_missing_folder_fails_before_calibrating(tiny_onnx, tmp_path, capsys):
+    cache = tmp_path / "nodir" / "ranges.json"
+    assert main([str(tiny_onnx), "-o", str(tmp_path / "q.onnx"), "--calib", "synthetic:2",
+                 "--calibration-cache", str(cache), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: calibration cache folder {cache.parent} does not "
+                                       "exist; create it first\n")
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_output_over_the_models_external_weights_is_refused(tiny_onnx, tmp_path, capsys):
+    data = tiny_onnx.parent / (tiny_onnx.name + ".data")
+    assert main([str(tiny_onnx), "-o", str(data), "--calib", "synthetic:2", "--quiet"]) == 2
+    assert f"is also the FP32 model's weights {data}" in capsys.readouterr().err
+    assert not data.exists()
