@@ -141,9 +141,16 @@ def write_image(path: str | os.PathLike, image_bgr: np.ndarray) -> None:
     import cv2
 
     path = Path(path)
-    ok, buf = cv2.imencode(path.suffix or ".png", image_bgr)
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", image_bgr)
+    except cv2.error as exc:  # e.g. an image beyond the encoder's size limits
+        raise FCNError(f"could not encode {path}: {' '.join(str(exc).split())[:300]}") from None
+    except MemoryError:
+        raise FCNError(f"could not encode {path}: out of memory") from None
     if not ok:
-        raise FCNError(f"could not encode {path}; use .png or .jpg")
+        h, w = image_bgr.shape[:2]
+        raise FCNError(f"could not encode {path} ({h}x{w} pixels); use .png or .jpg (JPEG and "
+                       "WebP take at most 65500 pixels a side)")
     from fcn_deploy.fileio import atomic_write_bytes
 
     atomic_write_bytes(path, buf.tobytes())

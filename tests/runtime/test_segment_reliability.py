@@ -285,3 +285,12 @@ def test_threads_above_the_core_count_are_capped_with_a_warning(tiny_onnx, tmp_p
                  "--threads", str(cores + 1001)]) == 0
     assert (f"warning: --threads {cores + 1001} is more than the {cores} CPU cores"
             in capsys.readouterr().err)
+
+
+def test_an_image_the_encoder_cannot_write_is_an_error_naming_it(tmp_path):
+    from fcn_deploy.imageio import write_image
+
+    with pytest.raises(FCNError, match=r"could not encode .*wide\.jpg \(2x70000 pixels\); use "
+                                       r"\.png or \.jpg \(JPEG and WebP take at most 65500"):
+        write_image(tmp_path / "wide.jpg", np.zeros((2, 70000, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
