@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -302,8 +303,16 @@ int bench(fcn::Segmenter& seg, const Args& a) {
   return 0;
 }
 
+// CPU cores this process may run on (its affinity mask, as Python's cap_threads counts them).
+unsigned available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 int run(Args a) {
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned cores = available_cores();
   if (a.options.threads > static_cast<int>(cores)) {
     std::cerr << "warning: --threads " << a.options.threads << " is more than the " << cores
               << " CPU cores available here; using " << cores << " threads\n";

@@ -280,3 +280,12 @@ def test_cpp_sigterm_finishes_the_current_image_and_leaves_no_temp_file(models, 
     assert 0 < len(written) < len(names)
     assert [n for n in written if n.startswith(".")] == []
     assert [p.name for p in overlays.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cpp_threads_above_the_core_count_are_capped_with_a_warning(models):
+    proc = run_cpp("--model", models["bgr_scores"], "--info", "--threads", "100000")
+    from fcn_deploy.runtime.registry import available_cores
+
+    cores = available_cores()  # the same count as Python's: this process's affinity mask
+    assert proc.stderr == (f"warning: --threads 100000 is more than the {cores} CPU cores "
+                           f"available here; using {cores} threads\n")
