@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="random images to calibrate the INT8 graphs on (default 2)")
     paper.add_argument("--work-dir", type=Path, default=None,
                        help="keep exported graphs here and reuse them in later runs (default: a "
-                            "temporary folder)")
+                            "hidden folder in --output-dir, removed at the end)")
     paper.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     return p
