@@ -106,13 +106,25 @@ class ComparisonReport:
 
     def write(self, path: str | os.PathLike) -> tuple[Path, Path]:
         """Write the Markdown to ``path`` and the JSON next to it (same name, ``.json``)."""
-        from fcn_deploy.fileio import atomic_write_text, check_output_dir
+        from fcn_deploy.fileio import RunFiles, atomic_write_text
 
-        md = check_output_dir(path)
-        js = md.with_suffix(".json") if md.suffix.lower() != ".json" else md.with_suffix(".json.json")
+        md, js = report_paths(path)
+        plan = RunFiles("ComparisonReport.write")
+        for r in self.results:
+            plan.read_model("model", r.path)
+        plan.write("report", md)
+        plan.write("JSON report", js)
+        plan.check()
         atomic_write_text(js, json.dumps(self.to_dict(), indent=2) + "\n")
         atomic_write_text(md, self.to_markdown())
         return md, js
+
+
+def report_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """Where ``ComparisonReport.write(path)`` writes: the Markdown and the JSON next to it."""
+    md = Path(path)
+    return md, (md.with_suffix(".json") if md.suffix.lower() != ".json"
+                else md.with_suffix(".json.json"))
 
 
 def _num(x: float) -> float | None:
@@ -190,11 +202,19 @@ def _open(path: Path, *, backend: str | None, threads: int | None, device: str |
 
 
 # -- evaluation ---------------------------------------------------------------------------------
-def _open_dataset(dataset: Any, *, seed: int | None):
+def _open_dataset(dataset: Any, *, seed: int | None, meta=None):
+    """``(spec, dataset)``; a ``folder:`` spec takes its classes from ``meta`` (the reference
+    model's metadata), since plain folders of masks do not name their classes."""
     if isinstance(dataset, str):
         from fcn_deploy.datasets import create_dataset
 
-        kwargs = {"seed": seed} if seed is not None and dataset.lower().startswith("synthetic") else {}
+        scheme = dataset.partition(":")[0].strip().lower()
+        kwargs: dict[str, Any] = {}
+        if seed is not None and scheme == "synthetic":
+            kwargs["seed"] = seed
+        if meta is not None and scheme == "folder":
+            kwargs.update(num_classes=meta.num_classes, class_names=list(meta.class_names),
+                          palette=[list(c) for c in meta.palette])
         return dataset, create_dataset(dataset, **kwargs)
     return getattr(dataset, "spec", type(dataset).__name__), dataset
 
@@ -209,15 +229,15 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
 
     if not paths:
         raise FCNError("no model to evaluate; expected at least one .onnx or model.pt path")
-    spec, data = _open_dataset(dataset, seed=seed)
-    total = len(data) if max_images is None else min(len(data), int(max_images))
-    if total < 1:
-        raise FCNError(f"dataset {spec!r} is empty; expected labelled images")
     predictors: list[_Predictor] = []
     try:
         for path in paths:
             predictors.append(_Predictor(path, backend=backend, threads=threads, device=device,
                                          int8_kernels=int8_kernels))
+        spec, data = _open_dataset(dataset, seed=seed, meta=predictors[0].meta)
+        total = len(data) if max_images is None else min(len(data), int(max_images))
+        if total < 1:
+            raise FCNError(f"dataset {spec!r} is empty; expected labelled images")
         for pred in predictors:
             if pred.meta.num_classes != data.num_classes:
                 raise FCNError(f"{pred.path} predicts {pred.meta.num_classes} classes but dataset "

@@ -27,14 +27,17 @@ def _list_file(path: Path) -> list[Path]:
     return [path.parent / e for e in entries if e and not e.startswith("#")]
 
 
-def collect_images(paths: Sequence[str | os.PathLike], *,
-                   recursive: bool = False) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+def collect_images(paths: Sequence[str | os.PathLike], *, recursive: bool = False,
+                   suffixes: Sequence[str] = ("",),
+                   ) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
     """Expand image files, folders, list files (.txt/.lst) and globs into ``(path, output stem)``
     pairs, plus ``(path, why)`` for inputs that are missing.
 
     Files in a folder keep their path relative to it (``sub/a.jpg`` -> ``sub/a``); a file given
-    directly, listed or matched by a glob gets its stem; clashing stems get ``_2``, ``_3``...
-    The order is the inputs' order, folders and globs sorted, so every run names outputs alike.
+    directly, listed or matched by a glob gets its stem. Each stem writes ``stem + suffix`` for
+    every suffix; a stem whose files would clash with those of an earlier one (``x.jpg`` and
+    ``x.png``; ``x.jpg`` and ``x_overlay.jpg`` with ``_overlay.png`` among the suffixes) gets
+    ``_2``, ``_3``... The order is the inputs' order, folders and globs sorted, so every run names outputs alike.
     """
     import glob
 
@@ -44,9 +47,9 @@ def collect_images(paths: Sequence[str | os.PathLike], *,
 
     def add(path: Path, stem: str) -> None:
         unique, n = stem, 2
-        while unique in used:
+        while any(unique + s in used for s in suffixes):
             unique, n = f"{stem}_{n}", n + 1
-        used.add(unique)
+        used.update(unique + s for s in suffixes)
         found.append((path, unique))
 
     for path in map(Path, paths):
@@ -105,15 +108,57 @@ def to_bgr8(image: np.ndarray, *, rgb: bool = False, name: str = "image") -> np.
     return np.ascontiguousarray(image)
 
 
+def jpeg_is_truncated(data: bytes | np.ndarray) -> bool:
+    """True for a JPEG whose last scan has no end-of-image marker after it: a cut-off file.
+
+    libjpeg decodes those with a warning, filling the missing part with grey; we refuse them
+    in Python and C++ (the same rule), whatever the OpenCV version. Markers cannot occur inside
+    scan data (0xFF is stuffed as FF 00), and an EXIF thumbnail's own end marker lies before the
+    main image's last scan, so "an FFD9 after the last FFDA" is exact.
+    """
+    buf = bytes(data) if isinstance(data, np.ndarray) else data
+    if buf[:2] != b"\xff\xd8":
+        return False
+    last_scan = buf.rfind(b"\xff\xda")
+    # no scan at all: not an image the decoder can read either; it says so itself
+    return last_scan >= 0 and buf.find(b"\xff\xd9", last_scan + 2) < 0
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 HxWx3 BGR; grayscale, RGBA and 16-bit files are converted."""
+    """Read an image file as uint8 HxWx3 BGR, turned upright by its EXIF orientation.
+
+    Grayscale, RGBA and 16-bit files are converted; a truncated JPEG is refused. An array the
+    caller decoded itself (``cv2.imread``) is used as it is, so pass the path (or read with
+    ``cv2.IMREAD_COLOR``, which also applies EXIF) to get what a photo viewer shows.
+    """
     import cv2
 
     path = Path(path)
     if not path.is_file():
         raise FCNError(f"image {path} does not exist")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise FCNError(f"image {path} cannot be read: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise FCNError(f"image {path} ({path.stat().st_size} bytes) does not fit in memory") from None
+    if data.size and jpeg_is_truncated(data):
+        raise FCNError(f"image {path} is a truncated JPEG (no end-of-image marker after its last "
+                       "scan); the file was cut off while copying or downloading")
+    # Decoded as in the C++ runtime (cpp/src/image.cpp): any depth and colour layout (16-bit and
+    # grayscale kept, converted by to_bgr8; alpha dropped) with the EXIF orientation applied, as
+    # photo viewers show the picture (IMREAD_UNCHANGED alone would ignore the orientation).
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise FCNError(f"image {path} has more pixels than OpenCV decodes (its limit, "
+                           "2^30 by default, is set by the environment variable "
+                           "OPENCV_IO_MAX_IMAGE_PIXELS); raise it if the machine has the "
+                           "memory for this image") from None
+        raise FCNError(f"image {path} could not be decoded: {str(exc).strip()[:300]}") from None
+    except MemoryError:
+        raise FCNError(f"image {path} does not fit in memory once decoded") from None
     if image is None:
         raise FCNError(f"image {path} could not be decoded; expected a readable image file "
                        f"({', '.join(IMAGE_EXTENSIONS)})")
@@ -161,9 +206,16 @@ def write_image(path: str | os.PathLike, image_bgr: np.ndarray) -> None:
     import cv2
 
     path = Path(path)
-    ok, buf = cv2.imencode(path.suffix or ".png", image_bgr)
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", image_bgr)
+    except cv2.error as exc:  # e.g. an image beyond the encoder's size limits
+        raise FCNError(f"could not encode {path}: {' '.join(str(exc).split())[:300]}") from None
+    except MemoryError:
+        raise FCNError(f"could not encode {path}: out of memory") from None
     if not ok:
-        raise FCNError(f"could not encode {path}; use .png or .jpg")
+        h, w = image_bgr.shape[:2]
+        raise FCNError(f"could not encode {path} ({h}x{w} pixels); use .png or .jpg (JPEG and "
+                       "WebP take at most 65500 pixels a side)")
     from fcn_deploy.fileio import atomic_write_bytes
 
     atomic_write_bytes(path, buf.tobytes())

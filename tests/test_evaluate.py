@@ -51,10 +51,10 @@ def _pixel_classifier(path, *, weight_seed=0, labels=False, num_classes=C, meta=
     return path
 
 
-def _direct(path, data):
+def _direct(path, data, num_classes=C):
     """ConfusionMatrix and label maps computed here, straight from ONNX Runtime."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    cm, preds = ConfusionMatrix(C), []
+    cm, preds = ConfusionMatrix(num_classes), []
     for sample in data:
         x = (sample.image.astype(np.float32) - np.float32(MEAN)).transpose(2, 0, 1)[None]
         pred = sess.run(["scores"], {"image": x})[0][0].argmax(axis=0)
@@ -214,3 +214,65 @@ def test_errors(models, tmp_path, capsys):
     rc = main([str(models[0]), "--dataset", "synthetic:2", "-o", str(tmp_path / "no" / "r.md"),
                "--quiet"])
     assert rc == 2
+
+
+def test_report_path_over_a_model_is_refused_before_evaluating(models, tmp_path, capsys,
+                                                               monkeypatch):
+    from fcn_deploy import evaluate as ev
+    from fcn_deploy.cli.evaluate import main
+
+    before = models[0].read_bytes()
+
+    def no_run(*a, **k):
+        raise AssertionError("the evaluation must not start")
+
+    monkeypatch.setattr(ev, "_run", no_run)
+    assert main([str(models[0]), "--dataset", "synthetic:2", "-o", str(models[0])]) == 2
+    assert capsys.readouterr().err == (
+        f"error: fcn-eval: report {models[0]} is also the model {models[0]}: writing it would "
+        "destroy that input; choose another output path\n")
+    # the JSON written next to the report counts too: -o a.md would write a.json
+    js = tmp_path / "r.json"
+    assert main([str(models[0]), str(js), "--dataset", "synthetic:2", "-o",
+                 str(tmp_path / "r.md")]) == 2
+    assert "JSON report" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main([str(models[0]), "--dataset", "synthetic:2", "-o",
+                 str(tmp_path / "file" / "r.md")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert models[0].read_bytes() == before
+
+
+def test_folder_dataset_takes_the_classes_from_the_model(tmp_path):
+    """A 5-class model on a folder of masks: classes, names and palette come from its metadata
+    (plain folders do not name their classes; VOC's 21 would not match)."""
+    import cv2
+
+    from fcn_deploy.datasets import create_dataset
+    from fcn_deploy.meta import read_onnx_meta
+
+    model = _pixel_classifier(tmp_path / "five.onnx", num_classes=5, weight_seed=4)
+    shapes = SyntheticShapes(num_images=3, seed=1, num_classes=5, min_size=32, max_size=40)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mask").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "img" / f"s{i}.png"), shapes[i].image)
+        cv2.imwrite(str(tmp_path / "mask" / f"s{i}.png"), shapes[i].label)
+    spec = f"folder:{tmp_path / 'img'},{tmp_path / 'mask'}"
+    report = compare_models([model], spec, progress=False)
+    meta = read_onnx_meta(model)
+    assert report.class_names == list(meta.class_names) and len(report.class_names) == 5
+    data = create_dataset(spec, num_classes=5)
+    direct, _ = _direct(model, [data[i] for i in range(len(data))], num_classes=5)
+    np.testing.assert_array_equal(report.results[0].confusion, direct.matrix)
+
+
+def test_report_write_refuses_a_model_path(models, tmp_path):
+    report = compare_models([models[0]], SyntheticShapes(**{**DATA, "num_images": 1}),
+                            progress=False)
+    before = models[0].read_bytes()
+    with pytest.raises(FCNError, match=r"ComparisonReport.write: report .*a\.onnx is also the model"):
+        report.write(models[0])
+    assert models[0].read_bytes() == before
+    md, js = report.write(tmp_path / "r.md")
+    assert md.is_file() and js.is_file()

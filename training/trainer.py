@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -150,13 +150,29 @@ def resolve_device(name: str | None, *, amp: bool = False,
     return device
 
 
-def prepare_output(out: Path, *, resume: bool, overwrite: bool) -> Path:
-    """Create the output folder; refuse to clobber another run's checkpoints unless asked."""
+#: Every file a run writes into its --out folder.
+RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "curves.png", "report.json", "report.md")
+
+
+def prepare_output(out: Path, *, resume: bool, overwrite: bool,
+                   inputs: Sequence[tuple[str, Path | None]] = (),
+                   folders: Sequence[tuple[str, Path | None]] = ()) -> Path:
+    """Create (and probe) the output folder; refuse to clobber another run's checkpoints unless
+    asked, and always refuse when a run file would overwrite one of ``inputs`` (--init-from...)
+    or land in one of the data ``folders`` (curves.png would become a training image)."""
+    from fcn_deploy.fileio import RunFiles
+
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FCNError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    plan = RunFiles("fcn-train")
+    for what, path in inputs:
+        plan.read(what, path)
+    for what, path in folders:
+        if path is not None:
+            plan.read_folder(what, path)
+    plan.write_folder("output folder", out)
+    for name in RUN_FILES:
+        plan.write(f"--out file {name}", out / name)
+    plan.check()
     last = out / "last.pt"
     if last.exists() and not resume and not overwrite:
         raise FCNError(f"{last} already exists (a previous run); pass --resume {last} to continue "
@@ -182,6 +198,13 @@ def _open_datasets(config: TrainConfig):
     if val_set is not None and len(val_set) == 0:
         raise FCNError(f"validation set {val_spec} is empty")
     return train_set, val_set, val_spec
+
+
+def _data_folders(*datasets) -> list[tuple[str, Path | None]]:
+    """The image and mask folders plain-folder datasets scan (VOC/SBD read listed files only)."""
+    return [(f"dataset {kind} folder", getattr(ds, attr, None))
+            for ds in datasets if ds is not None
+            for kind, attr in (("image", "images_dir"), ("mask", "masks_dir"))]
 
 
 def _check_checkpoint_compatible(path: Path, ckpt: dict[str, Any], model) -> None:
@@ -338,7 +361,7 @@ class _StopRequest:
         self._restore()  # a second signal acts at once (the last checkpoint stays intact)
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if self.announce:
-                print(f"\ninterrupted ({name}): finishing this iteration and saving last.pt "
+            print(f"\ninterrupted ({name}): finishing this iteration and saving last.pt "
                   f"({name} again to quit without saving)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
@@ -391,7 +414,9 @@ class _Run:
         if config.threads is not None:
             if config.threads < 1:
                 raise FCNError(f"--threads must be >= 1, got {config.threads}")
-            torch.set_num_threads(config.threads)
+            from fcn_deploy.runtime.registry import cap_threads
+
+            torch.set_num_threads(cap_threads(config.threads))
         starts = [x for x in (config.resume, config.init_from, config.imagenet) if x is not None]
         if len(starts) > 1:
             raise FCNError("--resume, --init-from and --imagenet are exclusive: pick one "
@@ -400,7 +425,10 @@ class _Run:
         self.train_set, self.val_set, self.val_spec = _open_datasets(config)
         if self.main:
             self.out = prepare_output(Path(config.out), resume=resume_ckpt is not None,
-                                      overwrite=config.overwrite)
+                                      overwrite=config.overwrite,
+                                      inputs=[("--init-from checkpoint", config.init_from),
+                                              ("--imagenet weights", config.imagenet)],
+                                      folders=_data_folders(self.train_set, self.val_set))
         else:
             self.out = Path(config.out)
         num_classes = self.train_set.num_classes

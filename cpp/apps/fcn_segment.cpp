@@ -3,7 +3,9 @@
 // Parses arguments and calls the library; errors print as "error: ..." and exit 2, like the
 // Python commands.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,7 +16,12 @@
 #include <numeric>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -58,6 +65,15 @@ struct Args {
   bool info = false;
   int bench = 0, warmup = 3, batch = 1, height = 500, width = 500;
 };
+
+// First SIGINT/SIGTERM: finish the current image (its files are written atomically, so nothing
+// is left half-written or as a temporary file) and stop; a second one ends the process at once.
+volatile std::sig_atomic_t g_stop = 0;
+
+extern "C" void on_stop_signal(int signum) {
+  g_stop = signum;
+  std::signal(signum, SIG_DFL);
+}
 
 class UsageError : public std::runtime_error {
  public:
@@ -172,15 +188,73 @@ double percentile(const std::vector<double>& sorted, double q) {
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {
-  const std::string tmp = path + ".tmp";
+  const fs::path target(path);
+  const fs::path tmp = (target.has_parent_path() ? target.parent_path() : fs::path(".")) /
+                       ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  std::error_code ec;
   {
     std::ofstream out(tmp);
     out << j.dump(2) << "\n";
-    if (!out) throw fcn::Error("could not write " + path);
+    out.flush();
+    if (!out) {
+      fs::remove(tmp, ec);
+      throw fcn::Error("could not write " + path + " (folder missing, not writable, or disk full)");
+    }
   }
-  std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) throw fcn::Error("could not write " + path + ": " + ec.message());
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw fcn::Error("could not write " + path + ": " + ec.message());
+  }
+}
+
+// A path as the file system sees it: symlinks resolved (also for a file not written yet).
+fs::path resolved(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
+  return ec ? fs::absolute(path).lexically_normal() : p;
+}
+
+// The identities of a path: its resolved form, and (for an existing file) device and inode,
+// which also catch hard links.
+std::vector<std::string> identities(const std::string& path) {
+  std::vector<std::string> ids = {"p:" + resolved(path).string()};
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0)
+    ids.push_back("i:" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
+  return ids;
+}
+
+// Refuses, before any work, an output that is an input (model, sidecar, image) or another output
+// of the run: the rule every fcn-deploy command follows (fcn_deploy/fileio.py RunFiles).
+void check_outputs(const Args& a, const std::vector<std::pair<std::string, std::string>>& dest) {
+  std::map<std::string, std::pair<std::string, std::string>> inputs;  // identity -> (what, path)
+  auto add_input = [&](const std::string& what, const std::string& path) {
+    for (const std::string& id : identities(path)) inputs.emplace(id, std::make_pair(what, path));
+  };
+  add_input("model", a.model);
+  add_input("model sidecar", a.model + ".json");
+  for (const std::string& image : a.images) add_input("image", image);
+  std::vector<std::pair<std::string, std::string>> outputs;
+  for (size_t i = 0; i < dest.size(); ++i) {
+    if (!dest[i].first.empty()) outputs.push_back({"mask of " + a.images[i], dest[i].first});
+    if (!dest[i].second.empty()) outputs.push_back({"overlay of " + a.images[i], dest[i].second});
+  }
+  if (!a.json.empty()) outputs.push_back({"--json report", a.json});
+  std::map<std::string, std::pair<std::string, std::string>> written;
+  for (const auto& [what, out] : outputs) {
+    for (const std::string& id : identities(out)) {
+      if (auto in = inputs.find(id); in != inputs.end())
+        throw fcn::Error(what + " " + out + " is also the " + in->second.first + " " +
+                         in->second.second +
+                         "; writing it would destroy the input. Choose another output path");
+      if (auto other = written.find(id); other != written.end())
+        throw fcn::Error(other->second.first + " and " + what + " would both be written to " + out +
+                         "; give them different names");
+    }
+    for (const std::string& id : identities(out)) written.emplace(id, std::make_pair(what, out));
+  }
 }
 
 int bench(fcn::Segmenter& seg, const Args& a) {
@@ -244,41 +318,71 @@ int bench(fcn::Segmenter& seg, const Args& a) {
   return 0;
 }
 
-int run(const Args& a) {
+// CPU cores this process may run on (its affinity mask, as Python's cap_threads counts them).
+unsigned available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int run(Args a) {
+  const unsigned cores = available_cores();
+  if (a.options.threads > static_cast<int>(cores)) {
+    std::cerr << "warning: --threads " << a.options.threads << " is more than the " << cores
+              << " CPU cores available here; using " << cores << " threads\n";
+    a.options.threads = static_cast<int>(cores);
+  }
+  // Every destination first, so a clash (or an output over an input) fails before any work.
+  std::vector<std::pair<std::string, std::string>> dest;  // (mask, overlay) per image
+  if (!a.info && a.bench == 0) {
+    for (const std::string& path : a.images) {
+      std::pair<std::string, std::string> d;
+      if (!a.output.empty()) d.first = destination(a.output, path, a.images.size());
+      if (!a.overlay.empty()) d.second = destination(a.overlay, path, a.images.size());
+      dest.push_back(d);
+    }
+  }
+  check_outputs(a, dest);
   fcn::Segmenter seg(a.model, a.options);
   if (a.info) {
     print_info(seg);
     return 0;
   }
   if (a.bench > 0) return bench(seg, a);
-  // Every destination first, so a clash fails before anything is written.
-  std::map<std::string, std::string> taken;
-  std::vector<std::pair<std::string, std::string>> dest;  // (mask, overlay) per image
-  for (const std::string& path : a.images) {
-    std::pair<std::string, std::string> d;
-    if (!a.output.empty()) d.first = destination(a.output, path, a.images.size());
-    if (!a.overlay.empty()) d.second = destination(a.overlay, path, a.images.size());
-    for (const std::string* out : {&d.first, &d.second}) {
-      if (out->empty()) continue;
-      auto [it, fresh] = taken.emplace(*out, path);
-      if (!fresh)
-        throw fcn::Error("images " + it->second + " and " + path + " would both be written to " +
-                         *out + "; give them different names");
-    }
-    dest.push_back(d);
-  }
-  for (size_t i = 0; i < a.images.size(); ++i) {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  int failed = 0;
+  for (size_t i = 0; i < a.images.size() && !g_stop; ++i) {
     const std::string& path = a.images[i];
-    const cv::Mat image = fcn::read_image(path);
-    const cv::Mat labels = seg.predict(image);
-    if (!dest[i].first.empty()) {
-      fcn::write_label_png(dest[i].first, labels, seg.meta());
-      std::cout << path << " -> " << dest[i].first << "\n";
+    try {  // a bad image is reported and the others go on, as in Python's fcn-segment
+      const cv::Mat image = fcn::read_image(path);
+      const cv::Mat labels = seg.predict(image);
+      if (!dest[i].first.empty()) {
+        fcn::write_label_png(dest[i].first, labels, seg.meta());
+        std::cout << path << " -> " << dest[i].first << "\n";
+      }
+      if (!dest[i].second.empty()) {
+        fcn::write_image(dest[i].second, fcn::overlay(image, labels, seg.meta()));
+        std::cout << path << " -> " << dest[i].second << " (overlay)\n";
+      }
+    } catch (const fcn::Error& e) {
+      if (a.images.size() == 1) throw;
+      std::cerr << "error: " << path << ": " << e.what() << "\n";
+      ++failed;
+    } catch (const std::bad_alloc&) {
+      if (a.images.size() == 1) throw fcn::Error(path + ": out of memory for this image");
+      std::cerr << "error: " << path << ": out of memory for this image\n";
+      ++failed;
     }
-    if (!dest[i].second.empty()) {
-      fcn::write_image(dest[i].second, fcn::overlay(image, labels, seg.meta()));
-      std::cout << path << " -> " << dest[i].second << " (overlay)\n";
-    }
+  }
+  if (g_stop) {
+    std::cerr << (g_stop == SIGTERM ? "terminated" : "interrupted") << "\n";
+    return 128 + static_cast<int>(g_stop);
+  }
+  if (failed) {
+    std::cerr << failed << " of " << a.images.size() << " images failed\n";
+    return 1;
   }
   return 0;
 }
@@ -293,6 +397,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const fcn::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory; use smaller images or batches\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "internal error (please report): " << e.what() << "\n";

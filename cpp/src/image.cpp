@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -53,9 +55,11 @@ void atomic_write(const std::string& path, const std::vector<unsigned char>& byt
               static_cast<std::streamsize>(bytes.size()));
     out.flush();
     if (!out) {
+      const int err = errno;
       std::error_code ignored;
       fs::remove(tmp, ignored);
-      throw Error("could not write " + path + " (disk full or no permission?)");
+      throw Error("could not write " + path + ": " +
+                  (err ? std::string(std::strerror(err)) : std::string("disk full or no permission")));
     }
   }
   std::error_code ec;
@@ -114,17 +118,40 @@ cv::Mat to_bgr8(const cv::Mat& image, const std::string& name) {
   return out;
 }
 
+bool jpeg_is_truncated(const std::vector<unsigned char>& data) {
+  // The rule of fcn_deploy/imageio.py: an FFD9 (end of image) must follow the last FFDA (start
+  // of scan). Scan data cannot hold markers (0xFF is stuffed as FF 00) and an EXIF thumbnail's
+  // own FFD9 lies before the main image's scans.
+  if (data.size() < 2 || data[0] != 0xFF || data[1] != 0xD8) return false;
+  size_t last_scan = std::string::npos;
+  for (size_t i = 0; i + 1 < data.size(); ++i)
+    if (data[i] == 0xFF && data[i + 1] == 0xDA) last_scan = i;
+  if (last_scan == std::string::npos) return false;  // no scan: the decoder refuses it itself
+  for (size_t i = last_scan + 2; i + 1 < data.size(); ++i)
+    if (data[i] == 0xFF && data[i + 1] == 0xD9) return false;
+  return true;
+}
+
 cv::Mat read_image(const std::string& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw Error("image " + path + " does not exist");
   std::ifstream in(path, std::ios::binary);
   std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
                                    std::istreambuf_iterator<char>());
+  if (jpeg_is_truncated(bytes))
+    throw Error("image " + path + " is a truncated JPEG (no end-of-image marker after its last "
+                "scan); the file was cut off while copying or downloading");
   cv::Mat image;
   if (!bytes.empty()) {
+    // As fcn_deploy/imageio.py: any depth and colour layout (converted by to_bgr8), with the
+    // EXIF orientation applied (IMREAD_UNCHANGED alone would ignore it).
     try {
-      image = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
-    } catch (const cv::Exception&) {
+      image = cv::imdecode(bytes, cv::IMREAD_ANYDEPTH | cv::IMREAD_ANYCOLOR);
+    } catch (const cv::Exception& e) {
+      if (std::string(e.what()).find("CV_IO_MAX_IMAGE_PIXELS") != std::string::npos)
+        throw Error("image " + path + " has more pixels than OpenCV decodes (its limit, 2^30 by "
+                    "default, is set by the environment variable OPENCV_IO_MAX_IMAGE_PIXELS); "
+                    "raise it if the machine has the memory for this image");
       image = cv::Mat();
     }
   }

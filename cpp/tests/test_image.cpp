@@ -104,3 +104,60 @@ TEST(image, write_label_png_is_a_palette_png_of_indices) {
   CHECK_THROWS(fcn::write_label_png(fcn_test::temp_dir() + "/no/such/mask.png", labels, meta),
                "does not exist");
 }
+
+namespace {
+// A JPEG of ``stored`` with an EXIF APP1 segment (little-endian TIFF, one IFD entry) carrying
+// ``orientation``, inserted right after the SOI marker.
+std::vector<unsigned char> jpeg_with_orientation(const cv::Mat& stored, int orientation) {
+  std::vector<unsigned char> jpeg;
+  CHECK(cv::imencode(".jpg", stored, jpeg, {cv::IMWRITE_JPEG_QUALITY, 100}));
+  const std::vector<unsigned char> app1 = {
+      0xFF, 0xE1, 0x00, 34, 'E', 'x', 'i', 'f', 0, 0,           // APP1, length 34, "Exif\0\0"
+      'I', 'I', 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00,              // TIFF header, IFD at 8
+      0x01, 0x00,                                                // one entry
+      0x12, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00,            // 0x0112 SHORT x1
+      static_cast<unsigned char>(orientation), 0x00, 0x00, 0x00,  // value
+      0x00, 0x00, 0x00, 0x00};                                   // no next IFD
+  jpeg.insert(jpeg.begin() + 2, app1.begin(), app1.end());
+  return jpeg;
+}
+
+void write_bytes(const std::string& path, const std::vector<unsigned char>& bytes) {
+  fcn_test::write_file(path, std::string(bytes.begin(), bytes.end()));
+}
+}  // namespace
+
+TEST(image, read_image_follows_exif_orientation_like_python) {
+  const std::string dir = fcn_test::temp_dir();
+  cv::Mat stored(20, 40, CV_8UC3, cv::Scalar(255, 128, 0));
+  stored(cv::Rect(0, 0, 10, 20)).setTo(cv::Scalar(0, 0, 255));
+  write_bytes(dir + "/portrait.jpg", jpeg_with_orientation(stored, 6));
+  const cv::Mat upright = fcn::read_image(dir + "/portrait.jpg");
+  CHECK_EQ(upright.rows, 40);  // 90 degrees clockwise: the stored left strip is now on top
+  CHECK_EQ(upright.cols, 20);
+  const cv::Mat raw = cv::imread(dir + "/portrait.jpg", cv::IMREAD_UNCHANGED);
+  cv::Mat rotated;
+  cv::rotate(raw, rotated, cv::ROTATE_90_CLOCKWISE);
+  CHECK_EQ(cv::norm(upright, rotated, cv::NORM_INF), 0.0);
+  write_bytes(dir + "/plain.jpg", jpeg_with_orientation(stored, 1));
+  CHECK_EQ(fcn::read_image(dir + "/plain.jpg").rows, 20);
+}
+
+TEST(image, truncated_jpeg_is_refused_like_python) {
+  const std::string dir = fcn_test::temp_dir();
+  cv::Mat img(48, 64, CV_8UC3);
+  cv::randu(img, 0, 256);
+  std::vector<unsigned char> jpeg;
+  CHECK(cv::imencode(".jpg", img, jpeg));
+  CHECK(!fcn::jpeg_is_truncated(jpeg));
+  std::vector<unsigned char> cut(jpeg.begin(), jpeg.begin() + static_cast<long>(jpeg.size() * 2 / 3));
+  CHECK(fcn::jpeg_is_truncated(cut));
+  write_bytes(dir + "/cut.jpg", cut);
+  CHECK_THROWS(fcn::read_image(dir + "/cut.jpg"),
+               "cut.jpg is a truncated JPEG (no end-of-image marker after its last scan)");
+  std::vector<unsigned char> trailing = jpeg;
+  trailing.insert(trailing.end(), 10, 0);  // junk after the end marker is fine, as in Python
+  write_bytes(dir + "/trailing.jpg", trailing);
+  CHECK_EQ(fcn::read_image(dir + "/trailing.jpg").rows, 48);
+  CHECK(!fcn::jpeg_is_truncated(std::vector<unsigned char>{0x89, 'P', 'N', 'G'}));
+}

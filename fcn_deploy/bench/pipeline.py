@@ -108,7 +108,11 @@ class OrtPipeline(StagePipeline):
         binding.bind_ortvalue_input(self.input_name, value)
         binding.bind_output(self.output, self.device)
         t1 = time.perf_counter()
-        self.session.run_with_iobinding(binding)
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as exc:  # ORT's own types: bad shape, failed allocation
+            raise FCNError(f"ONNX Runtime failed on input shape {tuple(x.shape)}: "
+                           f"{' '.join(str(exc).split())[:400]}") from None
         t2 = time.perf_counter()
         out = binding.get_outputs()[0].numpy()
         t3 = time.perf_counter()
@@ -143,7 +147,11 @@ class TorchPipeline(StagePipeline):
             xt = torch.from_numpy(x).to(self.device)
             self._sync()
             t1 = time.perf_counter()
-            scores = self.model(xt)
+            try:
+                scores = self.model(xt)
+            except RuntimeError as exc:  # out of memory, or a size the network cannot take
+                raise FCNError(f"PyTorch failed on input shape {tuple(x.shape)}: "
+                               f"{str(exc).strip().splitlines()[0][:400]}") from None
             if isinstance(scores, dict):
                 scores = scores["out"]
             self._sync()

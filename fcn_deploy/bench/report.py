@@ -108,16 +108,17 @@ def read_json(path: str | os.PathLike) -> list[Record]:
 
 def prepare_output_dir(path: str | os.PathLike) -> Path:
     """Create the report folder (its parent must exist: we never guess folders)."""
+    from fcn_deploy.fileio import ensure_output_folder
+
     path = Path(path)
-    if path.is_dir():
-        return path
-    if path.exists():
+    if path.exists() and not path.is_dir():
         raise FCNError(f"output folder {path} is a file; expected a folder for the reports")
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
+    if not path.is_dir() and not parent.is_dir():
+        if parent.exists() or any(p.exists() and not p.is_dir() for p in parent.parents):
+            ensure_output_folder(path, create=False)  # "... cannot be created: X is a file"
         raise FCNError(f"folder {parent} does not exist (for reports in {path}); create it first")
-    path.mkdir()
-    return path
+    return ensure_output_folder(path)  # created, and probed for writability
 
 
 def environment(*, threads: int | None = None) -> Record:

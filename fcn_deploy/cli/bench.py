@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="random images to calibrate the INT8 graphs on (default 2)")
     paper.add_argument("--work-dir", type=Path, default=None,
                        help="keep exported graphs here and reuse them in later runs (default: a "
-                            "temporary folder)")
+                            "hidden folder in --output-dir, removed at the end)")
     paper.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     return p
@@ -120,9 +120,26 @@ def _main(argv: Sequence[str] | None) -> int:
     return _one(args)
 
 
+def _output_dir(args: argparse.Namespace, name: str) -> Path:
+    """The report folder, after checking that ``<name>.json``/``.md`` overwrite no input (the
+    model file, or its external weights) before any work or folder is made."""
+    from fcn_deploy.bench.report import prepare_output_dir
+    from fcn_deploy.fileio import RunFiles
+    from fcn_deploy.runtime.registry import url_scheme
+
+    out_dir = args.output_dir or Path(".")
+    plan = RunFiles("fcn-bench")
+    if not url_scheme(args.engine):
+        plan.read_model("model", Path(args.engine))
+    plan.write("JSON report", out_dir / f"{name}.json")
+    plan.write("Markdown report", out_dir / f"{name}.md")
+    if plan.conflicts():
+        plan.check()  # raises with the reason
+    return prepare_output_dir(out_dir)
+
+
 def _concurrent(args: argparse.Namespace) -> int:
     from fcn_deploy.bench.concurrent import bench_concurrent
-    from fcn_deploy.bench.report import prepare_output_dir
     from fcn_deploy.runtime.registry import default_backend, thread_options, url_scheme
 
     if args.peak or args.output or (args.shape and len(args.shape) > 1):
@@ -132,6 +149,10 @@ def _concurrent(args: argparse.Namespace) -> int:
     if args.device is not None:
         options["device"] = args.device
     shape = args.shape[0] if args.shape else (1, 3, 500, 500)
+    stem = str(args.engine).rstrip("/").rsplit("/", 1)[-1] if url_scheme(args.engine) \
+        else Path(args.engine).stem
+    name = args.name or f"bench_{stem}_c{args.concurrency or 1}"
+    out = _output_dir(args, name)
     if not args.quiet:
         print(f"fcn-bench: {args.engine} with {args.concurrency or 1} concurrent clients",
               file=sys.stderr)
@@ -139,10 +160,7 @@ def _concurrent(args: argparse.Namespace) -> int:
                               requests=20 if args.runs is None else args.runs,
                               warmup=2 if args.warmup is None else args.warmup,
                               backend=backend, options=options)
-    out = prepare_output_dir(args.output_dir or Path("."))
-    stem = str(args.engine).rstrip("/").rsplit("/", 1)[-1] if url_scheme(args.engine) \
-        else Path(args.engine).stem
-    return _report(result, out, args.name or f"bench_{stem}_c{result.concurrency}")
+    return _report(result, out, name)
 
 
 def _report(result, out: Path, name: str) -> int:
@@ -163,15 +181,14 @@ def _one(args: argparse.Namespace) -> int:
     if args.concurrency is not None or url_scheme(args.engine):
         return _concurrent(args)
     from fcn_deploy.bench.artifact import BenchConfig, bench_artifact
-    from fcn_deploy.bench.report import prepare_output_dir
 
     config = BenchConfig(shapes=args.shape, warmup=2 if args.warmup is None else args.warmup,
                          runs=20 if args.runs is None else args.runs, threads=args.threads,
                          backend=args.backend, device=args.device, output=args.output,
                          peak=args.peak, progress=not args.quiet,
                          int8_kernels=args.int8_kernels)
-    out = prepare_output_dir(args.output_dir or Path("."))
-    name = args.name or f"bench_{args.engine.stem}"
+    name = args.name or f"bench_{Path(args.engine).stem}"
+    out = _output_dir(args, name)
     if not args.quiet:
         print(f"fcn-bench: {args.engine} ({len(config.shapes)} shape(s), {config.warmup} "
               f"warm-up + {config.runs} runs each)", file=sys.stderr)

@@ -56,11 +56,16 @@ def _main(argv: Sequence[str] | None) -> int:
     from fcn_deploy.engine.cache import EngineCache, plan_is_current
     from fcn_deploy.engine.profiles import describe_profiles, parse_profiles
     from fcn_deploy.engine.sidecar import sidecar_path
-    from fcn_deploy.fileio import check_output_dir
+    from fcn_deploy.fileio import RunFiles
 
     args = build_parser().parse_args(argv)
     output = args.output or args.onnx.with_suffix(".plan")
-    check_output_dir(output)
+    plan = RunFiles("fcn-build")
+    plan.read_model("ONNX model", args.onnx)
+    plan.read("timing cache", args.timing_cache)  # read, then updated in place
+    plan.write("plan", output)
+    plan.write("sidecar", sidecar_path(output))
+    plan.check()
     options = BuildOptions(
         profiles=parse_profiles(args.min, args.opt, args.max),
         workspace_bytes=parse_size(args.workspace) if args.workspace else None,

@@ -2,28 +2,90 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import os_error_reason
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception, so every ``finally`` and ``atomic_path`` cleans up."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _command_environment():
+    """SIGTERM handled like Ctrl-C, warnings as one ``warning:`` line; restored afterwards."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    show = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None],
              argv: Sequence[str] | None = None) -> int:
     """Run a command's ``main``; a user error is printed as one line (no traceback), exit 2.
 
-    Ctrl-C exits 130 with a short message; artifacts are written atomically so nothing is lost.
+    Ctrl-C exits 130 and SIGTERM 143 with a short message: both raise inside the command, so
+    temporary files and folders are removed on the way out and artifacts (written atomically)
+    are either complete or absent. Running out of memory, or an OS error no stage turned into
+    an FCNError, is also one ``error:`` line (exit 2), not a traceback.
     """
     try:
-        rc = main(argv)
+        with _command_environment():
+            rc = main(argv)
     except FCNError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: out of memory; use smaller inputs or batches, or a machine with more "
+              "memory", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{os_error_reason(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if not _out_of_memory(exc):
+            raise  # a bug: keep the traceback
+        print(f"error: out of memory ({str(exc).strip().splitlines()[0][:200]}); use smaller "
+              "inputs or batches, or a machine with more memory", file=sys.stderr)
+        return 2
     return int(rc or 0)
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    """PyTorch's allocation failures (torch.OutOfMemoryError for CUDA, a RuntimeError from the
+    CPU allocator) and ONNX Runtime's, which no stage turned into an FCNError."""
+    text = str(exc)
+    return (type(exc).__name__ == "OutOfMemoryError" or "DefaultCPUAllocator" in text
+            or "out of memory" in text.lower() or "Failed to allocate memory" in text)
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:

@@ -35,9 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from fcn_deploy.evaluate import compare_models
+    from fcn_deploy.evaluate import compare_models, report_paths
+    from fcn_deploy.fileio import RunFiles
 
     args = build_parser().parse_args(argv)
+    if args.output:  # checked before the (long) evaluation, not after it
+        plan = RunFiles("fcn-eval")
+        for model in args.models:
+            plan.read_model("model", model)
+        md, js = report_paths(args.output)
+        plan.write("report", md)
+        plan.write("JSON report", js)
+        plan.check()
     report = compare_models(args.models, args.dataset, backend=args.backend,
                             max_images=args.limit, threads=args.threads,
                             progress=not args.quiet, seed=args.seed,

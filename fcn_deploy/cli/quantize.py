@@ -50,19 +50,18 @@ def _main(argv: Sequence[str] | None) -> int:
                             exclude_names=args.exclude, progress=not args.quiet,
                             calibration_cache=args.calibration_cache)
     with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = _show_warning
+        warnings.simplefilter("always")  # shown as "warning: ..." by run_main
         result = quantize_onnx(args.model, args.output, args.calib, config=config, seed=args.seed)
     kept = ", ".join(result.excluded_nodes) or "none"
+    if result.cache_used is not None:
+        source = (f"{result.method} ranges from the calibration cache {result.cache_used} "
+                  f"(made on the same {result.num_images} --calib images; no calibration run)")
+    else:
+        source = (f"{result.method} calibration on {result.num_images} images"
+                  + (f" ({len(result.skipped_images)} skipped)" if result.skipped_images else ""))
     print(f"wrote {result.output}: {len(result.quantized_nodes)} conv layers in INT8, float: "
-          f"{kept}; {result.method} calibration on {result.num_images} images"
-          + (f" ({len(result.skipped_images)} skipped)" if result.skipped_images else "")
-          + f" in {result.seconds:.1f} s; TensorRT Q/DQ rules: ok")
+          f"{kept}; {source} in {result.seconds:.1f} s; TensorRT Q/DQ rules: ok")
     return 0
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from fcn_deploy.cli.common import (add_device_option, add_int8_kernels_option, a
                                    model_location, run_main)
 from fcn_deploy.cli.segment_ray import add_ray_options, maybe_run_ray, normalize_ray_argv
 from fcn_deploy.errors import FCNError
-from fcn_deploy.imageio import collect_images  # noqa: F401  (moved to the library; kept here)
+from fcn_deploy.imageio import collect_images  # the library's; importable from here as before
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,28 +50,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _plan_files(args: argparse.Namespace, images: Sequence[tuple[Path, str]],
+                suffixes: Sequence[str]):
+    """The run's inputs (model, images, scanned folders) and every file it will write."""
+    from fcn_deploy.fileio import RunFiles
+
+    from fcn_deploy.runtime.registry import url_scheme
+
+    plan = RunFiles("fcn-segment")
+    if not url_scheme(args.engine):  # a served model (triton://...) is no local file
+        plan.read_model("model", Path(args.engine))
+    for path in args.images:
+        if path.is_dir():
+            plan.read_folder("input folder", path, recursive=args.recursive)
+    for path, _ in images:
+        plan.read("image", path)
+    plan.write_folder("output folder", args.output)
+    for path, stem in images:
+        for suffix in suffixes:
+            plan.write(f"output of {path.name}", args.output / f"{stem}{suffix}")
+    return plan
+
+
 def _main(argv: Sequence[str] | None) -> int:
-    import numpy as np
     from tqdm import tqdm
 
-    from fcn_deploy.fileio import atomic_path
-    from fcn_deploy.imageio import read_image, write_image, write_label_png
+    from fcn_deploy.imageio import read_image
+    from fcn_deploy.runtime.outputs import SegmentOutputs
     from fcn_deploy.runtime.registry import default_backend, int8_kernel_options, thread_options
     from fcn_deploy.runtime.segmenter import Segmenter
 
     args = build_parser().parse_args(normalize_ray_argv(argv))
-    if (rc := maybe_run_ray(args)) is not None:
-        return rc
-    if not 0.0 <= args.opacity <= 1.0:
-        raise FCNError(f"--opacity must be between 0 and 1, got {args.opacity}")
-    images, failures = collect_images(args.images, recursive=args.recursive)
+    outputs = SegmentOutputs(overlay=args.overlay, opacity=args.opacity,
+                             legend=not args.no_legend, scores=args.scores)
+    images, failures = collect_images(args.images, recursive=args.recursive,
+                                      suffixes=outputs.suffixes)
     missing = len(failures)
     if not images and not failures:
         raise FCNError(f"no images found in {', '.join(map(str, args.images))}")
     out_dir = args.output
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FCNError(f"output {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Before any work, locally or on Ray: never write over an input or one output twice.
+    _plan_files(args, images, outputs.suffixes).check()
+    if (rc := maybe_run_ray(args)) is not None:
+        return rc
 
     backend = args.backend or default_backend(args.engine)
     seg = Segmenter.open(args.engine, backend=backend, device=args.device,
@@ -93,19 +114,11 @@ def _main(argv: Sequence[str] | None) -> int:
                 result = seg.predict(image, scores=args.scores)
                 latencies.append(time.perf_counter() - start)
                 labels, scores = result if args.scores else (result, None)
-                target = out_dir / f"{stem}.png"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_label_png(target, labels, seg.palette)
-                if args.overlay:
-                    write_image(out_dir / f"{stem}_overlay.png",
-                                seg.overlay(image, labels, opacity=args.opacity,
-                                            legend=not args.no_legend))
-                if scores is not None:
-                    with atomic_path(out_dir / f"{stem}_scores.npy", suffix=".npy") as tmp:
-                        np.save(tmp, scores.astype(np.float32))
-            except FCNError as exc:
-                failures.append((path, str(exc)))
-                tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
+                outputs.write(seg, image, labels, scores, out_dir, stem)
+            except (FCNError, MemoryError) as exc:
+                why = str(exc) if isinstance(exc, FCNError) else "out of memory for this image"
+                failures.append((path, why))
+                tqdm.write(f"error: {path}: {why}", file=sys.stderr)
 
     total = len(images) + missing
     print(f"segmented {len(latencies)} of {total} images with {seg.backend} into {out_dir}")

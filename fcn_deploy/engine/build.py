@@ -316,10 +316,12 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
     """
     from fcn_deploy.engine.cache import cache_key as make_key
     from fcn_deploy.engine.cuda import gpu_info, import_cudart, import_tensorrt, trt_version
-    from fcn_deploy.fileio import atomic_write_bytes, check_output_dir
+    from fcn_deploy.fileio import atomic_write_bytes, check_run_files
 
     log = log or _LOG.info
-    plan_path = check_output_dir(plan_path)
+    plan_path = Path(plan_path)
+    check_run_files("build_engine", inputs=[("ONNX model", onnx_path)],
+                    outputs=[("plan", plan_path), ("sidecar", sidecar_path(plan_path))])
     prep = prepared if prepared is not None else prepare_build(onnx_path, options)
     log(f"building a {prep.graph.precision.describe()} engine from {prep.onnx_path}")
     log(f"profiles: {describe_profiles(prep.profiles)}")

@@ -17,11 +17,8 @@ place: a failed export leaves nothing behind.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +126,8 @@ def _default_meta(model) -> ModelMeta:
 
 def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: str,
                 exporter: str, sample_shape: tuple, simplify: bool, depthwise_upsampling: bool,
-                fold_crops: bool, progress=None) -> tuple[Any, Any, dict]:
+                fold_crops: bool, progress=None,
+                work_dir: Path | None = None) -> tuple[Any, Any, dict]:
     """Export and optimize in memory. Returns (final model, FP32 model before the label head and
     the FP16 conversion, info dict with node counts, optimizations and fp16 details)."""
     from fcn_deploy.export import graph as g
@@ -143,7 +141,8 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
     was_training = model.training
     model.eval()  # dropout off: the graph is the inference net
     try:
-        proto = export_torch(model, sample_shape=sample_shape, opset=opset, exporter=exporter)
+        proto = export_torch(model, sample_shape=sample_shape, opset=opset, exporter=exporter,
+                             work_dir=work_dir)
     finally:
         model.train(was_training)
     got = proto.opset_import[0].version if proto.opset_import else None
@@ -194,16 +193,6 @@ def _save(proto, path: Path, *, external: bool) -> None:
         onnx.save_model(proto, str(path))
 
 
-@contextlib.contextmanager
-def _staging(output_path: Path):
-    """A private temporary folder next to the output; removed whatever happens."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", dir=output_path.parent))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | None = None,
                  outputs: str | None = None, simplify: bool = True,
                  depthwise_upsampling: bool = True, fold_crops: bool = True,
@@ -225,7 +214,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
     also measures label agreement and the mean IU change against the FP32 graph.
     """
     from fcn_deploy.export.verify import default_sizes, verify_onnx
-    from fcn_deploy.fileio import atomic_path, check_output_dir
+    from fcn_deploy.fileio import atomic_path, check_output_dir, scratch_dir
 
     start = time.perf_counter()
     opset, outputs, precision, exporter, shape = _check_options(opset, outputs, precision,
@@ -243,10 +232,12 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
 
         bar = tqdm(total=5 + bool(verify), desc="export", unit="step", leave=False)
     try:
-        proto, fp32_proto, info = build_graph(
-            model, meta, opset=opset, outputs=outputs, precision=precision, exporter=exporter,
-            sample_shape=shape, simplify=simplify, depthwise_upsampling=depthwise_upsampling,
-            fold_crops=fold_crops, progress=bar)
+        with scratch_dir(output_path) as work:  # the exporter's scratch files, next to the output
+            proto, fp32_proto, info = build_graph(
+                model, meta, opset=opset, outputs=outputs, precision=precision,
+                exporter=exporter, sample_shape=shape, simplify=simplify,
+                depthwise_upsampling=depthwise_upsampling, fold_crops=fold_crops, progress=bar,
+                work_dir=work)
         extra = dict(meta.extra)
         extra["export"] = {"opset": opset, "exporter": exporter, "node_counts": info["node_counts"],
                            "optimizations": info["optimizations"]}
@@ -279,7 +270,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
         data_path = output_path.parent / (output_path.name + ".data")
         if external:
             # the graph names its weight file, so both are staged under their final names
-            with _staging(output_path) as staging:
+            with scratch_dir(output_path) as staging:
                 check(staging / output_path.name)
                 os.replace(staging / data_path.name, data_path)
                 os.replace(staging / output_path.name, output_path)
@@ -292,7 +283,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
         if eval_dataset is not None:
             from fcn_deploy.export.compare import compare_onnx
 
-            with _staging(output_path) as staging:
+            with scratch_dir(output_path) as staging:
                 ref_proto = copy.deepcopy(fp32_proto)
                 from fcn_deploy.export import graph as g
 
@@ -322,9 +313,13 @@ def export_checkpoint(checkpoint_path, output_path, **options) -> ExportReport:
     The metadata (classes, palette, mean, ...) comes from the checkpoint; options as for
     ``export_model``.
     """
-    from fcn_deploy.fileio import check_output_dir
+    from fcn_deploy.fileio import check_run_files
 
-    check_output_dir(output_path)  # fail on a missing folder before loading a large checkpoint
+    output_path = Path(output_path)
+    # before loading a large checkpoint: a missing/unwritable folder, or -o naming the input
+    check_run_files("fcn-export", inputs=[("checkpoint", checkpoint_path)],
+                    outputs=[("output", output_path),
+                             ("external weights", output_path.parent / (output_path.name + ".data"))])
     model, meta = load_checkpoint_model(checkpoint_path)
     return export_model(model, meta, output_path, **options)
 

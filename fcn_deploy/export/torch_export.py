@@ -19,6 +19,7 @@ and is exercised by the tests, so switching the default is a one-word change.
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -34,16 +35,20 @@ EXPORTERS = ("legacy", "dynamo")
 
 
 def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: int,
-                 exporter: str = "legacy") -> "onnx.ModelProto":  # noqa: F821
+                 exporter: str = "legacy",
+                 work_dir: str | os.PathLike | None = None) -> "onnx.ModelProto":  # noqa: F821
     """Trace ``model`` (already in eval mode) on a zero input of ``sample_shape`` and return the
-    ONNX model in memory, weights included (loaded back if the exporter wrote them aside)."""
+    ONNX model in memory, weights included (loaded back if the exporter wrote them aside).
+
+    The exporter's scratch files go to a temporary folder in ``work_dir`` (default: the system's
+    temporary folder), removed on every exit path."""
     import onnx
     import torch
 
     if exporter not in EXPORTERS:
         raise FCNError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     sample = torch.zeros(sample_shape, dtype=torch.float32)
-    with tempfile.TemporaryDirectory(prefix="fcn-export-") as tmp, _native_lrn(model, exporter):
+    with tempfile.TemporaryDirectory(prefix=".fcn-export-", dir=work_dir) as tmp, _native_lrn(model, exporter):
         path = Path(tmp) / "raw.onnx"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and friends

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import io
+import json
 import logging
 import os
 import tempfile
@@ -106,6 +107,7 @@ class QuantizeResult:
     quantized_nodes: list[str]
     image_sizes: list[tuple[int, int]]
     seconds: float
+    cache_used: Path | None = None  # ranges read from this calibration cache (no calibration run)
 
 
 # -- graph inspection ------------------------------------------------------------------------
@@ -424,18 +426,29 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     import onnxruntime
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from fcn_deploy.fileio import atomic_path, check_output_dir
+    from fcn_deploy.fileio import RunFiles, atomic_path, scratch_dir
     from fcn_deploy.meta import write_onnx_meta
+    from fcn_deploy.quantize.cache import CacheKey, file_sha256, read_cache, write_cache
     from fcn_deploy.quantize.calibration import as_calibration_reader
     from fcn_deploy.quantize.trt_rules import check_trt_qdq
 
     config = config or QuantizeConfig()
     input_path, output_path = Path(input_path), Path(output_path)
-    check_output_dir(output_path)
-    if output_path.resolve() == input_path.resolve():
-        raise FCNError(f"output {output_path} would overwrite the FP32 input; choose another path")
+    cache_path = Path(config.calibration_cache) if config.calibration_cache else None
+    plan = RunFiles("fcn-quantize")
+    plan.read_model("FP32 model", input_path)
+    plan.read("calibration cache", cache_path)  # read, and rewritten in place: never an output
+    if cache_path is not None:  # written after calibration: its folder is checked before
+        plan.write_folder("calibration cache folder", cache_path.parent, create=False)
+    if isinstance(calibration, (str, os.PathLike)) and Path(calibration).exists():
+        plan.read("calibration source", calibration)
+    plan.write("output", output_path)
+    plan.check()
     start = time.perf_counter()
     model = load_fp32_graph(input_path)
+    if not any(n.op_type == "Conv" for n in model.graph.node):
+        raise FCNError(f"{input_path} has no Conv layer, so there is nothing to quantize; "
+                       "expected an FCN graph from fcn-export")
     meta = model_meta(model, input_path)
     _constants_to_initializers(model)
     _ensure_node_names(model)
@@ -448,25 +461,43 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     excluded = select_excluded_nodes(model, kinds=config.exclude_kinds,
                                      names=config.exclude_names, num_classes=meta.num_classes)
     options = trt_extra_options(model, config)
-    with tempfile.TemporaryDirectory(prefix="fcn-quantize.") as tmp:
+    key = ranges = None
+    if cache_path is not None:
+        key = CacheKey(model_sha256=file_sha256(input_path), method=config.method,
+                       percentile=config.percentile if config.method == "percentile" else None,
+                       source=_describe_source(calibration, seed),
+                       num_images=len(reader) if hasattr(reader, "__len__") else -1)
+        ranges = read_cache(cache_path, key)
+    # Scratch files (ours and ONNX Runtime's) live in one hidden folder next to the output,
+    # removed on every exit path (SIGTERM included: commands raise on it).
+    with scratch_dir(output_path) as tmp, _tempdir(str(tmp)):
         src = Path(tmp) / "fp32.onnx"
         onnx.save(model, str(src))
         raw = Path(tmp) / "int8.onnx"
-        cache = config.calibration_cache
-        with _quiet_ort():
-            quantize_static(str(src), str(raw), reader, quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8, nodes_to_exclude=list(excluded),
-                            op_types_to_quantize=list(QUANTIZED_OPS),
-                            calibrate_method=_ort_method(config.method),
-                            calibration_providers=["CPUExecutionProvider"],
-                            extra_options=options,
-                            calibration_cache_path=cache)
+        ort_cache = Path(tmp) / "ranges.json"
+        if ranges is not None:
+            ort_cache.write_text(json.dumps(ranges), encoding="utf-8")
+        try:
+            with _quiet_ort():
+                quantize_static(str(src), str(raw), reader, quant_format=QuantFormat.QDQ,
+                                per_channel=True, activation_type=QuantType.QInt8,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=list(excluded),
+                                op_types_to_quantize=list(QUANTIZED_OPS),
+                                calibrate_method=_ort_method(config.method),
+                                calibration_providers=["CPUExecutionProvider"],
+                                extra_options=options,
+                                calibration_cache_path=ort_cache if key is not None else None)
+        except (ValueError, KeyError) as exc:  # the calibrator's complaints about the graph/data
+            raise FCNError(f"ONNX Runtime could not quantize {input_path}: {exc}") from None
+        if key is not None and ranges is None:
+            write_cache(cache_path, key, json.loads(ort_cache.read_text(encoding="utf-8")))
         qmodel = onnx.load(str(raw))
     float_reads_float(qmodel, excluded)
     sizes = list(getattr(reader, "shapes", []))
     skipped = list(getattr(reader, "skipped", []))
     num_images = len(reader) if hasattr(reader, "__len__") else len(sizes)
+    if ranges is not None:  # no calibration ran: the ranges and their image count are the cache's
+        sizes, skipped, num_images = [], [], key.num_images
     dq_fed = {n.output[0] for n in qmodel.graph.node if n.op_type == "DequantizeLinear"}
     quantized = [n.name for n in qmodel.graph.node if n.op_type in ("Conv", "ConvTranspose")
                  and len(n.input) > 1 and n.input[0] in dq_fed and n.input[1] in dq_fed]
@@ -474,6 +505,7 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
         "method": config.method,
         "num_images": num_images,
         "skipped_images": len(skipped),
+        "from_cache": ranges is not None,
         "excluded_kinds": list(config.exclude_kinds),
         "excluded_names": list(config.exclude_names),
         "excluded_nodes": excluded,
@@ -500,4 +532,28 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     return QuantizeResult(output=output_path, method=config.method, num_images=num_images,
                           skipped_images=skipped, excluded_nodes=excluded,
                           quantized_nodes=quantized, image_sizes=sizes,
-                          seconds=time.perf_counter() - start)
+                          seconds=time.perf_counter() - start,
+                          cache_used=cache_path if ranges is not None else None)
+
+
+def _describe_source(calibration: Any, seed: int | None) -> str:
+    """The calibration source as a cache key: a folder's real path, a spec (+ seed), a type."""
+    if isinstance(calibration, (str, os.PathLike)):
+        path = Path(calibration)
+        if path.is_dir():
+            return os.path.realpath(path)
+        text = os.fspath(calibration)
+        return f"{text} (seed {seed})" if text.lower().startswith("synthetic") else text
+    return type(calibration).__name__
+
+
+@contextlib.contextmanager
+def _tempdir(folder: str):
+    """Point ``tempfile`` at ``folder`` meanwhile: ONNX Runtime's quantizer makes its own
+    temporary folders there, so an interrupted run leaves nothing in the system's."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous

@@ -235,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcn_deploy.cpu import cpu_features
     from fcn_deploy.quantize.ptq import QuantizeConfig
 
-    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="fcn-speed."))
+    # a temporary folder is removed when the run ends, on errors and SIGTERM (run_main) too
+    owned = None if args.work_dir else tempfile.TemporaryDirectory(prefix="fcn-speed.")
+    work = Path(args.work_dir) if args.work_dir else Path(owned.name)
     x = speed_input(args.size)
     cpu = cpu_features()
     print(f"CPU: {cpu.name} ({cpu.describe_int8()}); int8 = ONNX Runtime's fast kernels, "

@@ -92,9 +92,12 @@ class Runner:
         feeds = self.check_feeds(feeds)
         wanted = self.check_output_names(outputs)
         if self.concurrent:
-            return self._infer(feeds, wanted)
-        with self._lock:
-            return self._infer(feeds, wanted)
+            result = self._infer(feeds, wanted)
+        else:
+            with self._lock:
+                result = self._infer(feeds, wanted)
+        self._check_result_classes(result)
+        return result
 
     def close(self) -> None:
         """Release the backend's resources; later ``infer`` calls are an error."""
@@ -104,6 +107,37 @@ class Runner:
         """Largest batch this runner takes for images of ``shape`` (NCHW, N ignored); None = any."""
         first = self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else None
         return first
+
+    def check_class_count(self) -> None:
+        """Refuse a network whose score channels disagree with its metadata's class count.
+
+        Labels beyond the class list would be drawn with no palette colour and no name (and
+        counted in no class by fcn-eval), so such an artifact is an error at open, as in the C++
+        runtime. Dynamic channel counts are checked on each result instead.
+        """
+        if self.meta is None:
+            return
+        for t in self.outputs:
+            if t.name == SCORES and len(t.shape) == 4 and t.shape[1] is not None \
+                    and t.shape[1] != self.meta.num_classes:
+                raise FCNError(f"{self.path}: output 'scores' has {t.shape[1]} channels but the "
+                               f"metadata lists {self.meta.num_classes} classes; the model and "
+                               "its metadata disagree (re-export it from its checkpoint)")
+
+    def _check_result_classes(self, result: Mapping[str, np.ndarray]) -> None:
+        if self.meta is None:
+            return
+        classes = self.meta.num_classes
+        scores = result.get(SCORES)
+        if scores is not None and scores.ndim == 4 and scores.shape[1] != classes:
+            raise FCNError(f"{self.path}: output 'scores' has {scores.shape[1]} channels but the "
+                           f"metadata lists {classes} classes; the model and its metadata "
+                           "disagree (re-export it from its checkpoint)")
+        labels = result.get(LABELS)
+        if labels is not None and labels.size and int(labels.max()) >= classes:
+            raise FCNError(f"{self.path}: output 'labels' holds class {int(labels.max())} but the "
+                           f"metadata lists {classes} classes (0..{classes - 1}); the model and "
+                           "its metadata disagree (re-export it from its checkpoint)")
 
     def describe_accepted(self) -> str:
         """What the network accepts, for error messages."""

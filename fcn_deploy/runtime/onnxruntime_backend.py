@@ -83,7 +83,9 @@ def session_options(*, intra_op_threads: int | None = None,
         if intra_op_threads < 0:
             raise FCNError(f"intra_op_threads must be >= 0 (0 = ONNX Runtime's default), "
                            f"got {intra_op_threads}")
-        options.intra_op_num_threads = int(intra_op_threads)
+        from fcn_deploy.runtime.registry import cap_threads
+
+        options.intra_op_num_threads = int(cap_threads(intra_op_threads))
     level = graph_optimization_level or "all"
     levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

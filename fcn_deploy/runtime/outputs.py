@@ -24,6 +24,11 @@ class SegmentOutputs:
         if not 0.0 <= self.opacity <= 1.0:
             raise FCNError(f"--opacity must be between 0 and 1, got {self.opacity}")
 
+    @property
+    def suffixes(self) -> list[str]:
+        """What each image's stem gets appended (``.png``, ``_overlay.png``, ``_scores.npy``)."""
+        return [p.name for p in self.paths(Path(), "")]
+
     def paths(self, out_dir: Path, stem: str) -> list[Path]:
         """Every file written for ``stem`` (all exist = the image is done)."""
         out = [out_dir / f"{stem}.png"]

@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -83,12 +84,42 @@ def get_backend(name: str) -> BackendSpec:
     return _REGISTRY[name]
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_WARNED_THREADS: set[tuple[int, int]] = set()
+
+
+def cap_threads(threads: int | None) -> int | None:
+    """``threads`` capped at the cores available, with one warning naming the core count.
+
+    More compute threads than cores only makes them wait for each other, and inference slows
+    down by orders of magnitude. None and 0 (the library's default) pass through.
+    """
+    if not threads:
+        return threads
+    cores = available_cores()
+    if threads <= cores:
+        return threads
+    if (threads, cores) not in _WARNED_THREADS:
+        _WARNED_THREADS.add((threads, cores))
+        warnings.warn(f"--threads {threads} is more than the {cores} CPU cores available here; "
+                      f"using {cores} threads", stacklevel=2)
+    return cores
+
+
 def thread_options(backend: str, threads: int | None) -> dict[str, int]:
-    """The runner options that set ``threads`` CPU threads on ``backend`` ({} when unset/none)."""
+    """The runner options that set ``threads`` CPU threads on ``backend`` ({} when unset/none);
+    more threads than cores are capped at the core count (see :func:`cap_threads`)."""
     if threads is None:
         return {}
     name = get_backend(backend).threads_option
-    return {name: threads} if name else {}
+    return {name: cap_threads(threads)} if name else {}
 
 
 def url_scheme(location: str | os.PathLike) -> str | None:
@@ -170,7 +201,13 @@ def open_runner(path: str | os.PathLike, *, backend: str | None = None, **option
     reason = spec.probe()
     if reason is not None:
         raise FCNError(f"backend {name!r} is not available here: {reason}")
-    return spec.open(path, **options)
+    runner = spec.open(path, **options)
+    try:
+        runner.check_class_count()
+    except FCNError:
+        runner.close()
+        raise
+    return runner
 
 
 # -- built-in backends ----------------------------------------------------------------------

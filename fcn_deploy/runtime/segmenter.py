@@ -37,6 +37,7 @@ class Segmenter:
         if runner.meta.input_layout not in ("NCHW", "NHWC"):
             raise FCNError(f"{runner.path}: input layout {runner.meta.input_layout!r} is not "
                            "supported; expected NCHW or NHWC")
+        runner.check_class_count()  # scores channels vs the metadata's classes, as the C++ app
         self.runner = runner
         self.meta: ModelMeta = runner.meta
         names = runner.output_names

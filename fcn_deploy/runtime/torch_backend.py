@@ -48,7 +48,9 @@ class TorchRunner(Runner):
         if text != "cpu" and not text.startswith("cuda"):
             raise FCNError(f"device {device!r} is not understood; use 'cpu', 'cuda' or 'cuda:N'")
         if threads is not None:
-            torch.set_num_threads(max(1, int(threads)))
+            from fcn_deploy.runtime.registry import cap_threads
+
+            torch.set_num_threads(cap_threads(max(1, int(threads))))
         self._torch = torch
         self.device = torch.device(text)
         model, meta = load_model(self.path, map_location="cpu")
@@ -68,7 +70,12 @@ class TorchRunner(Runner):
         torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(feeds["image"]).to(self.device)
-            scores = self.model(x)
+            try:
+                scores = self.model(x)
+            except RuntimeError as exc:  # out of memory (CPU allocator, CUDA), too small a size
+                raise FCNError(f"PyTorch failed on {self.path} with input shape "
+                               f"{tuple(x.shape)}: {str(exc).strip().splitlines()[0][:300]}"
+                               ) from None
             if isinstance(scores, dict):  # torchvision-style {"out": ...}
                 scores = scores["out"]
             scores = scores.float().cpu().numpy()

@@ -156,7 +156,8 @@ def ray_segment(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
     model = options.model if url_scheme(options.model) else str(Path(options.model).resolve())
     if not url_scheme(model) and not Path(model).is_file():
         raise FCNError(f"model file {options.model} does not exist")
-    images, failed = collect_images(list(inputs), recursive=options.recursive)
+    images, failed = collect_images(list(inputs), recursive=options.recursive,
+                                    suffixes=options.outputs.suffixes)
     failed = [(str(p), why) for p, why in failed]
     if not images and not failed:
         raise FCNError(f"no images found in {', '.join(map(str, inputs))}")

@@ -87,3 +87,54 @@ def test_int8_graphs_report_the_cpus_int8_path(tiny_artifacts, tmp_path, capsys)
     env = next(r for r in records["fp32"] if r["kind"] == "environment")
     assert env["cpu_int8"] == "no VNNI"
     assert "may saturate" in (tmp_path / "fast.md").read_text()
+
+
+def test_an_onnxruntime_run_error_is_one_line_naming_the_shape(tmp_path, capsys):
+    """A graph with a static 16x16 input timed at 1x3x32x32: ONNX Runtime refuses the run."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import numpy as np
+    from fcn_deploy.meta import ModelMeta, write_onnx_meta
+
+    w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["scores"])], "static",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 2, 16, 16])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    write_onnx_meta(model, ModelMeta.default("static", 2))
+    path = tmp_path / "static.onnx"
+    onnx.save(model, str(path))
+    rc = main(["--engine", str(path), "--shape", "1x3x32x32", "--runs", "1", "--warmup", "0",
+               "--output-dir", str(tmp_path / "r"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith("error: ONNX Runtime failed on input shape (1, 3, 32, 32): ")
+    assert list((tmp_path / "r").iterdir()) == []
+
+
+def test_a_pytorch_allocation_failure_is_one_line(tiny_artifacts, tmp_path, capsys, monkeypatch):
+    from fcn_deploy.models.checkpoint import load_model
+
+    model, _ = load_model(tiny_artifacts["pt"], map_location="cpu")
+
+    def out_of_memory(self, x):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough "
+                           "memory: you tried to allocate 123456789012 bytes.\nmore lines")
+
+    monkeypatch.setattr(type(model), "forward", out_of_memory)
+    rc = main(["--engine", str(tiny_artifacts["pt"]), "--shape", "1x3x32x32", "--runs", "1",
+               "--warmup", "0", "--output-dir", str(tmp_path / "r"), "-q"])
+    assert rc == 2
+    assert capsys.readouterr().err == (
+        "error: PyTorch failed on input shape (1, 3, 32, 32): [enforce fail at alloc_cpu.cpp:117] "
+        "DefaultCPUAllocator: not enough memory: you tried to allocate 123456789012 bytes.\n")
+
+
+def test_report_folder_under_a_file_is_refused(tiny_artifacts, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["--engine", str(tiny_artifacts["both"]), "--output-dir",
+                 str(tmp_path / "f" / "r"), "-q"]) == 2
+    assert capsys.readouterr().err == (f"error: output folder {tmp_path / 'f' / 'r'} cannot be created: "
+                                       f"{tmp_path / 'f'} is a file, not a folder\n")

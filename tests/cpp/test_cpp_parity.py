@@ -251,3 +251,105 @@ def test_cpp_rejects_unknown_int8_kernels(int8_model):
     proc = run_cpp("--model", int8_model, "--int8-kernels", "u8u8", "--info", check=False)
     assert proc.returncode == 2
     assert "--int8-kernels expects auto, fast or exact, got 'u8u8'" in proc.stderr
+
+
+def test_cpp_refuses_outputs_over_inputs_before_any_work(models, images, tmp_path):
+    """The rule of every Python command: an output that is (or resolves to) an input is refused."""
+    image = tmp_path / "photo.png"
+    image.write_bytes(images[0].read_bytes())
+    before = image.read_bytes()
+    proc = run_cpp("--model", models["bgr_scores"], image, "-o", image, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"error: mask of {image} {image} is also the image {image}; writing it "
+                           "would destroy the input. Choose another output path\n")
+    (tmp_path / "link.png").symlink_to(image)
+    proc = run_cpp("--model", models["bgr_scores"], image, "--overlay", tmp_path / "link.png",
+                   check=False)
+    assert proc.returncode == 2 and "is also the image" in proc.stderr
+    proc = run_cpp("--model", models["bgr_scores"], image, "-o", tmp_path / "m.png",
+                   "--overlay", tmp_path / "m.png", check=False)
+    assert proc.returncode == 2 and "would both be written to" in proc.stderr
+    proc = run_cpp("--model", models["bgr_scores"], "--bench", "1", "--warmup", "0",
+                   "--json", models["bgr_scores"], check=False)
+    assert proc.returncode == 2 and "--json report" in proc.stderr and "is also the model" in proc.stderr
+    assert image.read_bytes() == before
+
+
+def test_cpp_and_python_agree_on_exif_and_truncated_jpegs(models, tmp_path):
+    """Both decode with the EXIF orientation applied and refuse a JPEG cut short."""
+    from PIL import Image
+
+    from fcn_deploy.errors import FCNError
+
+    stored = np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    stored[:, :16] = 255  # noise, so most of the file is scan data and the cut lands in it
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = 8  # display: rotate 90 counter-clockwise
+    portrait = tmp_path / "portrait.jpg"
+    img.save(portrait, exif=exif.tobytes(), quality=95)
+    run_cpp("--model", models["bgr_scores"], portrait, "-o", tmp_path / "cpp.png",
+            "--threads", THREADS)
+    cpp = read_label(tmp_path / "cpp.png")
+    assert cpp.shape == (64, 40)
+    np.testing.assert_array_equal(cpp, python_labels(models["bgr_scores"], portrait))
+
+    data = portrait.read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[:len(data) * 3 // 4])
+    proc = run_cpp("--model", models["bgr_scores"], cut, "-o", tmp_path / "cut.png", check=False)
+    assert proc.returncode == 2
+    assert f"error: image {cut} is a truncated JPEG" in proc.stderr
+    with pytest.raises(FCNError, match="is a truncated JPEG"):
+        read_image(cut)
+    assert not (tmp_path / "cut.png").exists()
+
+
+def test_cpp_bad_image_in_a_list_is_reported_and_the_rest_written(models, images, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_cpp("--model", models["bgr_scores"], images[0], bad, images[1], "-o", out,
+                   check=False)
+    assert proc.returncode == 1
+    assert f"error: {bad}: image {bad} could not be decoded" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted([images[0].name, images[1].name])
+
+
+def test_cpp_sigterm_finishes_the_current_image_and_leaves_no_temp_file(models, images, tmp_path):
+    import signal
+    import time
+
+    out, overlays = tmp_path / "out", tmp_path / "overlays"
+    out.mkdir()
+    overlays.mkdir()
+    many = [images[i % len(images)] for i in range(4)]
+    names = []
+    for i, src in enumerate(many * 50):
+        dst = tmp_path / f"i{i:03d}{src.suffix}"
+        dst.write_bytes(src.read_bytes())
+        names.append(dst)
+    proc = subprocess.Popen([str(EXE), "--model", str(models["bgr_scores"]), *map(str, names),
+                             "-o", str(out), "--overlay", str(overlays), "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(out.iterdir()) and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.rstrip().endswith("terminated")
+    written = [p.name for p in out.iterdir()]
+    assert 0 < len(written) < len(names)
+    assert [n for n in written if n.startswith(".")] == []
+    assert [p.name for p in overlays.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cpp_threads_above_the_core_count_are_capped_with_a_warning(models):
+    proc = run_cpp("--model", models["bgr_scores"], "--info", "--threads", "100000")
+    from fcn_deploy.runtime.registry import available_cores
+
+    cores = available_cores()  # the same count as Python's: this process's affinity mask
+    assert proc.stderr == (f"warning: --threads 100000 is more than the {cores} CPU cores "
+                           f"available here; using {cores} threads\n")

@@ -111,3 +111,26 @@ def test_cli_without_tensorrt_prints_precision_then_what_to_install(tiny_onnx, t
     assert "error: TensorRT is not available" in captured.err
     assert "pip install 'fcn-deploy[tensorrt]'" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_cli_refuses_a_plan_or_sidecar_over_an_input(tiny_onnx, tmp_path, capsys):
+    """No TensorRT needed: the plan is checked before anything is built."""
+    before = tiny_onnx.read_bytes()
+    assert main([str(tiny_onnx), "-o", str(tiny_onnx), "--check"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: fcn-build: plan {tiny_onnx} is also the ONNX model {tiny_onnx}: writing it "
+        "would destroy that input; choose another output path\n")
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"cache")
+    assert main([str(tiny_onnx), "-o", str(cache), "--timing-cache", str(cache)]) == 2
+    assert "is also the timing cache" in capsys.readouterr().err
+    sidecar_clash = tmp_path / "m.plan"
+    (tmp_path / "m.plan.json").symlink_to(tiny_onnx)
+    assert main([str(tiny_onnx), "-o", str(sidecar_clash)]) == 2
+    assert "sidecar" in capsys.readouterr().err
+    assert tiny_onnx.read_bytes() == before
+
+
+def test_build_engine_refuses_a_plan_over_its_onnx_before_needing_tensorrt(tiny_onnx):
+    with pytest.raises(FCNError, match=r"build_engine: plan .*tiny\.onnx is also the ONNX model"):
+        build_engine(tiny_onnx, tiny_onnx, BuildOptions())

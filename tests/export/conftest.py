@@ -1,9 +1,15 @@
 """Fixtures for the export tests (the helpers they use live in export_helpers.py)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from export_helpers import SIZES, TinyFCN, meta_for, registry_model, torch
+
+# process_helpers (SIGTERM a command mid-run) lives with the runtime tests, as engine/ does it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 
 
 @pytest.fixture

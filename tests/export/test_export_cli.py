@@ -54,3 +54,38 @@ def test_cli_user_errors_exit_2_without_traceback(checkpoint, tmp_path, capsys):
                  "synthetic:2"]) == 2
     assert "use it with precision fp16" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fcn32s.pt"]
+
+
+def test_cli_refuses_to_write_over_the_checkpoint_before_loading_it(checkpoint, tmp_path, capsys):
+    before = checkpoint.read_bytes()
+    assert main([str(checkpoint), "-o", str(checkpoint), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: fcn-export: output {checkpoint} is also the checkpoint {checkpoint}: "
+                   "writing it would destroy that input; choose another output path\n")
+    link = tmp_path / "link.onnx"
+    link.symlink_to(checkpoint)
+    assert main([str(checkpoint), "-o", str(link), *SMALL]) == 2
+    assert "which resolves to" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before
+    (tmp_path / "f").write_text("x")
+    assert main([str(checkpoint), "-o", str(tmp_path / "f" / "m.onnx"), *SMALL]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_sigterm_during_export_leaves_no_file_anywhere(checkpoint, tmp_path):
+    """A real SIGTERM once the export's scratch folder exists: exit 143, nothing left next to
+    the output (no staging folder, no hidden .onnx) nor in the temporary folder."""
+    import os
+
+    from process_helpers import leftovers, terminate_mid_run
+
+    out_dir, tmpdir = tmp_path / "out", tmp_path / "tmp"
+    out_dir.mkdir()
+    tmpdir.mkdir()
+    rc, err = terminate_mid_run("fcn_deploy.cli.export",
+                                [checkpoint, "-o", out_dir / "m.onnx", *SMALL],
+                                ready=lambda: bool(os.listdir(out_dir)), tmpdir=tmpdir)
+    assert rc == 143, err
+    assert err.rstrip().endswith("terminated") and "Traceback" not in err
+    assert os.listdir(out_dir) == []
+    assert leftovers(tmpdir) == []

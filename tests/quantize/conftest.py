@@ -7,11 +7,15 @@ seconds on SyntheticShapes so that accuracy changes mean something.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# process_helpers (SIGTERM a command mid-run) lives with the runtime tests, as engine/ does it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

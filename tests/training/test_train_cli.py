@@ -116,3 +116,37 @@ def test_bad_dataset_path_exits_2_without_traceback(tmp_path):
         f"error: VOC root {tmp_path}/missing does not exist; expected a VOCdevkit folder or its " \
         "VOC2012 folder"
     assert "Traceback" not in proc.stderr
+
+
+def test_out_folder_holding_the_init_from_checkpoint_is_refused(tmp_path, capsys):
+    """--init-from runs/a/best.pt --out runs/a would overwrite the starting checkpoint."""
+    out = tmp_path / "run"
+    out.mkdir()
+    start = out / "best.pt"
+    start.write_bytes(b"weights")
+    rc = main(TINY + ["--max-iters", "1", "--init-from", str(start), "--out", str(out)])
+    assert rc == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: fcn-train: --out file best.pt {start} is also the --init-from checkpoint "
+        f"{start}: writing it would destroy that input; choose another output path\n")
+    assert start.read_bytes() == b"weights" and sorted(p.name for p in out.iterdir()) == ["best.pt"]
+
+
+def test_out_folder_inside_a_folder_dataset_is_refused(tmp_path, capsys):
+    """curves.png written among the training images would be read as one by the next run."""
+    import cv2
+    import numpy as np
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(images / f"a{i}.png"), np.full((40, 40, 3), 50 * i, np.uint8))
+        cv2.imwrite(str(masks / f"a{i}.png"), np.full((40, 40), i, np.uint8))
+    rc = main(["--arch", "fcn8s_vgg16", "--width", "0.0625", "--dataset",
+               f"folder:{images},{masks}", "--dataset-option", "class_names=bg,fg",
+               "--max-iters", "1", "--out", str(images), "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"would be written in the dataset image folder {images}, which this run reads" in err
+    assert sorted(p.name for p in images.iterdir()) == ["a0.png", "a1.png"]

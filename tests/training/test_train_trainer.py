@@ -118,7 +118,8 @@ def test_bad_setups_fail_cleanly(straight, tmp_path, tiny_config):
         train(tiny_config(straight[0]))
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(FCNError, match=f"cannot create output folder {blocker}/out"):
+    with pytest.raises(FCNError, match=f"output folder {blocker}/out cannot be created: "
+                                       f"{blocker} is a file, not a folder"):
         train(tiny_config(blocker / "out"))
     with pytest.raises(FCNError, match="VOC root /nonexistent/VOCdevkit does not exist"):
         train(tiny_config(tmp_path / "a", dataset="voc:/nonexistent/VOCdevkit"))

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
@@ -10,10 +11,16 @@
 
 namespace fcn {
 
-/// Read an image file as CV_8UC3 BGR, like Python's read_image: decoded unchanged (no EXIF
-/// rotation), grayscale replicated to 3 channels, alpha dropped, 16-bit divided by 257.
-/// Throws fcn::Error for a missing or undecodable file.
+/// Read an image file as CV_8UC3 BGR, like Python's read_image: turned upright by its EXIF
+/// orientation (as photo viewers show it), grayscale replicated to 3 channels, alpha dropped,
+/// 16-bit divided by 257. Throws fcn::Error for a missing, undecodable or truncated file (a
+/// JPEG without an end-of-image marker after its last scan, refused as in Python) and for one
+/// over OpenCV's pixel limit.
 FCN_EXPORT cv::Mat read_image(const std::string& path);
+
+/// True for a JPEG whose last scan is not followed by an end-of-image marker (a cut-off file);
+/// false for anything that is not a JPEG. The same rule as Python's imageio.jpeg_is_truncated.
+FCN_EXPORT bool jpeg_is_truncated(const std::vector<unsigned char>& data);
 
 /// Convert a Mat as apps hold it (CV_8U/CV_16U with 1, 3 or 4 channels) into CV_8UC3 BGR, or
 /// throw fcn::Error saying why it cannot be. ``name`` is used in messages.

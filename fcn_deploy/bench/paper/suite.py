@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -442,13 +441,15 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
     from fcn_deploy.bench.peak import measure_peak
     from fcn_deploy.bench.report import (environment, load_avg_1min, prepare_output_dir,
                                          write_csv, write_json, write_text)
+    from fcn_deploy.fileio import scratch_dir
 
     out = prepare_output_dir(output_dir)
     torch.set_num_threads(config.threads)
     peak_sizes = (384, 768) if config.quick else (2048, 3072)
     with ExitStack() as stack:
-        work = config.work_dir or Path(stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="fcn-bench-paper-")))
+        # exported graphs go to --work-dir, else to a hidden folder in the report folder that
+        # is removed on every exit path (SIGTERM included), not to the system's temp folder
+        work = config.work_dir or stack.enter_context(scratch_dir(out / "paper-work"))
         run = _Run(config, Path(work))
         settings = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
                     for k, v in asdict(config).items() if k != "extra"}
