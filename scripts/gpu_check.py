@@ -251,13 +251,13 @@ def layer_precisions(report: Report, name: str, plans: dict[str, Path]) -> None:
 
 def plan_backend(report: Report, precision: str) -> dict[str, Any]:
     """How a "plan" is opened: TensorRT, or in the dry run ONNX Runtime on the CPU, with exact
-    int8 kernels on every x86-64 CPU (session.x64quantprecision) so the INT8 numbers do not
-    depend on the CPU's instruction set."""
+    int8 kernels on every x86-64 CPU (``int8_kernels="exact"``, see fcn_deploy.cpu) so the INT8
+    numbers do not depend on the CPU's instruction set."""
     if not report.dry_run:
         return {"backend": "tensorrt"}
     options: dict[str, Any] = {"backend": "onnxruntime", "device": "cpu"}
     if precision == "int8":
-        options["session_config"] = {"session.x64quantprecision": "1"}
+        options["int8_kernels"] = "exact"
     return options
 
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from fcn_deploy.constants import PASCAL_CONTEXT_59_CLASSES, VOC_CLASSES
 from fcn_deploy.errors import FCNError
-from fcn_deploy.fileio import check_output_dir
+from fcn_deploy.fileio import check_run_files
 from fcn_deploy.meta import ModelMeta
 from fcn_deploy.models import caffe
 from fcn_deploy.models.checkpoint import FORMAT, load_model, save_checkpoint
@@ -446,15 +446,6 @@ def _close(a: float, b: float, rel: float = 1e-5) -> bool:
 
 # -- the import ------------------------------------------------------------------------------
 
-def _check_paths(output: Path, inputs: Sequence[Path]) -> None:
-    """Before any work: the output's folder exists and the output is none of the inputs."""
-    check_output_dir(output)
-    out = output.resolve()
-    for path in inputs:
-        if path.exists() and path.resolve() == out:
-            raise FCNError(f"output {output} is the input {path}; choose another output path")
-
-
 def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, *,
                    arch: str | None = None,
                    classes: str | os.PathLike | Sequence[str] | None = None,
@@ -474,9 +465,11 @@ def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, 
         raise FCNError(f"weights file {src} does not exist")
     out = Path(output) if output is not None else None
     if out is not None:
-        _check_paths(out, [src] + [Path(p) for p in (prototxt,) if p is not None]
-                     + ([Path(classes)] if isinstance(classes, (str, os.PathLike))
-                        and str(classes) not in CLASS_SETS else []))
+        class_file = classes if isinstance(classes, (str, os.PathLike)) \
+            and str(classes) not in CLASS_SETS else None
+        check_run_files("fcn-import", inputs=[("weights file", src), ("--prototxt", prototxt),
+                                              ("--classes file", class_file)],
+                        outputs=[("checkpoint", out)])
     proto_net = caffe.read_prototxt(prototxt) if prototxt is not None else None
     size = DEFAULT_CHECK_SIZE if check_size is None else int(check_size)
     if size < 1:

@@ -392,8 +392,14 @@ def test_non_finite_weights_and_output_over_input(tmp_path):
     src = _write(tmp_path / "x.caffemodel", layers)
     with pytest.raises(FCNError, match="conv1_1.bias holds NaN or infinite values"):
         import_weights(src, tmp_path / "m.pt")
-    with pytest.raises(FCNError, match="is the input"):
+    before = src.read_bytes()
+    with pytest.raises(FCNError, match="fcn-import: checkpoint .*x.caffemodel is also the weights file"):
         import_weights(src, src)
+    link = tmp_path / "link.pt"
+    link.symlink_to(src)
+    with pytest.raises(FCNError, match="is also the weights file"):
+        import_weights(src, link)
+    assert src.read_bytes() == before
 
 
 # -- the schema and the wire format ----------------------------------------------------------
