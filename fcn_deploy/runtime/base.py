@@ -105,6 +105,11 @@ class Runner:
         first = self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else None
         return first
 
+    def activation_bytes(self, shape: Sequence[int]) -> int | None:
+        """Estimated memory of one pass on an input of ``shape`` beyond the loaded weights
+        (see runtime/memory.py); None where the backend cannot tell."""
+        return None
+
     def describe_accepted(self) -> str:
         """What the network accepts, for error messages."""
         return ", ".join(t.describe() for t in self.inputs)

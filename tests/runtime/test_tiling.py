@@ -1,0 +1,216 @@
+"""Tiled inference gives the whole image's result; memory is estimated before a whole pass.
+
+The planning is checked by hand; the tiny graph (one 3x3 conv: stride 1, context 1 pixel) and
+every registered FCN (width 1/16, exported to ONNX) are run whole and tiled on images big enough
+for tiles that touch no image border, and a margin one pixel/stride too small is shown to change
+the result, so the equality is not an accident of the image.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fcn_deploy.runtime.segmenter as segmenter_module
+from fcn_deploy.errors import FCNError
+from fcn_deploy.runtime import Segmenter
+from fcn_deploy.runtime.memory import estimate_onnx_activation_bytes
+from fcn_deploy.tiling import (Span, TileGeometry, describe_plan, plan_axis, plan_tiles,
+                               tile_for_pixels)
+from runtime_fixtures import make_tiny_onnx, random_image, tiny_meta
+
+VGG = TileGeometry(stride=32, context_before=221, context_after=215)
+TINY_TILING = {"stride": 1, "context_before": 1, "context_after": 1}
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+def test_plan_axis_by_hand():
+    spans = plan_axis(1000, 100, VGG)  # core 96 (rounded down to the stride), margin 224 / 215
+    assert [s.keep_start for s in spans] == list(range(0, 1000, 96))
+    assert spans[0] == Span(start=0, stop=96 + 215, keep_start=0, keep_stop=96)
+    assert spans[3] == Span(start=288 - 224, stop=384 + 215, keep_start=288, keep_stop=384)
+    assert spans[-1] == Span(start=960 - 224, stop=1000, keep_start=960, keep_stop=1000)
+    assert all(s.start % 32 == 0 for s in spans)  # on the stride grid
+    assert [s.keep_stop for s in spans[:-1]] == [s.keep_start for s in spans[1:]]
+    assert plan_axis(70, 4096, VGG) == [Span(0, 70, 0, 70)]  # one tile = the whole image
+    assert plan_axis(1000, 10, VGG)[1].keep_start == 32  # at least one stride
+
+
+def test_plan_tiles_and_sizes_from_a_pixel_budget():
+    assert len(plan_tiles(100, 250, 64, VGG)) == 2 * 4
+    assert tile_for_pixels(1000 * 1000, VGG) == 544  # 1000 - 224 - 215 = 561 -> 544
+    assert describe_plan(1000, 1000, 544, VGG) == (
+        "4 tiles (2x2) of 544 px cores, largest input 759x759")
+    with pytest.raises(FCNError, match="max_pixels 1000 is too small.*at least 221841 pixels"):
+        tile_for_pixels(1000, VGG)
+
+
+def test_geometry_is_validated_by_name():
+    assert TileGeometry.from_dict(VGG.to_dict()) == VGG
+    with pytest.raises(FCNError, match="m.onnx: tiling is missing context_after"):
+        TileGeometry.from_dict({"stride": 32, "context_before": 1}, source="m.onnx")
+    with pytest.raises(FCNError, match="stride must be an integer >= 1, got 0"):
+        TileGeometry(stride=0, context_before=1, context_after=1)
+    with pytest.raises(FCNError, match="tiling is missing"):
+        tiny_meta(tiling={"stride": 2})
+
+
+# -- the tiny graph ----------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_tiled(tmp_path):
+    return make_tiny_onnx(tmp_path / "tiled.onnx", meta=tiny_meta(tiling=TINY_TILING))
+
+
+def test_tiny_graph_tiled_equals_whole_and_a_short_margin_does_not(tiny_tiled):
+    image = random_image(37, 41, seed=4)
+    with Segmenter.open(tiny_tiled) as seg:
+        whole_labels, whole_scores = seg.predict(image, scores=True, tile=0)
+        labels, scores = seg.predict(image, scores=True, tile=8)
+        np.testing.assert_allclose(scores, whole_scores, rtol=1e-6, atol=1e-5)
+        np.testing.assert_array_equal(labels, whole_labels)
+        assert seg.tile_size(37, 41, tile=8) == 8
+        assert seg.tile_size(37, 41, tile=64) is None  # one tile covers it: a whole pass
+        seg._geometry = TileGeometry(stride=1, context_before=0, context_after=1)
+        _, short = seg.predict(image, scores=True, tile=8)
+    assert np.abs(short - whole_scores).max() > 1e-2
+
+
+def test_automatic_tiling_above_the_pixel_budget(tiny_tiled):
+    image = random_image(30, 20, seed=5)
+    with Segmenter.open(tiny_tiled) as seg:
+        shapes = []
+        infer = seg.runner.infer
+
+        def spy(feeds, **kwargs):
+            shapes.append(feeds["image"].shape)
+            return infer(feeds, **kwargs)
+
+        seg.runner.infer = spy
+        whole = seg.predict(image)
+        assert shapes == [(1, 3, 30, 20)]
+        shapes.clear()
+        tiled = seg.predict(image, max_pixels=100)  # core 8 (10 - 1 - 1): 4 x 3 tiles
+        assert len(shapes) == 12 and max(s[2] * s[3] for s in shapes) <= 100
+        np.testing.assert_array_equal(tiled, whole)
+        batch = seg.predict_batch([image, image[::-1]], max_pixels=100)
+        np.testing.assert_array_equal(batch[0], whole)
+        np.testing.assert_array_equal(batch[1], seg.predict(image[::-1], tile=0))
+
+
+def test_memory_estimate_of_the_tiny_graph_by_hand(tiny_tiled):
+    # image 1x3x10x10 float32 = 1200 B; h1, h2, scores 4x10x10 float32 = 1600 B each; argmax
+    # int64 800 B; labels 100 B. Live at the Relu: h1 + h2 (the image is freed after conv1).
+    assert estimate_onnx_activation_bytes(tiny_tiled, (1, 3, 10, 10)) == 3200
+    # 2x3x20x30: the image (14400 B) + h1 (19200 B) = 33600 < h1 + h2 = 38400
+    assert estimate_onnx_activation_bytes(tiny_tiled, (2, 3, 20, 30)) == 38400
+
+
+def test_whole_image_over_the_memory_available_is_refused_before_running(tiny_tiled,
+                                                                         monkeypatch):
+    monkeypatch.setattr(segmenter_module, "_CHECK_MEMORY_ABOVE_PIXELS", 0)
+    monkeypatch.setattr(segmenter_module, "available_memory_bytes", lambda: 50_000)
+    image = random_image(40, 60, seed=6)  # needs 2 x 4x40x60 float32 = 76800 B
+    with Segmenter.open(tiny_tiled) as seg:
+        calls = []
+        infer = seg.runner.infer
+        seg.runner.infer = lambda feeds, **kw: calls.append(1) or infer(feeds, **kw)
+        with pytest.raises(FCNError, match=r"a 40x60 image needs about 75\.0 KiB .* more than "
+                                           r"the 48\.8 KiB .* --tile N"):
+            seg.predict(image, tile=0)
+        assert calls == []
+        automatic = seg.predict(image)  # tile=None: tiles instead
+        assert len(calls) > 1
+        monkeypatch.setattr(segmenter_module, "available_memory_bytes", lambda: 10**9)
+        np.testing.assert_array_equal(automatic, seg.predict(image, tile=0))
+
+
+def test_artifact_without_geometry_of_an_unknown_arch_is_refused_by_name(tiny_onnx):
+    with Segmenter.open(tiny_onnx) as seg:
+        with pytest.raises(FCNError, match="'tiny_test_net' is not registered.*re-export"):
+            seg.predict(random_image(40, 40), tile=8)
+        with pytest.raises(FCNError, match="tile must be a tile size in pixels"):
+            seg.predict(random_image(40, 40), tile=-1)
+
+
+# -- every registered FCN ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def registry_models():
+    torch = pytest.importorskip("torch")
+    from fcn_deploy.models import create_model, list_models
+
+    out = {}
+    for name in list_models():
+        torch.manual_seed(0)
+        model = create_model(name, num_classes=5, width=1 / 16)
+        with torch.no_grad():  # score layers start at zero; give them weights so labels vary
+            for pname, p in model.named_parameters():
+                if pname.startswith("score"):
+                    p.normal_(0.0, 0.5)
+        out[name] = model
+    return out
+
+
+def _all_models():
+    try:
+        from fcn_deploy.models import list_models
+        return list_models()
+    except ImportError:  # no torch: the registry tests skip
+        return ["fcn8s_vgg16"]
+
+
+@pytest.mark.parametrize("name", _all_models())
+def test_every_registered_fcn_tiled_equals_whole(name, registry_models, tmp_path):
+    from fcn_deploy.export import export_model
+    from fcn_deploy.meta import ModelMeta
+    from fcn_deploy.models.analysis import tile_geometry
+
+    model = registry_models[name]
+    meta = ModelMeta.default(name, 5, arch_kwargs=dict(model.arch_kwargs))
+    path = tmp_path / f"{name}.onnx"
+    export_model(model, meta, path, outputs="scores", verify=False, sample_shape=(1, 3, 64, 64))
+    geometry = tile_geometry(model)
+    core = 64
+    # tall enough for tiles with real image data on both sides; odd sizes; 2 tiles across
+    height = 2 * core + geometry.margin_before + geometry.context_after + 37
+    image = random_image(height, 101, seed=7)
+    with Segmenter.open(path, backend="onnxruntime") as seg:
+        assert seg.meta.tiling == geometry.to_dict()  # export wrote it
+        whole_labels, whole = seg.predict(image, scores=True, tile=0)
+        labels, tiled = seg.predict(image, scores=True, tile=core)
+        tol = 1e-6 * float(np.abs(whole).max())  # float rounding; exact on this machine
+        np.testing.assert_allclose(tiled, whole, rtol=0, atol=tol)
+        top2 = np.sort(whole, axis=0)[-2:]
+        clear = (top2[1] - top2[0]) > 2 * tol
+        np.testing.assert_array_equal(labels[clear], whole_labels[clear])
+        if name == "fcn8s_vgg16":  # the contexts are tight: one pixel less after, or one
+            for short in (TileGeometry(32, geometry.context_before, geometry.context_after - 1),
+                          TileGeometry(32, geometry.context_before - 32,
+                                       geometry.context_after)):
+                seg._geometry = short  # stride less before, and some kept pixel changes
+                _, wrong = seg.predict(image, scores=True, tile=core)
+                assert np.abs(wrong - whole).max() > 5 * tol
+
+
+def test_old_artifact_without_tiling_metadata_falls_back_to_the_arch(registry_models, tmp_path):
+    import onnx
+
+    from fcn_deploy.export import export_model
+    from fcn_deploy.meta import ModelMeta
+    from fcn_deploy.models.analysis import tile_geometry
+
+    model = registry_models["fcn_alexnet"]
+    meta = ModelMeta.default("fcn_alexnet", 5, arch_kwargs=dict(model.arch_kwargs))
+    path = tmp_path / "old.onnx"
+    export_model(model, meta, path, outputs="scores", verify=False, sample_shape=(1, 3, 64, 64))
+    proto = onnx.load(str(path))
+    old = [p for p in proto.metadata_props if p.key != "fcn.tiling"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(old)
+    onnx.save(proto, str(path))
+    image = random_image(480, 70, seed=8)
+    with Segmenter.open(path) as seg:
+        assert seg.meta.tiling == {}
+        assert seg.tile_geometry == tile_geometry(model)
+        np.testing.assert_array_equal(seg.predict(image, tile=32), seg.predict(image, tile=0))
