@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from fcn_deploy.cli.common import add_device_option, add_threads_option, run_main
+from fcn_deploy.cli.common import (add_device_option, add_threads_option, add_tile_options,
+                                   check_tile_options, run_main)
 from fcn_deploy.errors import FCNError
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recursive", action="store_true", help="look for images in subfolders too")
     add_device_option(p)
     add_threads_option(p)
+    add_tile_options(p)
     return p
 
 
@@ -87,6 +89,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from fcn_deploy.runtime.segmenter import Segmenter
 
     args = build_parser().parse_args(argv)
+    check_tile_options(args)
     if not 0.0 <= args.opacity <= 1.0:
         raise FCNError(f"--opacity must be between 0 and 1, got {args.opacity}")
     images, failures = collect_images(args.images, recursive=args.recursive)
@@ -114,7 +117,8 @@ def _main(argv: Sequence[str] | None) -> int:
             try:
                 image = read_image(path)
                 start = time.perf_counter()
-                result = seg.predict(image, scores=args.scores)
+                result = seg.predict(image, scores=args.scores, tile=args.tile,
+                                     max_pixels=args.max_pixels)
                 latencies.append(time.perf_counter() - start)
                 labels, scores = result if args.scores else (result, None)
                 target = out_dir / f"{stem}.png"

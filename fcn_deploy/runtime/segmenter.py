@@ -149,6 +149,9 @@ class Segmenter:
         if tile is not None and tile > 0:
             core = tile_core(tile, self.tile_geometry)
             return None if core >= height and core >= width else core
+        if max_pixels is not None and (isinstance(max_pixels, bool)
+                                       or not isinstance(max_pixels, int) or max_pixels < 1):
+            raise FCNError(f"max_pixels must be a positive number of pixels, got {max_pixels!r}")
         budget = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
         if tile is None:
             core = tile_for_pixels(budget, self.tile_geometry) if height * width > budget else None

@@ -214,3 +214,28 @@ def test_old_artifact_without_tiling_metadata_falls_back_to_the_arch(registry_mo
         assert seg.meta.tiling == {}
         assert seg.tile_geometry == tile_geometry(model)
         np.testing.assert_array_equal(seg.predict(image, tile=32), seg.predict(image, tile=0))
+
+
+def test_fcn_segment_tile_options(tmp_path, tiny_tiled, monkeypatch, capsys):
+    from fcn_deploy.cli.segment import main
+    from fcn_deploy.imageio import read_label, write_image
+
+    write_image(tmp_path / "big.png", random_image(45, 70, seed=9))
+    args = ["--engine", str(tiny_tiled), str(tmp_path / "big.png")]
+    assert main(args + ["-o", str(tmp_path / "whole"), "--tile", "0"]) == 0
+    assert main(args + ["-o", str(tmp_path / "tiled"), "--tile", "16"]) == 0
+    assert main(args + ["-o", str(tmp_path / "auto"), "--max-pixels", "300"]) == 0
+    whole = read_label(tmp_path / "whole" / "big.png")
+    np.testing.assert_array_equal(read_label(tmp_path / "tiled" / "big.png"), whole)
+    np.testing.assert_array_equal(read_label(tmp_path / "auto" / "big.png"), whole)
+    capsys.readouterr()
+    assert main(args + ["-o", str(tmp_path / "x"), "--max-pixels", "0"]) == 2
+    assert capsys.readouterr().err == ("error: --max-pixels must be a positive number of pixels, "
+                                       "got 0\n")
+    assert not (tmp_path / "x").exists()
+    monkeypatch.setattr(segmenter_module, "_CHECK_MEMORY_ABOVE_PIXELS", 0)
+    monkeypatch.setattr(segmenter_module, "available_memory_bytes", lambda: 1000)
+    assert main(args + ["-o", str(tmp_path / "y"), "--tile", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "big.png: a 45x70 image needs about" in err and "--tile N" in err
+    assert not (tmp_path / "y" / "big.png").exists()
