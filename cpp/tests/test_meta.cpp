@@ -110,3 +110,36 @@ TEST(meta, read_plan_meta_reads_the_sidecar) {
   CHECK_THROWS(fcn::read_plan_meta(plan), "is not valid JSON");
   std::filesystem::remove(plan + ".json");
 }
+
+// The tiling geometry: read when present (as fcn-export writes it), absent in older artifacts,
+// and planned exactly as fcn_deploy.tiling.plan_axis (tests/runtime/test_tiling.py's values).
+TEST(meta, tiling_geometry_and_plan) {
+  CHECK(!fcn::ModelMeta::from_json(kDict, "old").tiling.present());
+  const fcn::ModelMeta m = fcn::ModelMeta::from_json(
+      with("extra", "{}, \"tiling\": {\"stride\": 32, \"context_before\": 221, "
+                    "\"context_after\": 215}"), "new");
+  CHECK_EQ(m.tiling.stride, 32);
+  CHECK_EQ(m.tiling.margin_before(), 224);
+  CHECK_EQ(m.tiling.context_after, 215);
+  CHECK_THROWS(fcn::ModelMeta::from_json(with("extra", "{}, \"tiling\": {\"stride\": 32}"), "m"),
+               "m: metadata tiling is missing context_before");
+  CHECK_THROWS(fcn::ModelMeta::from_json(
+                   with("extra", "{}, \"tiling\": {\"stride\": 0, \"context_before\": 1, "
+                                 "\"context_after\": 1}"), "m"),
+               "stride >= 1");
+
+  const std::vector<fcn::Span> spans = fcn::plan_axis(1000, 100, m.tiling);  // core 96
+  CHECK_EQ(spans.size(), size_t{11});
+  CHECK_EQ(spans[0].start, 0);
+  CHECK_EQ(spans[0].stop, 96 + 215);
+  CHECK_EQ(spans[3].start, 288 - 224);
+  CHECK_EQ(spans[3].stop, 384 + 215);
+  CHECK_EQ(spans[3].keep_start, 288);
+  CHECK_EQ(spans[10].start, 960 - 224);
+  CHECK_EQ(spans[10].stop, 1000);
+  CHECK_EQ(spans[10].keep_stop, 1000);
+  CHECK_EQ(fcn::plan_axis(70, 4096, m.tiling).size(), size_t{1});
+  CHECK_EQ(fcn::tile_for_pixels(1000 * 1000, m.tiling), 544);
+  CHECK_THROWS(fcn::tile_for_pixels(1000, m.tiling), "at least 221841 pixels");
+  CHECK_THROWS(fcn::plan_axis(10, 0, m.tiling), "tile size must be a positive number");
+}
