@@ -153,21 +153,32 @@ class Segmenter:
                                        or not isinstance(max_pixels, int) or max_pixels < 1):
             raise FCNError(f"max_pixels must be a positive number of pixels, got {max_pixels!r}")
         budget = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-        if tile is None:
-            core = tile_for_pixels(budget, self.tile_geometry) if height * width > budget else None
-            if core is not None and (core < height or core < width):
+        automatic = tile is None and height * width > budget
+        geometry = self._automatic_geometry() if automatic else None
+        if geometry is not None:
+            core = tile_for_pixels(budget, geometry)
+            if core < height or core < width:
                 return core
         needed, available = self._memory_needed(batch, height, width), available_memory_bytes()
         if needed is None or available is None or needed <= available:
             return None
-        if tile is None:  # tiles with about the area that fits (the estimate grows with it)
+        geometry = self._automatic_geometry() if tile is None else None
+        if geometry is not None:  # tiles with about the area that fits (the estimate grows with it)
             fits = int(height * width * available / needed)
-            return tile_for_pixels(min(budget, max(fits, 1)), self.tile_geometry)
+            return tile_for_pixels(min(budget, max(fits, 1)), geometry)
         raise FCNError(f"a {height}x{width} image needs about {format_bytes(needed)} for "
                        f"{self.meta.arch} on {self.backend} (estimated from the graph), more than "
                        f"the {format_bytes(available)} this machine has available; segment it in "
                        f"tiles (tile=N, or --tile N / --max-pixels on fcn-segment), which gives "
                        f"the same result in bounded memory")
+
+    def _automatic_geometry(self) -> TileGeometry | None:
+        """The geometry, or None when it is unknown (automatic tiling then runs whole images,
+        as before tiling existed; an explicit tile size reports why)."""
+        try:
+            return self.tile_geometry
+        except FCNError:
+            return None
 
     def _memory_needed(self, batch: int, height: int, width: int) -> int | None:
         if batch * height * width < _CHECK_MEMORY_ABOVE_PIXELS:
