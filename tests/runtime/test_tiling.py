@@ -239,3 +239,22 @@ def test_fcn_segment_tile_options(tmp_path, tiny_tiled, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "big.png: a 45x70 image needs about" in err and "--tile N" in err
     assert not (tmp_path / "y" / "big.png").exists()
+
+
+def test_fcn_bench_memory_whole_vs_tiled(tmp_path, tiny_tiled, capsys):
+    import json
+
+    from fcn_deploy.cli.bench import main
+
+    assert main(["--engine", str(tiny_tiled), "--memory", "--shape", "1x3x300x200", "--tile",
+                 "64", "--threads", "1", "-o", str(tmp_path), "--quiet"]) == 0
+    records = json.loads((tmp_path / "memory_tiled.json").read_text())
+    assert [r["mode"] for r in records] == ["whole", "tiled"]
+    assert [r["tiles"] for r in records] == [1, 5 * 4]
+    # h1 + h2 = 2 x 4x300x200 float32, the graph's peak (see the by-hand test above)
+    assert all(r["estimate"] == 1_920_000 and r["refused"] == "" for r in records)
+    assert all(0 < r["model_rss"] <= r["peak_rss"] and r["seconds"] > 0 for r in records)
+    out = capsys.readouterr().out
+    assert "| whole | 300x200 | 1 |" in out and "| tiled | 300x200 | 20 |" in out
+    assert main(["--engine", str(tiny_tiled), "--tile", "64"]) == 2
+    assert "--tile sets the tile size of --memory" in capsys.readouterr().err
