@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
-
-#: Initializers at most this large stay in the shape-only copy (crop starts, reshape targets:
-#: shape inference needs their values); larger ones (weights) become value-less inputs.
-_KEEP_INITIALIZER_BYTES = 1024
-
 
 def available_memory_bytes() -> int | None:
     """Memory the machine can give without swapping (Linux MemAvailable), None where unknown."""
@@ -44,51 +39,54 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _shape_only_model(path: Path, input_name: str, shape: Sequence[int]):
+def infer_shapes_at(model_or_path: Any, input_shape: Sequence[int], *,
+                    input_name: str | None = None, purpose: str = "infer shapes"):
+    """The ONNX model (a path, read without external data, or a ModelProto, copied) with its
+    image input fixed to ``input_shape`` and every tensor shape inferred. Raises FCNError naming
+    ``purpose`` when the graph has not exactly one image input of that rank."""
     import onnx
-    from onnx import helper
+    from onnx import shape_inference
 
-    model = onnx.load(str(path), load_external_data=False)
+    shape = tuple(int(d) for d in input_shape)
+    if isinstance(model_or_path, (str, os.PathLike)):
+        path = Path(model_or_path)
+        if not path.is_file():
+            raise FCNError(f"ONNX file {path} does not exist")
+        model = onnx.load(str(path), load_external_data=False)
+    else:
+        model = onnx.ModelProto()
+        model.CopyFrom(model_or_path)
     graph = model.graph
-    kept, moved = [], []
-    for init in graph.initializer:
-        n = 1
-        for d in init.dims:
-            n *= d
-        (kept if n * 4 <= _KEEP_INITIALIZER_BYTES and not init.external_data else moved).append(init)
-    inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
-    for inp in inputs:
-        if inp.name == input_name:
-            dims = inp.type.tensor_type.shape.dim
-            for d, value in zip(dims, shape):
-                d.Clear()
-                d.dim_value = int(value)
-    new_inputs = inputs + [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                           for t in moved]
-    new_graph = helper.make_graph(list(graph.node), graph.name, new_inputs, list(graph.output),
-                                  initializer=kept)
-    out = helper.make_model(new_graph, opset_imports=list(model.opset_import))
-    out.ir_version = model.ir_version
-    return out
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    if input_name is not None:
+        inputs = [i for i in inputs if i.name == input_name]
+    if len(inputs) != 1:
+        raise FCNError(f"cannot {purpose}: expected one image input, the graph has "
+                       f"{[i.name for i in inputs]}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != len(shape):
+        raise FCNError(f"cannot {purpose} at shape {shape}: input {inputs[0].name!r} has rank "
+                       f"{len(dims)}")
+    for d, v in zip(dims, shape):
+        d.Clear()
+        d.dim_value = v
+    try:
+        return shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:  # onnx raises several types for graphs it cannot infer
+        raise FCNError(f"cannot {purpose}: ONNX shape inference failed at {list(shape)} "
+                       f"({type(exc).__name__}: {exc})") from None
 
 
 def estimate_onnx_activation_bytes(path: str | os.PathLike, shape: Sequence[int], *,
                                    input_name: str = "image") -> int:
     """Largest sum of simultaneously live tensors (weights excluded) of the ONNX graph at
     ``path`` run on an input of ``shape``. Tensors whose size cannot be inferred count zero."""
-    import onnx
     from onnx import helper
 
-    path = Path(path)
-    try:
-        model = _shape_only_model(path, input_name, shape)
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as exc:  # onnx raises several types for graphs it cannot infer
-        raise FCNError(f"{path}: could not infer the graph's shapes for input {list(shape)} "
-                       f"({type(exc).__name__}: {exc})") from None
-    graph = inferred.graph
-    weights = {i.name for i in graph.input if i.name != input_name} | {
-        t.name for t in graph.initializer}
+    graph = infer_shapes_at(path, shape, input_name=input_name,
+                            purpose="estimate the memory").graph
+    weights = {t.name for t in graph.initializer}
 
     def size_of(info) -> int:
         t = info.type.tensor_type
