@@ -15,9 +15,9 @@ pixel whose context lies inside the tile, provided
    kept pixel. At the image's own border the tile ends where the image ends, so padding and
    ceil-mode windows are exactly the whole image's.
 
-So each tile keeps a core of ``tile`` pixels (a multiple of the stride), reads
+So each tile keeps a core of ``tile`` pixels (a multiple of the stride), reads at least
 ``ceil(context_before / stride) * stride`` pixels before it (keeping the start on the grid) and
-``context_after`` pixels after it, both clipped at the image border. docs/runtime.md has the
+``context_after`` pixels after it, clipped at the image border; all tiles have one size. docs/runtime.md has the
 derivation and the measured contexts. This module is numpy-free planning; the Segmenter runs it.
 """
 from __future__ import annotations
@@ -94,19 +94,36 @@ def tile_core(tile: int, geometry: TileGeometry) -> int:
     return max(geometry.stride, tile // geometry.stride * geometry.stride)
 
 
-def plan_axis(size: int, tile: int, geometry: TileGeometry,
-              context: tuple[int, int] | None = None) -> list[Span]:
+def tile_length(size: int, tile: int, geometry: TileGeometry) -> int:
+    """Input length of every tile along an axis of ``size`` pixels: core plus both margins,
+    rounded up to the next length congruent to ``size`` modulo the stride (so the last tile,
+    which ends at the border, can start on the grid too); ``size`` when that is not shorter."""
+    core = tile_core(tile, geometry)
+    needed = geometry.margin_before + core + geometry.context_after
+    length = needed + (size - needed) % geometry.stride
+    return min(size, length)
+
+
+def plan_axis(size: int, tile: int, geometry: TileGeometry) -> list[Span]:
     """Tiles covering ``[0, size)`` with cores of ``tile`` pixels (rounded to the stride grid).
 
-    ``context`` overrides (before, after), for tests that shrink a margin on purpose.
+    Every tile reads the same length (:func:`tile_length`), so a run sees one input shape (one
+    ONNX Runtime memory plan, one TensorRT profile): a tile starts ``margin_before`` before its
+    core, or earlier where that would run past the image's end (extra context is harmless);
+    neighbouring cores that get the same window are kept from one run.
     """
     core = tile_core(tile, geometry)
-    before, after = (geometry.margin_before, geometry.context_after) if context is None else context
-    spans = []
+    length = tile_length(size, tile, geometry)
+    if length >= size:
+        return [Span(start=0, stop=size, keep_start=0, keep_stop=size)]
+    spans: list[Span] = []
     for keep_start in range(0, size, core):
+        start = min(max(0, keep_start - geometry.margin_before), size - length)
         keep_stop = min(size, keep_start + core)
-        spans.append(Span(start=max(0, keep_start - before), stop=min(size, keep_stop + after),
-                          keep_start=keep_start, keep_stop=keep_stop))
+        if spans and spans[-1].start == start:  # the same window: one run keeps both cores
+            spans[-1] = Span(start, start + length, spans[-1].keep_start, keep_stop)
+        else:
+            spans.append(Span(start, start + length, keep_start, keep_stop))
     return spans
 
 
@@ -119,13 +136,14 @@ def plan_tiles(height: int, width: int, tile: int,
 
 
 def tile_for_pixels(max_pixels: int, geometry: TileGeometry) -> int:
-    """Largest core whose tile, margins included, holds at most ``max_pixels`` pixels."""
+    """Largest core whose tiles, margins and grid rounding included, hold at most
+    ``max_pixels`` pixels."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise FCNError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-    side = math.isqrt(max_pixels) - geometry.margin_before - geometry.context_after
-    core = side // geometry.stride * geometry.stride
+    extra = geometry.margin_before + geometry.context_after + geometry.stride - 1
+    core = (math.isqrt(max_pixels) - extra) // geometry.stride * geometry.stride
     if core < geometry.stride:
-        smallest = (geometry.stride + geometry.margin_before + geometry.context_after) ** 2
+        smallest = (geometry.stride + extra) ** 2
         raise FCNError(f"max_pixels {max_pixels} is too small to tile this model: a tile with "
                        f"its context margins needs at least {smallest} pixels")
     return core

@@ -68,9 +68,16 @@ def infer_shapes_at(model_or_path: Any, input_shape: Sequence[int], *,
     if len(dims) != len(shape):
         raise FCNError(f"cannot {purpose} at shape {shape}: input {inputs[0].name!r} has rank "
                        f"{len(dims)}")
+    named = {d.dim_param: v for d, v in zip(dims, shape) if d.dim_param}
     for d, v in zip(dims, shape):
         d.Clear()
         d.dim_value = v
+    for out in graph.output:  # "height"/"width" of the outputs are the input's (after crops,
+        for d in out.type.tensor_type.shape.dim:  # which inference cannot follow)
+            if d.dim_param in named:
+                value = named[d.dim_param]
+                d.Clear()
+                d.dim_value = value
     try:
         return shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:  # onnx raises several types for graphs it cannot infer
@@ -111,6 +118,7 @@ def estimate_onnx_activation_bytes(path: str | os.PathLike, shape: Sequence[int]
     end = len(graph.node)
     for out in graph.output:
         last_use[out.name] = end
+    dims = {t.name: list(t.dims) for t in graph.initializer}
     live = {input_name: sizes.get(input_name, 0)}
     current = peak = live[input_name]
     for i, node in enumerate(graph.node):
@@ -118,10 +126,22 @@ def estimate_onnx_activation_bytes(path: str | os.PathLike, shape: Sequence[int]
             if name and name not in weights:
                 live[name] = sizes.get(name, 0)
                 current += live[name]
-        peak = max(peak, current)
+        peak = max(peak, current + _conv_workspace(node, dims, sizes))
         for name in [n for n in live if last_use.get(n, -1) <= i]:
             current -= live.pop(name)
     return peak
+
+
+def _conv_workspace(node, weight_dims: dict, sizes: dict) -> int:
+    """ONNX Runtime's CPU Conv expands its input (im2col) for kernels larger than 1x1: one
+    float per (input channel / group) x kernel element x output pixel of a group, for one node."""
+    if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in weight_dims:
+        return 0
+    w = weight_dims[node.input[1]]
+    if len(w) != 4 or w[2] * w[3] == 1:
+        return 0
+    out_bytes = sizes.get(node.output[0], 0)  # N x Cout x H x W float32 (N = 1 here)
+    return out_bytes // max(w[0], 1) * w[1] * w[2] * w[3]
 
 
 def format_bytes(n: float) -> str:

@@ -220,7 +220,8 @@ class Segmenter:
             for name in wanted:
                 parts[name].append(out[name])
         del x
-        merged = {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()}
+        merged = {name: chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
+                  for name, chunks in parts.items()}
         height, width = bgr[0].shape[:2]
         score_maps = merged.get(SCORES)
         if score_maps is not None:

@@ -15,7 +15,7 @@ from fcn_deploy.errors import FCNError
 from fcn_deploy.runtime import Segmenter
 from fcn_deploy.runtime.memory import estimate_onnx_activation_bytes
 from fcn_deploy.tiling import (Span, TileGeometry, describe_plan, plan_axis, plan_tiles,
-                               tile_for_pixels)
+                               tile_for_pixels, tile_length)
 from runtime_fixtures import make_tiny_onnx, random_image, tiny_meta
 
 VGG = TileGeometry(stride=32, context_before=221, context_after=215)
@@ -25,23 +25,35 @@ TINY_TILING = {"stride": 1, "context_before": 1, "context_after": 1}
 # -- planning ----------------------------------------------------------------------------------
 
 def test_plan_axis_by_hand():
-    spans = plan_axis(1000, 100, VGG)  # core 96 (rounded down to the stride), margin 224 / 215
-    assert [s.keep_start for s in spans] == list(range(0, 1000, 96))
-    assert spans[0] == Span(start=0, stop=96 + 215, keep_start=0, keep_stop=96)
-    assert spans[3] == Span(start=288 - 224, stop=384 + 215, keep_start=288, keep_stop=384)
-    assert spans[-1] == Span(start=960 - 224, stop=1000, keep_start=960, keep_stop=1000)
-    assert all(s.start % 32 == 0 for s in spans)  # on the stride grid
-    assert [s.keep_stop for s in spans[:-1]] == [s.keep_start for s in spans[1:]]
+    # core 96 (rounded down to the stride); margins 224 / 215: 535 px, rounded up to the length
+    # congruent to 1000 modulo 32 so that the last tile ends at the border and starts on the grid
+    assert tile_length(1000, 100, VGG) == 552
+    assert plan_axis(1000, 100, VGG) == [
+        Span(start=0, stop=552, keep_start=0, keep_stop=288),  # cores 0, 96, 192: window [0, 552)
+        Span(start=288 - 224, stop=288 - 224 + 552, keep_start=288, keep_stop=384),
+        Span(start=160, stop=712, keep_start=384, keep_stop=480),
+        Span(start=256, stop=808, keep_start=480, keep_stop=576),
+        Span(start=352, stop=904, keep_start=576, keep_stop=672),
+        Span(start=1000 - 552, stop=1000, keep_start=672, keep_stop=1000),  # ends at the border
+    ]
+    for size, tile in [(1000, 100), (1000, 10), (777, 64), (4000, 1024)]:
+        spans = plan_axis(size, tile, VGG)
+        assert all(s.start % 32 == 0 and s.stop - s.start == spans[0].stop for s in spans)
+        assert spans[0].keep_start == 0 and spans[-1].keep_stop == size
+        assert [s.keep_stop for s in spans[:-1]] == [s.keep_start for s in spans[1:]]
+        for s in spans:  # each kept pixel's context is inside its tile, or reaches the border
+            assert s.start <= max(0, s.keep_start - 224)
+            assert s.stop >= min(size, s.keep_stop + 215)
     assert plan_axis(70, 4096, VGG) == [Span(0, 70, 0, 70)]  # one tile = the whole image
-    assert plan_axis(1000, 10, VGG)[1].keep_start == 32  # at least one stride
+    assert plan_axis(520, 64, VGG) == [Span(0, 520, 0, 520)]  # 503 px tiles round up to 520
 
 
 def test_plan_tiles_and_sizes_from_a_pixel_budget():
-    assert len(plan_tiles(100, 250, 64, VGG)) == 2 * 4
-    assert tile_for_pixels(1000 * 1000, VGG) == 544  # 1000 - 224 - 215 = 561 -> 544
-    assert describe_plan(1000, 1000, 544, VGG) == (
-        "4 tiles (2x2) of 544 px cores, largest input 759x759")
-    with pytest.raises(FCNError, match="max_pixels 1000 is too small.*at least 221841 pixels"):
+    assert len(plan_tiles(700, 1250, 64, VGG)) == 5 * 13
+    assert tile_for_pixels(1000 * 1000, VGG) == 512  # 1000 - 224 - 215 - 31 = 530 -> 512
+    assert describe_plan(1000, 1000, 512, VGG) == (
+        "4 tiles (2x2) of 512 px cores, largest input 968x968")
+    with pytest.raises(FCNError, match="max_pixels 1000 is too small.*at least 252004 pixels"):
         tile_for_pixels(1000, VGG)
 
 
@@ -99,24 +111,25 @@ def test_automatic_tiling_above_the_pixel_budget(tiny_tiled):
 
 
 def test_memory_estimate_of_the_tiny_graph_by_hand(tiny_tiled):
-    # image 1x3x10x10 float32 = 1200 B; h1, h2, scores 4x10x10 float32 = 1600 B each; argmax
-    # int64 800 B; labels 100 B. Live at the Relu: h1 + h2 (the image is freed after conv1).
-    assert estimate_onnx_activation_bytes(tiny_tiled, (1, 3, 10, 10)) == 3200
-    # 2x3x20x30: the image (14400 B) + h1 (19200 B) = 33600 < h1 + h2 = 38400
-    assert estimate_onnx_activation_bytes(tiny_tiled, (2, 3, 20, 30)) == 38400
+    # 1x3x10x10: the image (1200 B float32), conv1's output h1 (4x10x10 float32, 1600 B) and
+    # conv1's im2col expansion (3 channels x 3x3 kernel x 100 pixels float32, 10800 B) are alive
+    # at once; later, h1 + h2 (3200 B) or scores + argmax + labels are less.
+    assert estimate_onnx_activation_bytes(tiny_tiled, (1, 3, 10, 10)) == 1200 + 1600 + 10800
+    # 2x3x20x30: 14400 + 19200 + 27 x 1200 x 4
+    assert estimate_onnx_activation_bytes(tiny_tiled, (2, 3, 20, 30)) == 14400 + 19200 + 129600
 
 
 def test_whole_image_over_the_memory_available_is_refused_before_running(tiny_tiled,
                                                                          monkeypatch):
     monkeypatch.setattr(segmenter_module, "_CHECK_MEMORY_ABOVE_PIXELS", 0)
-    monkeypatch.setattr(segmenter_module, "available_memory_bytes", lambda: 50_000)
-    image = random_image(40, 60, seed=6)  # needs 2 x 4x40x60 float32 = 76800 B
+    monkeypatch.setattr(segmenter_module, "available_memory_bytes", lambda: 200_000)
+    image = random_image(40, 60, seed=6)  # needs (3 + 4 + 27) x 2400 float32 = 326400 B
     with Segmenter.open(tiny_tiled) as seg:
         calls = []
         infer = seg.runner.infer
         seg.runner.infer = lambda feeds, **kw: calls.append(1) or infer(feeds, **kw)
-        with pytest.raises(FCNError, match=r"a 40x60 image needs about 75\.0 KiB .* more than "
-                                           r"the 48\.8 KiB .* --tile N"):
+        with pytest.raises(FCNError, match=r"a 40x60 image needs about 318\.8 KiB .* more than "
+                                           r"the 195\.3 KiB .* --tile N"):
             seg.predict(image, tile=0)
         assert calls == []
         automatic = seg.predict(image)  # tile=None: tiles instead
@@ -172,8 +185,9 @@ def test_every_registered_fcn_tiled_equals_whole(name, registry_models, tmp_path
     export_model(model, meta, path, outputs="scores", verify=False, sample_shape=(1, 3, 64, 64))
     geometry = tile_geometry(model)
     core = 64
-    # tall enough for tiles with real image data on both sides; odd sizes; 2 tiles across
-    height = 2 * core + geometry.margin_before + geometry.context_after + 37
+    # tall enough for tiles with image data on both sides, and a height at which the tiles'
+    # length needs no rounding to the grid (no spare context); 2 tiles across; odd sizes
+    height = geometry.margin_before + core + geometry.context_after + 4 * 32
     image = random_image(height, 101, seed=7)
     with Segmenter.open(path, backend="onnxruntime") as seg:
         assert seg.meta.tiling == geometry.to_dict()  # export wrote it
@@ -188,9 +202,15 @@ def test_every_registered_fcn_tiled_equals_whole(name, registry_models, tmp_path
             for short in (TileGeometry(32, geometry.context_before, geometry.context_after - 1),
                           TileGeometry(32, geometry.context_before - 32,
                                        geometry.context_after)):
-                seg._geometry = short  # stride less before, and some kept pixel changes
-                _, wrong = seg.predict(image, scores=True, tile=core)
-                assert np.abs(wrong - whole).max() > 5 * tol
+                # stride less before, and some kept pixel changes (a height where the tiles
+                # get no extra context from rounding their length to the grid)
+                needed = short.margin_before + core + short.context_after
+                other = random_image(needed + 4 * 32, 101, seed=8)
+                seg._geometry = None
+                _, right = seg.predict(other, scores=True, tile=0)
+                seg._geometry = short
+                _, wrong = seg.predict(other, scores=True, tile=core)
+                assert np.abs(wrong - right).max() > 5 * tol
 
 
 def test_old_artifact_without_tiling_metadata_falls_back_to_the_arch(registry_models, tmp_path):
@@ -251,8 +271,8 @@ def test_fcn_bench_memory_whole_vs_tiled(tmp_path, tiny_tiled, capsys):
     records = json.loads((tmp_path / "memory_tiled.json").read_text())
     assert [r["mode"] for r in records] == ["whole", "tiled"]
     assert [r["tiles"] for r in records] == [1, 5 * 4]
-    # h1 + h2 = 2 x 4x300x200 float32, the graph's peak (see the by-hand test above)
-    assert all(r["estimate"] == 1_920_000 and r["refused"] == "" for r in records)
+    # image + h1 + conv1's im2col (see the by-hand test above)
+    assert all(r["estimate"] == (3 + 4 + 27) * 60000 * 4 and r["refused"] == "" for r in records)
     assert all(0 < r["model_rss"] <= r["peak_rss"] and r["seconds"] > 0 for r in records)
     out = capsys.readouterr().out
     assert "| whole | 300x200 | 1 |" in out and "| tiled | 300x200 | 20 |" in out

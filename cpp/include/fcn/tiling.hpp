@@ -32,7 +32,12 @@ struct FCN_EXPORT Span {
 /// ``tile`` rounded down to the stride (at least one stride); throws for tile < 1.
 FCN_EXPORT int tile_core(int tile, const TileGeometry& geometry);
 
-/// Tiles covering [0, size) with cores of tile_core(tile) pixels, as fcn_deploy.tiling.plan_axis.
+/// Input length of every tile along an axis (core + margins, rounded up to a length congruent
+/// to ``size`` modulo the stride), as fcn_deploy.tiling.tile_length.
+FCN_EXPORT int tile_length(int size, int tile, const TileGeometry& geometry);
+
+/// Tiles covering [0, size) with cores of tile_core(tile) pixels, all of tile_length(); as
+/// fcn_deploy.tiling.plan_axis.
 FCN_EXPORT std::vector<Span> plan_axis(int size, int tile, const TileGeometry& geometry);
 
 /// Largest core whose tile, margins included, holds at most ``max_pixels`` pixels; throws when
