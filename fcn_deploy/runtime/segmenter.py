@@ -114,9 +114,9 @@ class Segmenter:
         if core is None:
             labels, score_maps = self._run(bgr, wanted)
         else:
-            parts = [self._run_tiled(image, core, wanted) for image in bgr]
+            parts = [self._run_tiled(image, core, wanted, keep_scores=scores) for image in bgr]
             labels = np.stack([p[0] for p in parts])
-            score_maps = np.stack([p[1] for p in parts]) if SCORES in wanted else None
+            score_maps = np.stack([p[1] for p in parts]) if scores else None
         return (labels, score_maps) if scores else labels
 
     @property
@@ -189,9 +189,10 @@ class Segmenter:
             self._memory_estimates[shape] = self.runner.activation_bytes(shape)
         return self._memory_estimates[shape]
 
-    def _run_tiled(self, image: np.ndarray, core: int,
-                   wanted: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """One image in tiles of ``core`` px; each tile's core is written into the full maps."""
+    def _run_tiled(self, image: np.ndarray, core: int, wanted: list[str], *,
+                   keep_scores: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """One image in tiles of ``core`` px; each tile's core is written into the full label
+        map, and into full score maps only when ``keep_scores`` (C floats per pixel)."""
         height, width = image.shape[:2]
         labels = score_maps = None
         for rows, cols in plan_tiles(height, width, core, self.tile_geometry):
@@ -202,11 +203,12 @@ class Segmenter:
                    slice(cols.keep_start - cols.start, cols.keep_stop - cols.start))
             if labels is None:
                 labels = np.empty((height, width), dtype=tile_labels.dtype)
-                if tile_scores is not None:
+                if keep_scores:
                     score_maps = np.empty((tile_scores.shape[1], height, width), np.float32)
             labels[dst] = tile_labels[0][src]
             if score_maps is not None:
                 score_maps[(slice(None),) + dst] = tile_scores[0][(slice(None),) + src]
+            del tile_labels, tile_scores  # free this tile's outputs before the next run
         return labels, score_maps
 
     def _run(self, bgr: list[np.ndarray],
