@@ -33,7 +33,7 @@ class Segmenter:
     >>> labels, scores = seg.predict("cat.jpg", scores=True)  # + float32 CxHxW scores
 
     Thread-safety: as the underlying runner's (see its docstring); the Segmenter itself keeps no
-    per-call state.
+    per-call state (only caches of the tiling geometry and memory estimates; a race recomputes).
     """
 
     def __init__(self, runner: Runner) -> None:
