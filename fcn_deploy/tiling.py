@@ -1,8 +1,9 @@
 """Tiles for exact, memory-bounded inference on images too large for one pass.
 
-An FCN's output pixel p depends on a window of input pixels around p (its *context*): at most
-``context_before`` pixels before p and ``context_after`` after it along each axis, the zero
-padding of conv1 included. A tile computes the whole image's result exactly for every output
+An FCN's output pixel p depends on a window of input pixels around p (its *context*); for the
+``stride`` output pixels of a cell starting at a multiple of the stride, at most
+``context_before`` pixels before the cell and ``context_after`` after it along each axis, the
+zero padding of conv1 included. A tile computes the whole image's result exactly for every output
 pixel whose context lies inside the tile, provided
 
 1. the tile starts on the network's stride grid (a multiple of ``stride``, 32 for every FCN here):
@@ -17,8 +18,9 @@ pixel whose context lies inside the tile, provided
 
 So each tile keeps a core of ``tile`` pixels (a multiple of the stride), reads at least
 ``ceil(context_before / stride) * stride`` pixels before it (keeping the start on the grid) and
-``context_after`` pixels after it, clipped at the image border; all tiles have one size. docs/runtime.md has the
-derivation and the measured contexts. This module is numpy-free planning; the Segmenter runs it.
+``context_after`` pixels after it, clipped at the image border; all tiles have one size.
+docs/runtime.md has the derivation and the measured contexts. This module is numpy-free
+planning; the Segmenter and fcn-bench run it, cpp/src/tiling.cpp mirrors it.
 """
 from __future__ import annotations
 
@@ -147,12 +149,3 @@ def tile_for_pixels(max_pixels: int, geometry: TileGeometry) -> int:
         raise FCNError(f"max_pixels {max_pixels} is too small to tile this model: a tile with "
                        f"its context margins needs at least {smallest} pixels")
     return core
-
-
-def describe_plan(height: int, width: int, tile: int, geometry: TileGeometry) -> str:
-    """'12 tiles (3x4) of 1024 px cores, largest input 1525x1525' for logs and errors."""
-    rows, cols = plan_axis(height, tile, geometry), plan_axis(width, tile, geometry)
-    tall = max(s.stop - s.start for s in rows)
-    wide = max(s.stop - s.start for s in cols)
-    return (f"{len(rows) * len(cols)} tiles ({len(rows)}x{len(cols)}) of "
-            f"{tile_core(tile, geometry)} px cores, largest input {tall}x{wide}")
