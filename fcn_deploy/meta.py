@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from fcn_deploy.constants import IGNORE_LABEL, VGG_MEAN_BGR, VOC_CLASSES, voc_palette
 from fcn_deploy.errors import FCNError
+from fcn_deploy.tiling import TileGeometry
 
 #: Prefix of every key this toolkit writes into ONNX metadata_props.
 ONNX_PREFIX = "fcn."
@@ -47,6 +48,9 @@ class ModelMeta:
     precision: str = "fp32"
     outputs: str = "scores"
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: the network's tiling geometry (fcn_deploy.tiling.TileGeometry as a dict); empty in
+    #: artifacts written before it existed (the runtime then derives it from ``arch``)
+    tiling: dict[str, int] = field(default_factory=dict)
     toolkit_version: str = field(default_factory=_version)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +74,8 @@ class ModelMeta:
             raise FCNError(f"metadata: precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.outputs not in OUTPUT_KINDS:
             raise FCNError(f"metadata: outputs must be one of {OUTPUT_KINDS}, got {self.outputs!r}")
+        if self.tiling:
+            TileGeometry.from_dict(self.tiling, source="metadata")
 
     @classmethod
     def default(cls, arch: str, num_classes: int = 21, *, class_names=None, **kwargs) -> "ModelMeta":

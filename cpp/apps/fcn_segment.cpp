@@ -49,6 +49,10 @@ options:
                      saturate and INT8 results drift), else fast. exact costs about 1.4x in
                      speed without VNNI and is only slower with it (fast is exact there);
                      fast without VNNI changes results
+  --tile N           segment in tiles of N x N output pixels (rounded down to the network's
+                     stride): the whole-image result in bounded memory; 0 never tiles
+                     [default: tile images above --max-pixels]
+  --max-pixels N     largest image segmented in one pass when --tile is not given [16777216]
   --info             print the model's metadata and inputs/outputs, then exit
   --bench N          time N runs of predict() (preprocess + network + argmax) after warm-up
   --warmup N         warm-up runs before timing [3]
@@ -64,6 +68,8 @@ struct Args {
   fcn::Options options;
   bool info = false;
   int bench = 0, warmup = 3, batch = 1, height = 500, width = 500;
+  int tile = -1;  // -1: automatic (above max_pixels), 0: never
+  int64_t max_pixels = fcn::kDefaultMaxPixels;
 };
 
 // First SIGINT/SIGTERM: finish the current image (its files are written atomically, so nothing
@@ -125,6 +131,10 @@ Args parse(int argc, char** argv) {
           a.options.int8_kernels != "exact")
         throw UsageError("--int8-kernels expects auto, fast or exact, got '" +
                          a.options.int8_kernels + "'");
+    } else if (arg == "--tile") {
+      a.tile = to_int(arg, value(), 0);
+    } else if (arg == "--max-pixels") {
+      a.max_pixels = to_int(arg, value(), 1);
     } else if (arg == "--info") {
       a.info = true;
     } else if (arg == "--bench") {
@@ -318,6 +328,16 @@ int bench(fcn::Segmenter& seg, const Args& a) {
   return 0;
 }
 
+// predict() or predict_tiled() as --tile / --max-pixels say (the Python CLI's rule).
+cv::Mat segment(fcn::Segmenter& seg, const cv::Mat& image, const Args& a) {
+  if (a.tile > 0) return seg.predict_tiled(image, a.tile);
+  const fcn::TileGeometry& geometry = seg.meta().tiling;
+  if (a.tile < 0 && geometry.present() &&
+      static_cast<int64_t>(image.rows) * image.cols > a.max_pixels)
+    return seg.predict_tiled(image, fcn::tile_for_pixels(a.max_pixels, geometry));
+  return seg.predict(image);
+}
+
 // CPU cores this process may run on (its affinity mask, as Python's cap_threads counts them).
 unsigned available_cores() {
   cpu_set_t set;
@@ -357,7 +377,7 @@ int run(Args a) {
     const std::string& path = a.images[i];
     try {  // a bad image is reported and the others go on, as in Python's fcn-segment
       const cv::Mat image = fcn::read_image(path);
-      const cv::Mat labels = seg.predict(image);
+      const cv::Mat labels = segment(seg, image, a);
       if (!dest[i].first.empty()) {
         fcn::write_label_png(dest[i].first, labels, seg.meta());
         std::cout << path << " -> " << dest[i].first << "\n";

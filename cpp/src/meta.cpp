@@ -93,6 +93,17 @@ ModelMeta from_object(const json& obj, const std::string& source) {
   if (obj.contains("outputs")) meta.outputs = get_string(obj, "outputs", source);
   if (obj.contains("toolkit_version") && obj.at("toolkit_version").is_string())
     meta.toolkit_version = obj.at("toolkit_version").get<std::string>();
+  if (obj.contains("tiling")) {
+    const json& t = obj.at("tiling");
+    if (!t.is_object()) fail(source, type_error("tiling", "an object", t));
+    for (const char* key : {"stride", "context_before", "context_after"})
+      if (!t.contains(key)) fail(source, std::string("tiling is missing ") + key);
+    meta.tiling.stride = get_int(t, "stride", source);
+    meta.tiling.context_before = get_int(t, "context_before", source);
+    meta.tiling.context_after = get_int(t, "context_after", source);
+    if (meta.tiling.stride < 1 || meta.tiling.context_before < 0 || meta.tiling.context_after < 0)
+      fail(source, type_error("tiling", "stride >= 1 and contexts >= 0", t));
+  }
   meta.validate(source);
   return meta;
 }

@@ -194,6 +194,45 @@ cv::Mat Segmenter::predict(const cv::Mat& image_bgr, cv::Mat* scores) {
   return labels.at(0);
 }
 
+cv::Mat Segmenter::predict_tiled(const cv::Mat& image_bgr, int tile, cv::Mat* scores) {
+  const TileGeometry& geometry = meta().tiling;
+  if (!geometry.present())
+    throw Error(path() + " carries no tiling geometry (metadata 'tiling'); re-export the model "
+                "with fcn-export from this fcn-deploy, or segment it whole");
+  const cv::Mat image = to_bgr8(image_bgr, "image");
+  const std::vector<Span> rows = plan_axis(image.rows, tile, geometry);
+  const std::vector<Span> cols = plan_axis(image.cols, tile, geometry);
+  if (rows.size() == 1 && cols.size() == 1) return predict(image, scores);
+  cv::Mat labels(image.rows, image.cols, CV_8UC1);
+  cv::Mat tile_scores;
+  for (const Span& r : rows) {
+    for (const Span& c : cols) {
+      const cv::Mat part = predict(image(cv::Range(r.start, r.stop), cv::Range(c.start, c.stop)),
+                                   scores ? &tile_scores : nullptr);
+      const cv::Range src_rows(r.keep_start - r.start, r.keep_stop - r.start);
+      const cv::Range src_cols(c.keep_start - c.start, c.keep_stop - c.start);
+      part(src_rows, src_cols).copyTo(labels(cv::Range(r.keep_start, r.keep_stop),
+                                             cv::Range(c.keep_start, c.keep_stop)));
+      if (!scores) continue;
+      const int classes = tile_scores.size[0], tile_w = tile_scores.size[2];
+      if (r.start == 0 && c.start == 0) {
+        const int sizes[3] = {classes, image.rows, image.cols};
+        scores->create(3, sizes, CV_32F);
+      }
+      const int64_t width = c.keep_stop - c.keep_start;
+      for (int k = 0; k < classes; ++k) {
+        for (int y = r.keep_start; y < r.keep_stop; ++y) {
+          const float* src = tile_scores.ptr<float>(k) +
+                             static_cast<int64_t>(y - r.start) * tile_w + (c.keep_start - c.start);
+          float* dst = scores->ptr<float>(k) + static_cast<int64_t>(y) * image.cols + c.keep_start;
+          std::copy_n(src, width, dst);
+        }
+      }
+    }
+  }
+  return labels;
+}
+
 std::vector<cv::Mat> Segmenter::predict_batch(const std::vector<cv::Mat>& images_bgr,
                                               std::vector<cv::Mat>* scores) {
   Impl& s = impl();

@@ -125,3 +125,43 @@ TEST(meta, read_plan_meta_reads_the_sidecar) {
   CHECK_THROWS(fcn::read_plan_meta(plan), "is not valid JSON");
   std::filesystem::remove(plan + ".json");
 }
+
+// The tiling geometry: read when present (as fcn-export writes it), absent in older artifacts,
+// and planned exactly as fcn_deploy.tiling.plan_axis (tests/runtime/test_tiling.py's values).
+TEST(meta, tiling_geometry_and_plan) {
+  CHECK(!fcn::ModelMeta::from_json(kDict, "old").tiling.present());
+  const fcn::ModelMeta m = fcn::ModelMeta::from_json(
+      with("extra", "{}, \"tiling\": {\"stride\": 32, \"context_before\": 221, "
+                    "\"context_after\": 215}"), "new");
+  CHECK_EQ(m.tiling.stride, 32);
+  CHECK_EQ(m.tiling.margin_before(), 224);
+  CHECK_EQ(m.tiling.context_after, 215);
+  CHECK_THROWS(fcn::ModelMeta::from_json(with("extra", "{}, \"tiling\": {\"stride\": 32}"), "m"),
+               "m: metadata tiling is missing context_before");
+  CHECK_THROWS(fcn::ModelMeta::from_json(
+                   with("extra", "{}, \"tiling\": {\"stride\": 0, \"context_before\": 1, "
+                                 "\"context_after\": 1}"), "m"),
+               "stride >= 1");
+
+  // core 96, every tile 552 long (224 + 96 + 215 = 535, rounded to 1000 modulo 32); cores
+  // 0, 96 and 192 get the same window and are kept from one run (as in test_tiling.py)
+  const std::vector<fcn::Span> spans = fcn::plan_axis(1000, 100, m.tiling);
+  CHECK_EQ(spans.size(), size_t{6});
+  CHECK_EQ(fcn::tile_length(1000, 100, m.tiling), 552);
+  CHECK_EQ(spans[0].start, 0);
+  CHECK_EQ(spans[0].stop, 552);
+  CHECK_EQ(spans[0].keep_stop, 288);
+  CHECK_EQ(spans[1].start, 288 - 224);
+  CHECK_EQ(spans[1].stop, 288 - 224 + 552);
+  CHECK_EQ(spans[1].keep_start, 288);
+  CHECK_EQ(spans[1].keep_stop, 384);
+  CHECK_EQ(spans[5].start, 1000 - 552);
+  CHECK_EQ(spans[5].stop, 1000);
+  CHECK_EQ(spans[5].keep_start, 672);
+  CHECK_EQ(spans[5].keep_stop, 1000);
+  CHECK_EQ(fcn::plan_axis(70, 4096, m.tiling).size(), size_t{1});
+  CHECK_EQ(fcn::plan_axis(520, 64, m.tiling).size(), size_t{1});  // 503 -> 520: one tile
+  CHECK_EQ(fcn::tile_for_pixels(1000 * 1000, m.tiling), 512);
+  CHECK_THROWS(fcn::tile_for_pixels(1000, m.tiling), "at least 252004 pixels");
+  CHECK_THROWS(fcn::plan_axis(10, 0, m.tiling), "tile size must be a positive number");
+}

@@ -172,3 +172,26 @@ TEST(segmenter, move_transfers_the_model) {
   CHECK(values(b.predict(hand_image())) == (std::vector<uchar>{0, 1, 2, 0, 1, 0}));
   CHECK_THROWS(a.predict(hand_image()), "moved from");  // NOLINT(bugprone-use-after-move)
 }
+
+// Tiles are stitched back exactly: a pointwise net (1x1 conv) gives bit-identical labels and
+// scores whatever the tiles; the geometry (stride 4, contexts 3 / 2) comes from the metadata.
+TEST(segmenter, predict_tiled_stitches_labels_and_scores) {
+  fcn_test::ModelSpec spec = random_model(5, true, false);
+  spec.props["fcn.tiling"] = R"({"stride": 4, "context_before": 3, "context_after": 2})";
+  fcn::Segmenter seg(save_onnx(spec, "tiled.onnx"));
+  CHECK_EQ(seg.meta().tiling.margin_before(), 4);
+  const cv::Mat image = random_image(37, 23, 5);
+  cv::Mat whole_scores, tiled_scores;
+  const cv::Mat whole = seg.predict(image, &whole_scores);
+  const cv::Mat tiled = seg.predict_tiled(image, 9, &tiled_scores);  // cores of 8
+  CHECK(values(tiled) == values(whole));
+  CHECK_EQ(tiled_scores.dims, 3);
+  CHECK_EQ(tiled_scores.size[0], 5);
+  CHECK_EQ(tiled_scores.size[1], 37);
+  CHECK_EQ(tiled_scores.size[2], 23);
+  CHECK_EQ(cv::norm(tiled_scores, whole_scores, cv::NORM_INF), 0.0);
+  CHECK(values(seg.predict_tiled(image, 64)) == values(whole));  // one tile
+
+  fcn::Segmenter old(save_onnx(random_model(5, true, false), "untiled.onnx"));
+  CHECK_THROWS(old.predict_tiled(image, 8), "carries no tiling geometry");
+}

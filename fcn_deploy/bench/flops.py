@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.runtime.memory import infer_shapes_at
 
 _CONV_OPS = {"Conv", "ConvInteger", "QLinearConv", "NhwcConv", "FusedConv"}
 _DECONV_OPS = {"ConvTranspose"}
@@ -73,34 +74,10 @@ def onnx_macs(model_or_path: Any, input_shape: Sequence[int], *,
     FCNError when a convolution's shape cannot be inferred (see :func:`artifact_macs` for the
     fallback).
     """
-    import onnx
-    from onnx import shape_inference
-
     shape = tuple(int(d) for d in input_shape)
-    if isinstance(model_or_path, (str, os.PathLike)):
-        path = Path(model_or_path)
-        if not path.is_file():
-            raise FCNError(f"ONNX file {path} does not exist")
-        model = onnx.load(str(path), load_external_data=False)
-    else:
-        model = onnx.ModelProto()
-        model.CopyFrom(model_or_path)
-    graph = model.graph
-    inits = {t.name: list(t.dims) for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in inits]
-    if input_name is not None:
-        inputs = [i for i in inputs if i.name == input_name]
-    if len(inputs) != 1:
-        raise FCNError(f"cannot count MACs: expected one image input, the graph has "
-                       f"{[i.name for i in inputs]}")
-    dims = inputs[0].type.tensor_type.shape.dim
-    if len(dims) != len(shape):
-        raise FCNError(f"cannot count MACs at shape {shape}: input {inputs[0].name!r} has rank "
-                       f"{len(dims)}")
-    for d, v in zip(dims, shape):
-        d.Clear()
-        d.dim_value = v
-    inferred = shape_inference.infer_shapes(model, data_prop=True)
+    inferred = infer_shapes_at(model_or_path, shape, input_name=input_name,
+                               purpose="count MACs")
+    inits = {t.name: list(t.dims) for t in inferred.graph.initializer}
     shapes: dict[str, list[int | None]] = {}
     g = inferred.graph
     for v in list(g.value_info) + list(g.input) + list(g.output):

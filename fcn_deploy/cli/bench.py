@@ -2,6 +2,7 @@
 
     fcn-bench --engine fcn8s.onnx --shape 1x3x500x500 --runs 20 --threads 2
     fcn-bench --engine model.pt --shape 1x3x250x250 --shape 1x3x500x500 --peak
+    fcn-bench --engine fcn8s.onnx --memory --shape 1x3x4000x4000 --tile 1024
     fcn-bench --paper --output-dir paper_bench               # the full run (a while)
     fcn-bench --paper --quick --output-dir /tmp/quick        # structure check, seconds
     fcn-bench --paper --models fcn_alexnet fcn8s_vgg16 --sections table1 backends --runs 5
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="N clients sending requests at once (one Segmenter each): client-side "
                           "latency and total throughput over --runs requests in all "
                           "(default 1 for a URL)")
+    one.add_argument("--memory", action="store_true",
+                     help="instead of timing, measure the peak resident memory (and time) of one "
+                          "image of each --shape segmented whole and in tiles, each in a fresh "
+                          "process")
+    one.add_argument("--tile", type=int, default=None, metavar="N",
+                     help="tile size of the --memory tiled run (default 1024)")
     one.add_argument("--name", default=None,
                      help="report file name without extension (default bench_<artifact stem>)")
     add_device_option(one)
@@ -105,7 +112,8 @@ def _check_paper_only(args: argparse.Namespace, parser: argparse.ArgumentParser)
             parser.error(f"--{used[0].replace('_', '-')} applies to --paper only")
     else:
         engine_only = {"backend": None, "shape": None, "output": None, "peak": False,
-                       "name": None, "device": None, "concurrency": None, "int8_kernels": None}
+                       "name": None, "device": None, "concurrency": None, "int8_kernels": None,
+                       "memory": False, "tile": None}
         used = [k for k, v in engine_only.items() if getattr(args, k) != v]
         if used:
             parser.error(f"--{used[0].replace('_', '-')} applies to --engine only")
@@ -178,6 +186,8 @@ def _report(result, out: Path, name: str) -> int:
 def _one(args: argparse.Namespace) -> int:
     from fcn_deploy.runtime.registry import url_scheme
 
+    if args.memory or args.tile is not None:
+        return _memory(args)
     if args.concurrency is not None or url_scheme(args.engine):
         return _concurrent(args)
     from fcn_deploy.bench.artifact import BenchConfig, bench_artifact
@@ -194,6 +204,39 @@ def _one(args: argparse.Namespace) -> int:
               f"warm-up + {config.runs} runs each)", file=sys.stderr)
     result = bench_artifact(args.engine, config)
     return _report(result, out, name)
+
+
+def _memory(args: argparse.Namespace) -> int:
+    from fcn_deploy.bench.memory import measure_memory, memory_markdown
+    from fcn_deploy.bench.report import write_json, write_text
+
+    if not args.memory:
+        raise FCNError("--tile sets the tile size of --memory; add --memory")
+    tile = 1024 if args.tile is None else args.tile
+    if tile < 1:
+        raise FCNError(f"--tile must be a positive number of pixels, got {tile}")
+    if not Path(args.engine).is_file():
+        raise FCNError(f"model {args.engine} does not exist (--memory measures a local file)")
+    shapes = args.shape or [(1, 3, 4000, 4000)]
+    if any(s[0] != 1 or s[1] != 3 for s in shapes):
+        raise FCNError("--memory measures one image: give shapes 1x3xHxW")
+    name = args.name or f"memory_{Path(args.engine).stem}"
+    out = _output_dir(args, name)
+    records = []
+    for _, _, height, width in shapes:
+        if not args.quiet:
+            print(f"fcn-bench: peak memory of {args.engine} on one {height}x{width} image, whole "
+                  f"and in {tile} px tiles", file=sys.stderr)
+        records += measure_memory(args.engine, height=height, width=width, tile=tile,
+                                  backend=args.backend, threads=args.threads, device=args.device)
+    markdown = memory_markdown(records)
+    from dataclasses import asdict
+
+    json_path = write_json(out / f"{name}.json", [asdict(r) for r in records])
+    md_path = write_text(out / f"{name}.md", markdown + "\n")
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
 
 
 def _paper(args: argparse.Namespace, argv: Sequence[str] | None) -> int:

@@ -118,6 +118,28 @@ def model_location(text: str) -> Path | str:
     return text if url_scheme(text) else Path(text)
 
 
+def add_tile_options(parser: argparse.ArgumentParser) -> None:
+    """--tile / --max-pixels: exact tiled inference for large images (fcn_deploy/tiling.py)."""
+    from fcn_deploy.tiling import DEFAULT_MAX_PIXELS
+
+    parser.add_argument("--tile", type=int, default=None, metavar="N",
+                        help="segment in tiles of N x N output pixels (rounded down to the "
+                             "network's stride; same result as one pass, in bounded memory); 0 "
+                             "never tiles (default: tile images above --max-pixels or above "
+                             "the memory available)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help=f"largest image run in one pass when --tile is not given "
+                             f"(default {DEFAULT_MAX_PIXELS} = 4096x4096)")
+
+
+def check_tile_options(args: argparse.Namespace) -> None:
+    """Refuse a negative --tile or a --max-pixels below 1 before any work is done."""
+    if args.tile is not None and args.tile < 0:
+        raise FCNError(f"--tile must be a tile size in pixels or 0 (never tile), got {args.tile}")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise FCNError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
+
+
 def add_seed_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Sequence
 
 from fcn_deploy.cli.common import (add_device_option, add_int8_kernels_option, add_threads_option,
-                                   model_location, run_main)
+                                   add_tile_options, check_tile_options, model_location,
+                                   run_main)
 from fcn_deploy.cli.segment_ray import add_ray_options, maybe_run_ray, normalize_ray_argv
 from fcn_deploy.errors import FCNError
 from fcn_deploy.imageio import collect_images  # the library's; importable from here as before
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads_option(p)
     add_ray_options(p)
     add_int8_kernels_option(p)
+    add_tile_options(p)
     return p
 
 
@@ -81,6 +83,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from fcn_deploy.runtime.segmenter import Segmenter
 
     args = build_parser().parse_args(normalize_ray_argv(argv))
+    check_tile_options(args)
     outputs = SegmentOutputs(overlay=args.overlay, opacity=args.opacity,
                              legend=not args.no_legend, scores=args.scores)
     images, failures = collect_images(args.images, recursive=args.recursive,
@@ -111,7 +114,8 @@ def _main(argv: Sequence[str] | None) -> int:
             try:
                 image = read_image(path)
                 start = time.perf_counter()
-                result = seg.predict(image, scores=args.scores)
+                result = seg.predict(image, scores=args.scores, tile=args.tile,
+                                     max_pixels=args.max_pixels)
                 latencies.append(time.perf_counter() - start)
                 labels, scores = result if args.scores else (result, None)
                 outputs.write(seg, image, labels, scores, out_dir, stem)

@@ -124,6 +124,17 @@ def _default_meta(model) -> ModelMeta:
     return ModelMeta.default(arch, int(classes), arch_kwargs=dict(getattr(model, "arch_kwargs", {})))
 
 
+def _tiling_of(model) -> dict[str, int]:
+    """The model's tiling geometry for the metadata; empty when it cannot be measured (a custom
+    module without a ``score_fr`` layer), so tiled inference refuses it with a clear error."""
+    from fcn_deploy.models.analysis import tile_geometry
+
+    try:
+        return tile_geometry(model).to_dict()
+    except FCNError:
+        return {}
+
+
 def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: str,
                 exporter: str, sample_shape: tuple, simplify: bool, depthwise_upsampling: bool,
                 fold_crops: bool, progress=None,
@@ -243,7 +254,8 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
                            "optimizations": info["optimizations"]}
         if info["fp16"]:
             extra["export"]["fp16"] = info["fp16"]
-        final_meta = meta.replace(precision=precision, outputs=outputs, extra=extra)
+        final_meta = meta.replace(precision=precision, outputs=outputs, extra=extra,
+                                  tiling=meta.tiling or _tiling_of(model))
         from fcn_deploy.meta import write_onnx_meta
 
         write_onnx_meta(proto, final_meta)

@@ -15,7 +15,9 @@ field from backpropagating through a linearised copy.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
+import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.tiling import TileGeometry
 
 _MAC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
               nn.ConvTranspose3d, nn.Linear)
@@ -279,6 +282,82 @@ def receptive_field(model: nn.Module, *, layer: str = "score_fr",
     """(receptive field, max stride) of the coarse score map, measured on the model."""
     g = score_geometry(model, layer=layer, axes=axes)
     return g.rf, g.stride
+
+
+def _output_context(model: nn.Module, max_size: int) -> TileGeometry:
+    probe = _linearised_copy(model)
+    stride = score_geometry(model).stride
+    size = 512
+    while True:
+        # strip 0 backpropagates the first pixel of a stride cell, strip 1 the cell's last one
+        x = torch.zeros((2, 3, size, 1), dtype=_PROBE_DTYPE, requires_grad=True)
+        out = probe(x)
+        first_px = size // 2 // stride * stride
+        last_px = first_px + stride - 1
+        (grad,) = torch.autograd.grad(out[0, :, first_px, 0].sum() + out[1, :, last_px, 0].sum(),
+                                      x)
+        profile = grad.abs().sum(dim=(1, 3)) > 0
+        lo = int(torch.nonzero(profile[0]).flatten()[0])
+        hi = int(torch.nonzero(profile[1]).flatten()[-1])
+        if lo > 0 and hi < size - 1:
+            return TileGeometry(stride=stride, context_before=first_px - lo,
+                                context_after=hi - last_px)
+        size *= 2
+        if size > max_size:
+            raise FCNError(f"the output's context did not fit in a {max_size} px input")
+
+
+def tile_geometry(model: nn.Module, *, max_size: int = 8192) -> TileGeometry:
+    """Stride and the input context before / after a stride cell of the output, measured.
+
+    A stride cell is the ``stride`` output pixels from a multiple of the stride (image
+    coordinates). Every layer here (conv, pool, deconvolution, crop, sum) reads a window whose
+    start and end never decrease with the output index, so the cell's first pixel sees furthest
+    back and its last pixel furthest ahead. The linearised probe (see :func:`score_geometry`)
+    backpropagates those two pixels; the support of the gradient is the input each sees, conv1's
+    zero padding included. What fcn_deploy.tiling needs to cut exact tiles; export writes it into
+    the artifact's metadata. Registered FCNs are measured at width 1/64 (cached per architecture).
+    """
+    arch = getattr(model, "arch", None)
+    kwargs = getattr(model, "arch_kwargs", None)
+    if arch and kwargs is not None:
+        from fcn_deploy.models.registry import list_models
+
+        if arch in list_models():
+            key = json.dumps({k: v for k, v in kwargs.items()
+                              if k not in ("width", "num_classes")}, sort_keys=True)
+            return _cached_tile_geometry(arch, key, max_size)
+    return _with_one_thread(lambda: _output_context(model, max_size))
+
+
+def tile_geometry_of_arch(arch: str, arch_kwargs: dict | None = None) -> TileGeometry:
+    """:func:`tile_geometry` of a registered architecture by name (old artifacts' fallback)."""
+    from fcn_deploy.models.registry import list_models
+
+    if arch not in list_models():
+        raise FCNError(f"architecture {arch!r} is not registered here, so its tiling geometry "
+                       f"is unknown; re-export the model with this version of fcn-export")
+    kwargs = {k: v for k, v in (arch_kwargs or {}).items() if k not in ("width", "num_classes")}
+    return _cached_tile_geometry(arch, json.dumps(kwargs, sort_keys=True), 8192)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_tile_geometry(arch: str, kwargs_json: str, max_size: int) -> TileGeometry:
+    from fcn_deploy.models.registry import create_model
+
+    kwargs = json.loads(kwargs_json)
+    kwargs["width"] = 1 / 64
+    model = create_model(arch, **kwargs)
+    return _with_one_thread(lambda: _output_context(model, max_size))
+
+
+def _with_one_thread(fn):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the probe's convolutions are tiny: threads only add overhead
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def upsampled_geometry(center0: float, spacing: float, *, kernel: int,

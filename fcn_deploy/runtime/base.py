@@ -139,6 +139,11 @@ class Runner:
                            f"metadata lists {classes} classes (0..{classes - 1}); the model and "
                            "its metadata disagree (re-export it from its checkpoint)")
 
+    def activation_bytes(self, shape: Sequence[int]) -> int | None:
+        """Estimated memory of one pass on an input of ``shape`` beyond the loaded weights
+        (see runtime/memory.py); None where the backend cannot tell."""
+        return None
+
     def describe_accepted(self) -> str:
         """What the network accepts, for error messages."""
         return ", ".join(t.describe() for t in self.inputs)

@@ -199,6 +199,11 @@ class OnnxRuntimeRunner(Runner):
                            f"{tuple(next(iter(feeds.values())).shape)}: {exc}") from None
         return dict(zip(outputs, values))
 
+    def activation_bytes(self, shape: Sequence[int]) -> int | None:
+        from fcn_deploy.runtime.memory import estimate_onnx_activation_bytes
+
+        return estimate_onnx_activation_bytes(self.path, shape, input_name=self.inputs[0].name)
+
     def close(self) -> None:
         super().close()
         self.session = None

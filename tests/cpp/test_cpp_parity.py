@@ -353,3 +353,45 @@ def test_cpp_threads_above_the_core_count_are_capped_with_a_warning(models):
     cores = available_cores()  # the same count as Python's: this process's affinity mask
     assert proc.stderr == (f"warning: --threads 100000 is more than the {cores} CPU cores "
                            f"available here; using {cores} threads\n")
+
+def test_cpp_tiled_labels_equal_python_tiled_and_whole(models, tmp_path):
+    """--tile in C++ cuts the same tiles as the Python Segmenter (stride grid, margins from the
+    metadata's tiling); both equal the whole-image labels. The image is tall enough for tiles
+    with image data on both sides; --max-pixels tiles automatically."""
+    import onnx
+
+    from fcn_deploy.imageio import write_image
+    from fcn_deploy.runtime import Segmenter
+    from fcn_deploy.tiling import TileGeometry
+
+    model = models["bgr_scores"]
+    geometry = TileGeometry.from_dict(read_onnx_meta(model).tiling)
+    height = 2 * 64 + geometry.margin_before + geometry.context_after + 37
+    rng = np.random.default_rng(11)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (height, 99, 3), dtype=np.uint8), (9, 9), 3)
+    path = tmp_path / "tall.png"
+    write_image(path, image)
+    run_cpp("--model", model, "--threads", THREADS, path, "-o", tmp_path / "tiled.png",
+            "--tile", 64)
+    run_cpp("--model", model, "--threads", THREADS, path, "-o", tmp_path / "auto.png",
+            "--max-pixels", 600 * 600)
+    seg = Segmenter.open(model, backend="onnxruntime", device="cpu", intra_op_threads=THREADS)
+    tiled = seg.predict(image, tile=64)
+    whole, scores = seg.predict(image, scores=True, tile=0)
+    top2 = np.sort(scores, axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 1e-6 * np.abs(scores).max()  # not a tie up to rounding
+    np.testing.assert_array_equal(tiled[clear], whole[clear])
+    assert len(np.unique(whole)) >= 3
+    np.testing.assert_array_equal(read_label(tmp_path / "tiled.png"), tiled)
+    np.testing.assert_array_equal(read_label(tmp_path / "auto.png"),
+                                  seg.predict(image, max_pixels=600 * 600))
+
+    old = onnx.load(str(model))  # an artifact without the geometry: a clear error
+    keep = [p for p in old.metadata_props if p.key != "fcn.tiling"]
+    del old.metadata_props[:]
+    old.metadata_props.extend(keep)
+    onnx.save(old, str(tmp_path / "old.onnx"))
+    proc = run_cpp("--model", tmp_path / "old.onnx", path, "-o", tmp_path / "x.png", "--tile", 64,
+                   check=False)
+    assert proc.returncode == 2
+    assert "carries no tiling geometry (metadata 'tiling'); re-export" in proc.stderr

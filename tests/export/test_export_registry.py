@@ -45,8 +45,12 @@ def test_every_registered_model_exports_and_verifies(name, tmp_path):
     assert report.node_counts["simplified"] < report.node_counts["exported"]
 
     # the metadata round-trips: what the runtime reads is the checkpoint's, with precision/outputs
+    # and the measured tiling geometry added
+    from fcn_deploy.models.analysis import tile_geometry
+
     back = read_onnx_meta(out)
-    assert back == meta.replace(outputs="both", precision="fp32", extra=back.extra)
+    assert back == meta.replace(outputs="both", precision="fp32", extra=back.extra,
+                                tiling=tile_geometry(model).to_dict())
     assert back.extra["export"]["opset"] == 18
     assert back.extra["export"]["optimizations"]["depthwise_upsampling"]["rewritten"]
 

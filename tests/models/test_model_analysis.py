@@ -161,3 +161,45 @@ def test_model_summary_of_fcn_alexnet():
     assert s == {"arch": "fcn_alexnet", "parameters": 56_954_261 + 21 * 21 * 63 * 63,
                  "trainable_parameters": 56_954_261, "conv_layers": 8,
                  "gmacs": pytest.approx(21.42, abs=0.01), "receptive_field": 355, "max_stride": 32}
+
+
+# -- tiling geometry ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["fcn32s_vgg16", "fcn_alexnet", "fcn_googlenet"])
+def test_tile_context_follows_from_score_geometry_and_the_deconvolution(name):
+    """One upsampling (ConvTranspose k, stride 32, crop c) makes the output context arithmetic:
+    output pixel p is deconvolution index u = p + c, fed by score units y with
+    0 <= u - 32y <= k - 1, each seeing [centre0 + 32y -+ (rf - 1) / 2]. The directly measured
+    context of a stride cell must agree with that."""
+    from fcn_deploy.models.analysis import tile_geometry
+
+    model = create_model(name, width=1 / 64)
+    g = score_geometry(model)
+    k = model.upscore.kernel_size[0]
+    c = model.crop_offsets["upscore"]
+    first, last = 32 * 10, 32 * 10 + 31
+    y_min = -((-(first + c - (k - 1))) // 32)
+    y_max = (last + c) // 32
+    lo = g.center0 + 32 * y_min - (g.rf - 1) / 2
+    hi = g.center0 + 32 * y_max + (g.rf - 1) / 2
+    measured = tile_geometry(model)
+    assert measured.stride == g.stride == 32
+    assert (measured.context_before, measured.context_after) == (first - lo, hi - last)
+
+
+def test_tile_geometry_of_every_registered_net():
+    """Every net has one; the published ones (docs/runtime.md's table) keep their values."""
+    from fcn_deploy.models import list_models
+    from fcn_deploy.models.analysis import tile_geometry_of_arch
+
+    got = {name: tile_geometry_of_arch(name).to_dict() for name in list_models()}
+    assert all(g["stride"] == 32 and g["context_before"] > 0 and g["context_after"] > 0
+               for g in got.values())
+    vgg = {"stride": 32, "context_before": 221, "context_after": 215}
+    published = {"fcn16s_vgg16": vgg, "fcn32s_vgg16": vgg, "fcn8s_atonce_vgg16": vgg,
+                 "fcn8s_vgg16": vgg,
+                 "fcn_alexnet": {"stride": 32, "context_before": 196, "context_after": 191},
+                 "fcn_googlenet": {"stride": 32, "context_before": 358, "context_after": 357}}
+    assert {name: got[name] for name in published} == published
+    with pytest.raises(FCNError, match="'nope' is not registered"):
+        tile_geometry_of_arch("nope")

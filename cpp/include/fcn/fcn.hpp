@@ -6,3 +6,4 @@
 #include "fcn/image.hpp"
 #include "fcn/meta.hpp"
 #include "fcn/segmenter.hpp"
+#include "fcn/tiling.hpp"

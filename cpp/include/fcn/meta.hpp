@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fcn/export.hpp"
+#include "fcn/tiling.hpp"
 
 namespace fcn {
 
@@ -28,6 +29,7 @@ struct FCN_EXPORT ModelMeta {
   std::string precision = "fp32";  ///< "fp32", "fp16" or "int8"
   std::string outputs = "scores";  ///< "scores", "labels" or "both"
   std::string toolkit_version;
+  TileGeometry tiling;  ///< "tiling"; absent (stride 0) in artifacts older than tiling
 
   /// Same checks as the Python side, plus what this runtime supports (NCHW, <= 256 classes).
   /// Throws fcn::Error naming ``source``.

@@ -74,6 +74,13 @@ class FCN_EXPORT Segmenter {
   /// output for that).
   cv::Mat predict(const cv::Mat& image_bgr, cv::Mat* scores = nullptr);
 
+  /// The whole-image result of predict() computed in tiles of ``tile`` x ``tile`` output pixels
+  /// (rounded down to the network's stride), so memory is bounded by the tile, not the image:
+  /// tiles start on the stride grid and read the context margins of the metadata's "tiling"
+  /// (docs/runtime.md). Scores equal predict()'s up to float rounding. An image that fits in
+  /// one tile is one predict(). Throws fcn::Error when the model carries no tiling geometry.
+  cv::Mat predict_tiled(const cv::Mat& image_bgr, int tile, cv::Mat* scores = nullptr);
+
   /// Label maps of several equally sized images, run as batches (split where an engine's profile
   /// caps the batch). Images of different sizes are an error: call predict() on each.
   std::vector<cv::Mat> predict_batch(const std::vector<cv::Mat>& images_bgr,
