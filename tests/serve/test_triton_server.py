@@ -172,7 +172,14 @@ def test_fcn_bench_concurrent_clients(server, tmp_path, capsys):
         before = int(runner.statistics()["model_stats"][0]["inference_count"])
         rc = bench_main(["--engine", url, "--concurrency", "3", "--runs", "7", "--warmup", "1",
                          "--shape", "2x3x32x40", "-o", str(tmp_path), "--quiet"])
-        after = int(runner.statistics()["model_stats"][0]["inference_count"])
+        # The server records a request's statistics after sending its response, so the last
+        # request may not be counted yet when the client already has its answer: wait for it.
+        deadline = time.monotonic() + 10
+        while True:
+            after = int(runner.statistics()["model_stats"][0]["inference_count"])
+            if after - before >= (3 + 7) * 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     assert rc == 0 and "3 concurrent clients" in capsys.readouterr().out
     row, env = read_json(tmp_path / "bench_tiny_c3.json")
     assert row["kind"] == "concurrent" and row["backend"] == "triton"
