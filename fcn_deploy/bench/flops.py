@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.onnxgraph import load_model
 
 _CONV_OPS = {"Conv", "ConvInteger", "QLinearConv", "NhwcConv", "FusedConv"}
 _DECONV_OPS = {"ConvTranspose"}
@@ -78,10 +79,7 @@ def onnx_macs(model_or_path: Any, input_shape: Sequence[int], *,
 
     shape = tuple(int(d) for d in input_shape)
     if isinstance(model_or_path, (str, os.PathLike)):
-        path = Path(model_or_path)
-        if not path.is_file():
-            raise FCNError(f"ONNX file {path} does not exist")
-        model = onnx.load(str(path), load_external_data=False)
+        model = load_model(model_or_path)
     else:
         model = onnx.ModelProto()
         model.CopyFrom(model_or_path)

@@ -28,9 +28,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
-from fcn_deploy.export.compare import CompareReport
-from fcn_deploy.export.verify import VerificationReport
+from fcn_deploy.export import graph as g
+from fcn_deploy.export.compare import CompareReport, compare_onnx
+from fcn_deploy.export.fp16 import convert_to_fp16
+from fcn_deploy.export.torch_export import EXPORTERS, export_torch, name_dynamic_dims
+from fcn_deploy.export.verify import VerificationReport, default_sizes, verify_onnx
+from fcn_deploy.fileio import atomic_path, check_output_dir
 from fcn_deploy.meta import OUTPUT_KINDS, ModelMeta
+from fcn_deploy.onnxgraph import save_model, write_meta
 
 DEFAULT_OPSET = 18
 MIN_OPSET, MAX_OPSET = 17, 20
@@ -86,8 +91,6 @@ class ExportReport:
 
 
 def _check_options(opset, outputs, precision, exporter, sample_shape) -> tuple:
-    from fcn_deploy.export.torch_export import EXPORTERS
-
     opset = DEFAULT_OPSET if opset is None else opset
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise FCNError(f"opset {opset!r} is out of range: expected {MIN_OPSET}..{MAX_OPSET} "
@@ -132,9 +135,6 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
                 fold_crops: bool, progress=None) -> tuple[Any, Any, dict]:
     """Export and optimize in memory. Returns (final model, FP32 model before the label head and
     the FP16 conversion, info dict with node counts, optimizations and fp16 details)."""
-    from fcn_deploy.export import graph as g
-    from fcn_deploy.export.torch_export import export_torch, name_dynamic_dims
-
     def step(text):
         if progress is not None:
             progress.set_postfix_str(text)
@@ -171,8 +171,6 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
     fp32 = proto
     fp16_info: dict[str, Any] = {}
     if precision == "fp16":
-        from fcn_deploy.export.fp16 import convert_to_fp16
-
         proto, fp16_info = convert_to_fp16(copy.deepcopy(proto))
     if outputs in ("labels", "both"):
         g.add_label_head(proto, keep_scores=(outputs == "both"))
@@ -182,16 +180,6 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
     info = {"node_counts": counts, "optimizations": optimizations, "fp16": fp16_info,
             "ops": g.op_histogram(proto)}
     return proto, fp32, info
-
-
-def _save(proto, path: Path, *, external: bool) -> None:
-    import onnx
-
-    if external:
-        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
-    else:
-        onnx.save_model(proto, str(path))
 
 
 @contextlib.contextmanager
@@ -224,9 +212,6 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
     failure raises FCNError and leaves no file. ``eval_dataset`` (e.g. "synthetic:20") with FP16
     also measures label agreement and the mean IU change against the FP32 graph.
     """
-    from fcn_deploy.export.verify import default_sizes, verify_onnx
-    from fcn_deploy.fileio import atomic_path, check_output_dir
-
     start = time.perf_counter()
     opset, outputs, precision, exporter, shape = _check_options(opset, outputs, precision,
                                                                 exporter, sample_shape)
@@ -253,16 +238,14 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
         if info["fp16"]:
             extra["export"]["fp16"] = info["fp16"]
         final_meta = meta.replace(precision=precision, outputs=outputs, extra=extra)
-        from fcn_deploy.meta import write_onnx_meta
-
-        write_onnx_meta(proto, final_meta)
+        write_meta(proto, final_meta)
         external = (_weights_bytes(proto) > EXTERNAL_DATA_THRESHOLD if external_data is None
                     else bool(external_data))
         report_verify = None
 
         def check(staged: Path) -> None:
             nonlocal report_verify
-            _save(proto, staged, external=external)
+            save_model(proto, staged, external=external)
             if not verify:
                 return
             sizes = verify_sizes or default_sizes(shape)
@@ -290,17 +273,13 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
                 data_path.unlink()
         comparison = None
         if eval_dataset is not None:
-            from fcn_deploy.export.compare import compare_onnx
-
             with _staging(output_path) as staging:
                 ref_proto = copy.deepcopy(fp32_proto)
-                from fcn_deploy.export import graph as g
-
                 if outputs in ("labels", "both"):
                     g.add_label_head(ref_proto, keep_scores=(outputs == "both"))
-                write_onnx_meta(ref_proto, final_meta.replace(precision="fp32"))
+                write_meta(ref_proto, final_meta.replace(precision="fp32"))
                 ref_path = staging / "fp32.onnx"
-                _save(ref_proto, ref_path, external=external)
+                save_model(ref_proto, ref_path, external=external)
                 comparison = compare_onnx(ref_path, output_path, eval_dataset, threads=threads,
                                           limit=eval_limit, progress=progress)
                 comparison.name_a = "fp32"
@@ -322,8 +301,6 @@ def export_checkpoint(checkpoint_path, output_path, **options) -> ExportReport:
     The metadata (classes, palette, mean, ...) comes from the checkpoint; options as for
     ``export_model``.
     """
-    from fcn_deploy.fileio import check_output_dir
-
     check_output_dir(output_path)  # fail on a missing folder before loading a large checkpoint
     model, meta = load_checkpoint_model(checkpoint_path)
     return export_model(model, meta, output_path, **options)
