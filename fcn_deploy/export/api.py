@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -192,15 +192,44 @@ def _staging(output_path: Path):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | None = None,
-                 outputs: str | None = None, simplify: bool = True,
-                 depthwise_upsampling: bool = True, fold_crops: bool = True,
-                 exporter: str | None = None, sample_shape: Sequence[int] | None = None,
-                 external_data: bool | None = None, verify: bool = True,
-                 verify_sizes: Sequence[Sequence[int]] | None = None, atol: float | None = None,
-                 rtol: float | None = None, precision: str | None = None,
-                 eval_dataset=None, eval_limit: int | None = None, threads: int | None = None,
-                 progress: bool = False) -> ExportReport:
+@dataclass
+class ExportOptions:
+    """How :func:`export_model` exports and checks a graph (the fcn-export flags, as one object).
+
+    Defaults: opset 18, the dynamo exporter, "scores" out, FP32, every graph optimization on,
+    external data above 1.5 GiB of weights, verification on at the default sizes.
+    """
+
+    opset: int | None = None
+    outputs: str | None = None
+    precision: str | None = None
+    exporter: str | None = None
+    sample_shape: Sequence[int] | None = None
+    simplify: bool = True
+    depthwise_upsampling: bool = True
+    fold_crops: bool = True
+    external_data: bool | None = None
+    verify: bool = True
+    verify_sizes: Sequence[Sequence[int]] | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    eval_dataset: Any = None
+    eval_limit: int | None = None
+    threads: int | None = None
+    progress: bool = False
+
+    def with_changes(self, **changes: Any) -> "ExportOptions":
+        """A copy with ``changes``; an unknown name is an FCNError listing the known ones."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise FCNError(f"unknown export option(s) {', '.join(unknown)}; expected some of "
+                           f"{', '.join(sorted(known))}")
+        return replace(self, **changes)
+
+
+def export_model(model, meta: ModelMeta | None, output_path, *,
+                 options: ExportOptions | None = None, **changes: Any) -> ExportReport:
     """Export ``model`` to ``output_path`` with dynamic batch/height/width, verified.
 
     ``outputs``: "scores" (float32 N x C x H x W, default), "labels" (uint8 N x H x W, argmax in
@@ -211,8 +240,18 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
     ``verify_sizes`` (default: the sample shape, a smaller odd batch of 2, a larger odd size); a
     failure raises FCNError and leaves no file. ``eval_dataset`` (e.g. "synthetic:20") with FP16
     also measures label agreement and the mean IU change against the FP32 graph.
+
+    The options are an :class:`ExportOptions` (``options=``) and/or its fields as keywords
+    (``verify=False``), the keywords applied on top.
     """
     start = time.perf_counter()
+    o = (options or ExportOptions()).with_changes(**changes)
+    opset, outputs, precision, exporter, sample_shape = (o.opset, o.outputs, o.precision,
+                                                         o.exporter, o.sample_shape)
+    simplify, depthwise_upsampling, fold_crops = o.simplify, o.depthwise_upsampling, o.fold_crops
+    external_data, verify, verify_sizes, atol, rtol = (o.external_data, o.verify, o.verify_sizes,
+                                                       o.atol, o.rtol)
+    eval_dataset, eval_limit, threads, progress = o.eval_dataset, o.eval_limit, o.threads, o.progress
     opset, outputs, precision, exporter, shape = _check_options(opset, outputs, precision,
                                                                 exporter, sample_shape)
     output_path = check_output_dir(output_path)
