@@ -134,30 +134,14 @@ class ModelMeta:
         return cls.from_dict(data)
 
 
-def read_onnx_meta(path) -> ModelMeta:
-    """Read the toolkit metadata from an ONNX file's metadata_props (weights are not loaded)."""
-    from pathlib import Path
+def __getattr__(name: str) -> Any:
+    """``read_onnx_meta`` / ``write_onnx_meta``: moved to :mod:`fcn_deploy.onnxgraph` (``read_meta``
+    / ``write_meta``), the layer that loads ONNX; still importable from here for old callers."""
+    if name in _MOVED_TO_ONNXGRAPH:
+        from fcn_deploy import onnxgraph  # compatibility re-export (an allowed upward import)
 
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise FCNError(f"ONNX file {path} does not exist")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several types on corrupt input
-        raise FCNError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
-    props = {p.key: p.value for p in model.metadata_props}
-    try:
-        return ModelMeta.from_onnx_props(props)
-    except FCNError as exc:
-        raise FCNError(f"{path}: {exc}") from None
+        return getattr(onnxgraph, _MOVED_TO_ONNXGRAPH[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def write_onnx_meta(model, meta: ModelMeta) -> None:
-    """Replace the toolkit's keys in an in-memory ``onnx.ModelProto``'s metadata_props."""
-    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(ONNX_PREFIX)]
-    del model.metadata_props[:]
-    for key, value in keep + sorted(meta.to_onnx_props().items()):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+_MOVED_TO_ONNXGRAPH = {"read_onnx_meta": "read_meta", "write_onnx_meta": "write_meta"}

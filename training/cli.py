@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from fcn_deploy.cli.common import add_device_option, add_seed_option, run_main
 from fcn_deploy.errors import FCNError
-from training.recipes import RECIPES, Recipe, default_recipe, get_recipe, recipe_fields
+from .recipes import RECIPES, Recipe, default_recipe, get_recipe, recipe_fields
 
 _HELP = {
     "lr": "base learning rate (biases get lr x bias-lr-mult)",
@@ -133,8 +133,8 @@ def format_recipes() -> str:
 
 def config_from_args(args: argparse.Namespace, *, world=None):
     """Turn parsed options into a TrainConfig, filling a resumed run's settings from its checkpoint."""
-    from training.distributed import World
-    from training.trainer import TrainConfig, resume_settings
+    from .distributed import World
+    from .trainer import TrainConfig, resume_settings
 
     resume = None
     saved: dict[str, Any] = {}
@@ -191,7 +191,7 @@ def processes_to_launch(nproc: int | None, *, resume: Path | None) -> int:
             raise FCNError(f"--nproc must be >= 1, got {nproc}")
         return nproc
     if resume is not None:
-        from training.trainer import resume_settings
+        from .trainer import resume_settings
 
         return int(resume_settings(resume).get("world_size", 1))
     return 1
@@ -206,7 +206,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.list_recipes:
         print(format_recipes())
         return 0
-    from training.distributed import ReportedByRankZero, launch, world_from_env
+    from .distributed import ReportedByRankZero, launch, world_from_env
 
     world = world_from_env()
     under_torchrun = "LOCAL_WORLD_SIZE" in os.environ
@@ -220,7 +220,7 @@ def _main(argv: Sequence[str] | None) -> int:
         nproc = processes_to_launch(args.nproc, resume=config.resume)
         if nproc > 1:  # the launched processes see torchrun's variables and train
             return launch(list(sys.argv[1:] if argv is None else argv), nproc=nproc)
-    from training.trainer import train
+    from .trainer import train
 
     r = config.recipe
     if world.main:

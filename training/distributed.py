@@ -225,7 +225,8 @@ def launch(argv: Sequence[str], *, nproc: int) -> int:
     for log in logs:
         log.setLevel(logging.CRITICAL)
     try:
-        elastic_launch(config, sys.executable)("-m", "training.cli", *argv)
+        # ``training.cli`` from a checkout, ``fcn_deploy.training.cli`` once installed (pyproject).
+        elastic_launch(config, sys.executable)("-m", f"{__package__}.cli", *argv)
     except ChildFailedError as exc:
         # 2: a user error, printed by rank 0; 130: stopped by a signal after saving last.pt.
         # A negative code is a process the launcher killed once another had exited.

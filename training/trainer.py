@@ -31,12 +31,12 @@ import torch
 
 from fcn_deploy.errors import FCNError
 from fcn_deploy.meta import ModelMeta
-from training.data import LoadError, ResumableBatchSampler, TorchSegmentation, make_loader
-from training.distributed import Collectives, World, rank_seed
-from training.losses import segmentation_loss
-from training.optim import create_optimizer
-from training.recipes import Recipe
-from training.report import METRIC_NAMES, plot_curves, write_log, write_report
+from .data import LoadError, ResumableBatchSampler, TorchSegmentation, make_loader
+from .distributed import Collectives, World, rank_seed
+from .losses import segmentation_loss
+from .optim import create_optimizer
+from .recipes import Recipe
+from .report import METRIC_NAMES, plot_curves, write_log, write_report
 
 STATE_FORMAT = 1
 #: The default validation set of a synthetic run: this many images, seed offset by this much.

@@ -22,7 +22,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.preprocess import preprocess_batch
 from fcn_deploy.runtime.base import LABELS, SCORES, argmax_labels
+from fcn_deploy.runtime.onnxruntime_backend import OnnxRuntimeRunner, session_options
+from fcn_deploy.runtime.torch_backend import TorchRunner
 
 STAGES = ("preprocess", "copy_in", "compute", "copy_out", "argmax")
 
@@ -43,8 +46,6 @@ class StagePipeline:
         self.output = output
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
-        from fcn_deploy.preprocess import preprocess_batch
-
         return preprocess_batch(list(images), self.mean, channel_order=self.channel_order)
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
@@ -181,18 +182,31 @@ class RunnerPipeline(StagePipeline):
         return out
 
 
+def _ort_stages(runner: OnnxRuntimeRunner, meta, output: str | None) -> StagePipeline:
+    return OrtPipeline(runner.session, mean=meta.mean, channel_order=meta.channel_order,
+                       output=output, where=str(runner.path))
+
+
+def _torch_stages(runner: TorchRunner, meta, output: str | None) -> StagePipeline:
+    return TorchPipeline(runner.model, mean=meta.mean, channel_order=meta.channel_order,
+                         device=runner.device, output=output)
+
+
+#: Runner classes whose copies and compute can be timed apart (by their documented ``session`` /
+#: ``model``); every other runner, whatever its backend, is timed through ``infer``
+#: (:class:`RunnerPipeline`). One entry per class; no backend names compared anywhere.
+_STAGE_SPLITS = {OnnxRuntimeRunner: _ort_stages, TorchRunner: _torch_stages}
+
+
 def pipeline_for_runner(runner: Any, *, output: str | None = None) -> StagePipeline:
     """The most finely split pipeline this runner allows."""
     meta = runner.meta
     if meta is None:
         raise FCNError(f"{runner.path}: no model metadata (mean, channel order); export it with "
                        "fcn-export so it can be benchmarked end to end")
-    if runner.backend == "onnxruntime" and getattr(runner, "session", None) is not None:
-        return OrtPipeline(runner.session, mean=meta.mean, channel_order=meta.channel_order,
-                           output=output, where=str(runner.path))
-    if runner.backend == "torch" and getattr(runner, "model", None) is not None:
-        return TorchPipeline(runner.model, mean=meta.mean, channel_order=meta.channel_order,
-                             device=getattr(runner, "device", "cpu"), output=output)
+    split = _STAGE_SPLITS.get(type(runner))
+    if split is not None:
+        return split(runner, meta, output)
     return RunnerPipeline(runner, output=output)
 
 
@@ -211,8 +225,6 @@ def make_ort_session(path: Any, *, threads: int | None = None, level: str = "all
     (``intra_op_num_threads``, the graph optimization level) plus :data:`STOP_SPINNING` (so
     sessions timed side by side do not slow each other down)."""
     import onnxruntime as ort
-
-    from fcn_deploy.runtime.onnxruntime_backend import session_options
 
     entries = {**(STOP_SPINNING if stop_spinning else {}), **(session_config or {})}
     options = session_options(intra_op_threads=threads or None, graph_optimization_level=level,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -87,6 +87,36 @@ def time_runs(fn: Callable[[], object], *, warmup: int = 1, runs: int = 20,
         if progress is not None:
             progress(i, samples[-1])
     return samples
+
+
+def time_interleaved_calls(calls: Mapping[str, Callable[[], object]], *, warmup: int, runs: int,
+                           settle_s: float = 0.0, on_run: Callable[[], None] | None = None
+                           ) -> dict[str, tuple[list[float], float]]:
+    """Time several callables side by side: each warms up ``warmup`` times, then every round
+    calls each once, so a change in machine load slows all of them alike.
+
+    ``settle_s``: an untimed pause before each timed call (lets the previous callable's thread
+    pool go idle). ``on_run()`` after each timed call (a progress bar). Returns ``{name:
+    (seconds of each run, process CPU seconds over its runs)}``; the CPU seconds divided by the
+    sum of the runs is how many cores it kept busy.
+    """
+    check_counts(warmup=warmup, runs=runs)
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    cpu = {name: 0.0 for name in calls}
+    for _ in range(runs):
+        for name, fn in calls.items():
+            if settle_s > 0:
+                time.sleep(settle_s)
+            c0, start = time.process_time(), time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+            cpu[name] += time.process_time() - c0
+            if on_run is not None:
+                on_run()
+    return {name: (samples[name], cpu[name]) for name in calls}
 
 
 def check_counts(*, warmup: int, runs: int) -> None:

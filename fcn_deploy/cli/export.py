@@ -6,11 +6,11 @@ import sys
 from typing import Sequence
 
 from fcn_deploy.cli.common import add_quiet_option, add_threads_option, parse_shape, run_main
+from fcn_deploy.export import (DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET,
+                               ExportOptions, export_checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fcn_deploy.export.api import (DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET)
-
     p = argparse.ArgumentParser(
         prog="fcn-export",
         description="Export an fcn-deploy checkpoint to ONNX with dynamic batch/height/width, "
@@ -61,16 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from fcn_deploy.export import export_checkpoint
-
     external = {"auto": None, "yes": True, "no": False}[args.external_data]
-    report = export_checkpoint(
-        args.checkpoint, args.output, opset=args.opset, outputs=args.outputs,
-        precision=args.precision, exporter=args.exporter, sample_shape=args.sample_shape,
-        verify=args.verify, verify_sizes=args.verify_shape, atol=args.atol, rtol=args.rtol,
-        simplify=args.simplify, depthwise_upsampling=args.depthwise_upsampling,
-        fold_crops=args.fold_crops, external_data=external, eval_dataset=args.eval_dataset,
-        eval_limit=args.eval_limit, threads=args.threads, progress=not args.quiet)
+    options = ExportOptions(
+        opset=args.opset, outputs=args.outputs, precision=args.precision, exporter=args.exporter,
+        sample_shape=args.sample_shape, verify=args.verify, verify_sizes=args.verify_shape,
+        atol=args.atol, rtol=args.rtol, simplify=args.simplify,
+        depthwise_upsampling=args.depthwise_upsampling, fold_crops=args.fold_crops,
+        external_data=external, eval_dataset=args.eval_dataset, eval_limit=args.eval_limit,
+        threads=args.threads, progress=not args.quiet)
+    report = export_checkpoint(args.checkpoint, args.output, options=options)
     print(report.summary())
     sys.stdout.flush()
     return 0

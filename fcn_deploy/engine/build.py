@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from fcn_deploy.engine.cuda import (gpu_info, import_cudart, import_tensorrt, set_device, trt_call,
+                                    trt_major, trt_version)
 from fcn_deploy.engine.graph import GraphInfo, inspect_onnx, sha256_file
+from fcn_deploy.engine.keys import cache_key as make_key
 from fcn_deploy.engine.profiles import DEFAULT_PROFILE, Profile, describe_profiles, validate_profiles
 from fcn_deploy.engine.sidecar import HARDWARE_COMPAT, EngineInfo, sidecar_path, write_sidecar
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import atomic_write_bytes, check_output_dir, check_run_files
 
 Log = Callable[[str], None]
 _LOG = logging.getLogger("fcn_deploy.engine")
@@ -133,8 +137,6 @@ def prepare_build(onnx_path: str | os.PathLike, options: BuildOptions | None = N
 
 def network_flags(trt) -> int:
     """Creation flags for a strongly typed network, from the enum (never a hard-coded int)."""
-    from fcn_deploy.engine.cuda import trt_major
-
     if trt_major(trt) >= 11:  # TensorRT 11: strongly typed is the only mode, no flag needed
         return 0
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -181,8 +183,6 @@ def _hardware_level(trt, name: str):
 def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log,
                              progress: bool) -> tuple[bytes, bytes | None]:
     """Parse, configure and build; returns the serialized plan and timing cache (or None)."""
-    from fcn_deploy.engine.cuda import import_tensorrt, set_device, trt_call
-
     import_tensorrt()  # FCNError saying what to install when it is missing
     import tensorrt as trt
 
@@ -290,7 +290,6 @@ def serialize_timing_cache(config, *, log: Log) -> bytes | None:
 
 def save_timing_cache(path: str | os.PathLike, data: bytes | None, *, log: Log) -> bool:
     """Write the timing cache atomically after the plan; a failure is a warning, not an error."""
-    from fcn_deploy.fileio import atomic_write_bytes
 
     if data is None:
         return False
@@ -314,10 +313,6 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
     parsing and hashing the ONNX again). Raises FCNError without TensorRT, cuda-python or a GPU,
     saying what to install.
     """
-    from fcn_deploy.engine.cache import cache_key as make_key
-    from fcn_deploy.engine.cuda import gpu_info, import_cudart, import_tensorrt, trt_version
-    from fcn_deploy.fileio import atomic_write_bytes, check_run_files
-
     log = log or _LOG.info
     plan_path = Path(plan_path)
     check_run_files("build_engine", inputs=[("ONNX model", onnx_path)],

@@ -8,36 +8,19 @@ being current the same way.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable
 
-from fcn_deploy.engine.cuda import GpuInfo
-from fcn_deploy.engine.profiles import Profile
+from fcn_deploy.engine.build import BuildOptions, build_engine, prepare_build
+from fcn_deploy.engine.cuda import GpuInfo, gpu_info, trt_version as current_trt_version
+from fcn_deploy.engine.keys import cache_key
 from fcn_deploy.engine.sidecar import EngineInfo, read_sidecar, sidecar_path
 from fcn_deploy.errors import FCNError
 
 CACHE_ENV = "FCN_DEPLOY_ENGINE_CACHE"
-
-
-def cache_key(*, onnx_sha256: str, trt_version: str, gpu: GpuInfo, profiles: Sequence[Profile],
-              options: Any = None) -> str:
-    """Hex key over the ONNX hash, TensorRT version, GPU, profiles and plan-changing options."""
-    if options is not None and hasattr(options, "key_dict"):
-        options = options.key_dict()
-    payload = {
-        "onnx_sha256": onnx_sha256,
-        "tensorrt": str(trt_version),
-        "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability},
-        "profiles": [p.to_dict() for p in profiles],
-        "options": options or {},
-    }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def default_cache_dir() -> Path:
@@ -92,8 +75,6 @@ class EngineCache:
                 gpu: GpuInfo | None = None, prepared=None) -> str:
         """The key of ``onnx_path`` built with ``options`` here; ``prepared``: the
         :func:`~fcn_deploy.engine.build.prepare_build` result when the caller already has it."""
-        from fcn_deploy.engine.build import prepare_build
-
         prep = prepared if prepared is not None else prepare_build(onnx_path, options)
         trt_version, gpu = _machine(trt_version, gpu, prep.options.device)
         return cache_key(onnx_sha256=prep.onnx_sha256, trt_version=trt_version, gpu=gpu,
@@ -105,8 +86,6 @@ class EngineCache:
                      log: Callable[[str], None] | None = None) -> CacheResult:
         """Return the cached plan for this ONNX/TensorRT/GPU/profiles, building it if missing
         (or always, with ``rebuild=True``)."""
-        from fcn_deploy.engine.build import BuildOptions, build_engine
-
         log = log or logging.getLogger("fcn_deploy.engine").info
         options = options or BuildOptions()
         key = self.key_for(onnx_path, options, trt_version=trt_version, gpu=gpu)
@@ -123,11 +102,7 @@ class EngineCache:
 
 def _machine(trt_version: str | None, gpu: GpuInfo | None, device: int) -> tuple[str, GpuInfo]:
     if trt_version is None:
-        from fcn_deploy.engine.cuda import trt_version as current_version
-
-        trt_version = current_version()
+        trt_version = current_trt_version()
     if gpu is None:
-        from fcn_deploy.engine.cuda import gpu_info
-
         gpu = gpu_info(device)
     return trt_version, gpu

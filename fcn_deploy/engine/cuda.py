@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fcn_deploy import devices
 from fcn_deploy.errors import FCNError
 
 INSTALL_HINT = ("install TensorRT 10 or 11 and cuda-python on a machine with an NVIDIA GPU: "
@@ -185,14 +186,12 @@ def gpu_test_decision(*, smi_gpus: int | None, problem: str | None) -> tuple[str
 
 def parse_device(device: str | int | None) -> int:
     """``None``/``"cuda"``/``"cuda:1"``/``1`` -> GPU index; ``"cpu"`` is refused by GPU backends."""
-    if device is None or device == "cuda":
+    parsed = devices.parse_device(device)
+    if parsed is None:
         return 0
-    if isinstance(device, int):
-        return device
-    text = str(device).lower()
-    if text.startswith("cuda:") and text[5:].isdigit():
-        return int(text[5:])
-    raise FCNError(f"device {device!r} is not a GPU; TensorRT runs on 'cuda' or 'cuda:N'")
+    if not parsed.is_gpu:
+        raise FCNError(f"device {device!r} is not a GPU; TensorRT runs on 'cuda' or 'cuda:N'")
+    return parsed.index
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
+from fcn_deploy.contract import Runner, TensorInfo
+from fcn_deploy.engine import cuda
 from fcn_deploy.engine.profiles import Profile, describe_profiles, format_shape, max_batch, select_profile
+from fcn_deploy.engine.sidecar import check_compatible, read_sidecar
 from fcn_deploy.errors import FCNError
-from fcn_deploy.runtime.base import Runner, TensorInfo
 
 
 class TensorRTRunner(Runner):
@@ -36,9 +38,6 @@ class TensorRTRunner(Runner):
     def __init__(self, path: str | os.PathLike, *, device: str | int | None = None,
                  allow_other_gpu: bool = False) -> None:
         super().__init__()
-        from fcn_deploy.engine import cuda
-        from fcn_deploy.engine.sidecar import check_compatible, read_sidecar
-
         self._stream = None
         self._context = self._engine = self._runtime = None
         self._device_buffers: dict[str, cuda.DeviceBuffer] = {}
@@ -109,8 +108,6 @@ class TensorRTRunner(Runner):
         return f"{self.inputs[0].describe()} within profiles {describe_profiles(self.profiles)}"
 
     def _buffers(self, name: str, nbytes: int):
-        from fcn_deploy.engine import cuda
-
         dev = self._device_buffers.setdefault(name, cuda.DeviceBuffer())
         host = self._host_buffers.setdefault(name, cuda.PinnedBuffer())
         dev.ensure(max(nbytes, 1))
@@ -118,8 +115,6 @@ class TensorRTRunner(Runner):
         return dev, host
 
     def _infer(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-        from fcn_deploy.engine import cuda
-
         image = feeds[self.input_name]
         shape = tuple(int(d) for d in image.shape)
         # The current CUDA device is per host thread: select ours on every call, since infer may
@@ -174,8 +169,6 @@ class TensorRTRunner(Runner):
             return
         super().close()
         if self._stream is not None or self._device_buffers:
-            from fcn_deploy.engine import cuda
-
             cuda.set_device(self.device)  # free on the device that allocated
         for buf in list(self._device_buffers.values()) + list(self._host_buffers.values()):
             buf.free()

@@ -20,14 +20,19 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
-from fcn_deploy.export.compare import CompareReport
-from fcn_deploy.export.verify import VerificationReport
+from fcn_deploy.export import graph as g
+from fcn_deploy.export.compare import CompareReport, compare_onnx
+from fcn_deploy.export.fp16 import convert_to_fp16
+from fcn_deploy.export.torch_export import EXPORTERS, export_torch, name_dynamic_dims
+from fcn_deploy.export.verify import VerificationReport, default_sizes, verify_onnx
+from fcn_deploy.fileio import atomic_path, check_output_dir, check_run_files, scratch_dir
 from fcn_deploy.meta import OUTPUT_KINDS, ModelMeta
+from fcn_deploy.onnxgraph import save_model, write_meta
 
 DEFAULT_OPSET = 18
 MIN_OPSET, MAX_OPSET = 17, 20
@@ -83,8 +88,6 @@ class ExportReport:
 
 
 def _check_options(opset, outputs, precision, exporter, sample_shape) -> tuple:
-    from fcn_deploy.export.torch_export import EXPORTERS
-
     opset = DEFAULT_OPSET if opset is None else opset
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise FCNError(f"opset {opset!r} is out of range: expected {MIN_OPSET}..{MAX_OPSET} "
@@ -141,9 +144,6 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
                 work_dir: Path | None = None) -> tuple[Any, Any, dict]:
     """Export and optimize in memory. Returns (final model, FP32 model before the label head and
     the FP16 conversion, info dict with node counts, optimizations and fp16 details)."""
-    from fcn_deploy.export import graph as g
-    from fcn_deploy.export.torch_export import export_torch, name_dynamic_dims
-
     def step(text):
         if progress is not None:
             progress.set_postfix_str(text)
@@ -181,8 +181,6 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
     fp32 = proto
     fp16_info: dict[str, Any] = {}
     if precision == "fp16":
-        from fcn_deploy.export.fp16 import convert_to_fp16
-
         proto, fp16_info = convert_to_fp16(copy.deepcopy(proto))
     if outputs in ("labels", "both"):
         g.add_label_head(proto, keep_scores=(outputs == "both"))
@@ -194,25 +192,44 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
     return proto, fp32, info
 
 
-def _save(proto, path: Path, *, external: bool) -> None:
-    import onnx
+@dataclass
+class ExportOptions:
+    """How :func:`export_model` exports and checks a graph (the fcn-export flags, as one object).
 
-    if external:
-        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
-    else:
-        onnx.save_model(proto, str(path))
+    Defaults: opset 18, the dynamo exporter, "scores" out, FP32, every graph optimization on,
+    external data above 1.5 GiB of weights, verification on at the default sizes.
+    """
+
+    opset: int | None = None
+    outputs: str | None = None
+    precision: str | None = None
+    exporter: str | None = None
+    sample_shape: Sequence[int] | None = None
+    simplify: bool = True
+    depthwise_upsampling: bool = True
+    fold_crops: bool = True
+    external_data: bool | None = None
+    verify: bool = True
+    verify_sizes: Sequence[Sequence[int]] | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    eval_dataset: Any = None
+    eval_limit: int | None = None
+    threads: int | None = None
+    progress: bool = False
+
+    def with_changes(self, **changes: Any) -> "ExportOptions":
+        """A copy with ``changes``; an unknown name is an FCNError listing the known ones."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise FCNError(f"unknown export option(s) {', '.join(unknown)}; expected some of "
+                           f"{', '.join(sorted(known))}")
+        return replace(self, **changes)
 
 
-def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | None = None,
-                 outputs: str | None = None, simplify: bool = True,
-                 depthwise_upsampling: bool = True, fold_crops: bool = True,
-                 exporter: str | None = None, sample_shape: Sequence[int] | None = None,
-                 external_data: bool | None = None, verify: bool = True,
-                 verify_sizes: Sequence[Sequence[int]] | None = None, atol: float | None = None,
-                 rtol: float | None = None, precision: str | None = None,
-                 eval_dataset=None, eval_limit: int | None = None, threads: int | None = None,
-                 progress: bool = False) -> ExportReport:
+def export_model(model, meta: ModelMeta | None, output_path, *,
+                 options: ExportOptions | None = None, **changes: Any) -> ExportReport:
     """Export ``model`` to ``output_path`` with dynamic batch/height/width, verified.
 
     ``outputs``: "scores" (float32 N x C x H x W, default), "labels" (uint8 N x H x W, argmax in
@@ -223,11 +240,18 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
     ``verify_sizes`` (default: the sample shape, a smaller odd batch of 2, a larger odd size); a
     failure raises FCNError and leaves no file. ``eval_dataset`` (e.g. "synthetic:20") with FP16
     also measures label agreement and the mean IU change against the FP32 graph.
-    """
-    from fcn_deploy.export.verify import default_sizes, verify_onnx
-    from fcn_deploy.fileio import atomic_path, check_output_dir, scratch_dir
 
+    The options are an :class:`ExportOptions` (``options=``) and/or its fields as keywords
+    (``verify=False``), the keywords applied on top.
+    """
     start = time.perf_counter()
+    o = (options or ExportOptions()).with_changes(**changes)
+    opset, outputs, precision, exporter, sample_shape = (o.opset, o.outputs, o.precision,
+                                                         o.exporter, o.sample_shape)
+    simplify, depthwise_upsampling, fold_crops = o.simplify, o.depthwise_upsampling, o.fold_crops
+    external_data, verify, verify_sizes, atol, rtol = (o.external_data, o.verify, o.verify_sizes,
+                                                       o.atol, o.rtol)
+    eval_dataset, eval_limit, threads, progress = o.eval_dataset, o.eval_limit, o.threads, o.progress
     opset, outputs, precision, exporter, shape = _check_options(opset, outputs, precision,
                                                                 exporter, sample_shape)
     output_path = check_output_dir(output_path)
@@ -256,16 +280,14 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
             extra["export"]["fp16"] = info["fp16"]
         final_meta = meta.replace(precision=precision, outputs=outputs, extra=extra,
                                   tiling=meta.tiling or _tiling_of(model))
-        from fcn_deploy.meta import write_onnx_meta
-
-        write_onnx_meta(proto, final_meta)
+        write_meta(proto, final_meta)
         external = (_weights_bytes(proto) > EXTERNAL_DATA_THRESHOLD if external_data is None
                     else bool(external_data))
         report_verify = None
 
         def check(staged: Path) -> None:
             nonlocal report_verify
-            _save(proto, staged, external=external)
+            save_model(proto, staged, external=external)
             if not verify:
                 return
             sizes = verify_sizes or default_sizes(shape)
@@ -293,17 +315,13 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
                 data_path.unlink()
         comparison = None
         if eval_dataset is not None:
-            from fcn_deploy.export.compare import compare_onnx
-
             with scratch_dir(output_path) as staging:
                 ref_proto = copy.deepcopy(fp32_proto)
-                from fcn_deploy.export import graph as g
-
                 if outputs in ("labels", "both"):
                     g.add_label_head(ref_proto, keep_scores=(outputs == "both"))
-                write_onnx_meta(ref_proto, final_meta.replace(precision="fp32"))
+                write_meta(ref_proto, final_meta.replace(precision="fp32"))
                 ref_path = staging / "fp32.onnx"
-                _save(ref_proto, ref_path, external=external)
+                save_model(ref_proto, ref_path, external=external)
                 comparison = compare_onnx(ref_path, output_path, eval_dataset, threads=threads,
                                           limit=eval_limit, progress=progress)
                 comparison.name_a = "fp32"
@@ -325,8 +343,6 @@ def export_checkpoint(checkpoint_path, output_path, **options) -> ExportReport:
     The metadata (classes, palette, mean, ...) comes from the checkpoint; options as for
     ``export_model``.
     """
-    from fcn_deploy.fileio import check_run_files
-
     output_path = Path(output_path)
     # before loading a large checkpoint: a missing/unwritable folder, or -o naming the input
     check_run_files("fcn-export", inputs=[("checkpoint", checkpoint_path)],

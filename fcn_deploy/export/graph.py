@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.onnxgraph import (Graph, attr, consumers, producers,
+                                  remove_unused_initializers, set_attr)
 
 _INT64_BIG = 2 ** 62  # Slice ends at or above this mean "to the end" (exporters write INT64_MAX)
 
@@ -37,44 +39,10 @@ def op_histogram(model) -> dict[str, int]:
 
 
 # -- small graph helpers ----------------------------------------------------------------------
-def _attr(node, name: str, default: Any = None) -> Any:
-    import onnx
-
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
-def _set_attr(node, name: str, value: Any) -> None:
-    import onnx
-
-    for i, a in enumerate(node.attribute):
-        if a.name == name:
-            del node.attribute[i]
-            break
-    node.attribute.append(onnx.helper.make_attribute(name, value))
-
-
 def _constants(graph) -> dict[str, np.ndarray]:
-    """Values of initializers and Constant-node outputs, by tensor name."""
-    from onnx import numpy_helper
-
-    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and len(node.output) == 1:
-            tensor = _attr(node, "value")
-            if tensor is not None:
-                values[node.output[0]] = numpy_helper.to_array(tensor)
-    return values
-
-
-def _consumers(graph) -> dict[str, list]:
-    out: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            out.setdefault(name, []).append(node)
-    return out
+    """Values of initializers and Constant-node outputs, by tensor name (as the graph is now)."""
+    g = Graph(graph)
+    return {name: g.constant(name) for name in (*g.inits, *g.const_nodes)}
 
 
 def _unique_name(taken: set[str], base: str) -> str:
@@ -93,18 +61,6 @@ def _all_names(graph) -> set[str]:
         names.update(node.output)
         names.add(node.name)
     return names
-
-
-def remove_unused_initializers(model) -> int:
-    graph = model.graph
-    used = {name for node in graph.node for name in node.input}
-    used |= {o.name for o in graph.output}
-    keep = [t for t in graph.initializer if t.name in used]
-    removed = len(graph.initializer) - len(keep)
-    if removed:
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
-    return removed
 
 
 # -- simplification ---------------------------------------------------------------------------
@@ -144,7 +100,7 @@ def depthwise_upsampling(model) -> dict[str, list[str]]:
     taken = _all_names(graph)
     rewritten, skipped = [], []
     for node in graph.node:
-        if node.op_type != "ConvTranspose" or _attr(node, "group", 1) != 1 or len(node.input) < 2:
+        if node.op_type != "ConvTranspose" or attr(node, "group", 1) != 1 or len(node.input) < 2:
             continue
         weight = consts.get(node.input[1])
         if weight is None or weight.ndim != 4 or weight.shape[0] != weight.shape[1]:
@@ -162,7 +118,7 @@ def depthwise_upsampling(model) -> dict[str, list[str]]:
         name = _unique_name(taken, f"{node.input[1]}.depthwise")
         graph.initializer.append(numpy_helper.from_array(diagonal.astype(weight.dtype), name))
         node.input[1] = name
-        _set_attr(node, "group", int(channels))
+        set_attr(node, "group", int(channels))
         rewritten.append(node.name or node.output[0])
     remove_unused_initializers(model)
     return {"rewritten": rewritten, "skipped_not_diagonal": skipped}
@@ -171,7 +127,7 @@ def depthwise_upsampling(model) -> dict[str, list[str]]:
 # -- crop folding -----------------------------------------------------------------------------
 def _depends_on(graph, tensor: str, targets: set[str]) -> bool:
     """Whether ``tensor`` is computed (transitively) from any tensor in ``targets``."""
-    producer = {o: n for n in graph.node for o in n.output}
+    producer = producers(graph)
     stack, seen = [tensor], set()
     while stack:
         name = stack.pop()
@@ -196,7 +152,7 @@ def fold_crops(model) -> list[dict[str, Any]]:
 
     graph = model.graph
     consts = _constants(graph)
-    consumers = _consumers(graph)
+    users_of = consumers(graph)
     outputs = {o.name for o in graph.output}
     taken = _all_names(graph)
     folded = []
@@ -205,19 +161,19 @@ def fold_crops(model) -> list[dict[str, Any]]:
     for deconv in graph.node:
         if deconv.op_type != "ConvTranspose":
             continue
-        if _attr(deconv, "output_shape") is not None or _attr(deconv, "auto_pad", b"NOTSET") not in (
+        if attr(deconv, "output_shape") is not None or attr(deconv, "auto_pad", b"NOTSET") not in (
                 b"NOTSET", "NOTSET"):
             continue
         kernel = consts.get(deconv.input[1]) if len(deconv.input) > 1 else None
         if kernel is None or kernel.ndim != 4:
             continue
-        pads = list(_attr(deconv, "pads", [0, 0, 0, 0]))
+        pads = list(attr(deconv, "pads", [0, 0, 0, 0]))
         chain_tensors = {deconv.output[0]}
         tensor = deconv.output[0]
         offsets = [0, 0]
         edits = []  # (slice node, new starts, ends delta per position)
         while tensor not in outputs:
-            users = consumers.get(tensor, [])
+            users = [n for n, _ in users_of.get(tensor, [])]
             if len(users) != 1 or users[0].op_type != "Slice" or users[0].input[0] != tensor:
                 break
             sl = users[0]
@@ -258,7 +214,7 @@ def fold_crops(model) -> list[dict[str, Any]]:
                 name = _unique_name(taken, f"{ends_name}.folded")
                 graph.initializer.append(numpy_helper.from_array(new_ends, name))
                 sl.input[2] = name
-            elif _fold_into_add(graph, ends_name, delta, consumers, consts, taken):
+            elif _fold_into_add(graph, ends_name, delta, users_of, consts, taken):
                 pass  # the "+ offset" that computed the end now adds offset - delta
             else:
                 delta_name = _unique_name(taken, f"{sl.name or sl.output[0]}.crop_offset")
@@ -273,7 +229,7 @@ def fold_crops(model) -> list[dict[str, Any]]:
             sl.input[1] = starts_name
         pads[0] += offsets[0]
         pads[1] += offsets[1]
-        _set_attr(deconv, "pads", [int(p) for p in pads])
+        set_attr(deconv, "pads", [int(p) for p in pads])
         folded.append({"node": deconv.name or deconv.output[0], "begin_offsets": offsets})
     if new_nodes:
         nodes = list(graph.node)
@@ -288,18 +244,18 @@ def fold_crops(model) -> list[dict[str, Any]]:
     return folded
 
 
-def _fold_into_add(graph, ends_name: str, delta: np.ndarray, consumers, consts, taken) -> bool:
+def _fold_into_add(graph, ends_name: str, delta: np.ndarray, users_of, consts, taken) -> bool:
     """When a Slice's end is ``reshape(x + c)`` with constant scalar ``c`` used only there, make it
     ``reshape(x + (c - delta))`` instead of appending a Sub. Returns whether it did."""
     from onnx import numpy_helper
 
     if delta.size != 1:
         return False
-    producer = {o: n for n in graph.node for o in n.output}
+    producer = producers(graph)
     name = ends_name
     while True:
         node = producer.get(name)
-        if node is None or len(consumers.get(name, [])) != 1:
+        if node is None or len(users_of.get(name, [])) != 1:
             return False
         if node.op_type in ("Unsqueeze", "Reshape", "Squeeze") and node.input[0]:
             name = node.input[0]
@@ -364,7 +320,7 @@ def add_label_head(model, *, scores: str = "scores", labels: str = "labels",
 
 def label_source(model, labels: str = "labels") -> str | None:
     """The float scores tensor the label head takes its argmax of (None when absent)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = producers(model.graph)
     name = labels
     while name in producer:
         node = producer[name]

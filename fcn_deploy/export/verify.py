@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.export.graph import label_source
+from fcn_deploy.onnxgraph import load_model, meta_props
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def _session(path, *, threads: int | None = None, expose: str | None = None):
     options = session_options(intra_op_threads=threads or None)
     source: Any = str(path)
     if expose is not None:
-        model = onnx.load(str(path))
+        model = load_model(path, external_data=True)
         model.graph.output.append(onnx.helper.make_tensor_value_info(
             expose, onnx.TensorProto.FLOAT, None))
         source = model.SerializeToString()
@@ -141,15 +143,10 @@ def _session(path, *, threads: int | None = None, expose: str | None = None):
 
 def _graph_info(path) -> tuple[list[str], str | None, str]:
     """(output names, label source tensor, precision from metadata or fp32)."""
-    import onnx
-
-    from fcn_deploy.export.graph import label_source
-
-    model = onnx.load(str(path), load_external_data=False)
+    model = load_model(path)
     outputs = [o.name for o in model.graph.output]
-    props = {p.key: p.value for p in model.metadata_props}
     source = label_source(model) if "labels" in outputs else None
-    return outputs, source, props.get("fcn.precision", "fp32")
+    return outputs, source, meta_props(model).get("precision", "fp32")
 
 
 def verify_onnx(onnx_path, model, *, sizes: Sequence[Sequence[int]] | None = None,

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.models.registry import create_model, list_models
 from fcn_deploy.tiling import TileGeometry
 
 _MAC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
@@ -160,8 +161,6 @@ def _linearised_copy(model: nn.Module) -> nn.Module:
     probe = None
     arch = getattr(model, "arch", None)
     if arch:
-        from fcn_deploy.models.registry import create_model, list_models
-
         if arch in list_models() and hasattr(model, "arch_kwargs"):
             # the geometry does not depend on the width: rebuild thin to stay fast
             kwargs = dict(model.arch_kwargs)
@@ -386,8 +385,6 @@ def model_summary(name: str, *, num_classes: int = 21, input_size: int = 500) ->
     Keys: arch, parameters (all), trainable_parameters, conv_layers, gmacs (at input_size^2),
     receptive_field, max_stride.
     """
-    from fcn_deploy.models.registry import create_model
-
     with torch.device("meta"):
         model = create_model(name, num_classes=num_classes)
     rf, stride = receptive_field(model)
@@ -402,13 +399,13 @@ def model_summary(name: str, *, num_classes: int = 21, input_size: int = 500) ->
     }
 
 
-if __name__ == "__main__":  # python -m fcn_deploy.models.analysis: the table in the README
-    from fcn_deploy.models.registry import list_models
-
-    print("| arch | parameters | trainable | conv layers | GMAC @500x500 | RF | max stride |")
-    print("|---|---|---|---|---|---|---|")
-    for arch in list_models():
+def summary_table(archs: Sequence[str] | None = None) -> str:
+    """:func:`model_summary` of each registered FCN (default: all) as a Markdown table."""
+    lines = ["| arch | parameters | trainable | conv layers | GMAC @500x500 | RF | max stride |",
+             "|---|---|---|---|---|---|---|"]
+    for arch in archs if archs is not None else list_models():
         s = model_summary(arch)
-        print(f"| {arch} | {s['parameters']:,} | {s['trainable_parameters']:,} | "
-              f"{s['conv_layers']} | {s['gmacs']:.1f} | {s['receptive_field']} | "
-              f"{s['max_stride']} |")
+        lines.append(f"| {arch} | {s['parameters']:,} | {s['trainable_parameters']:,} | "
+                     f"{s['conv_layers']} | {s['gmacs']:.1f} | {s['receptive_field']} | "
+                     f"{s['max_stride']} |")
+    return "\n".join(lines)

@@ -26,13 +26,7 @@ def register_model(name: str) -> Callable[[T], T]:
 
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`, sorted."""
-    _load_builtin()
     return sorted(_REGISTRY)
-
-
-def _load_builtin() -> None:
-    # Importing the architecture modules registers them (lazy to avoid import cycles).
-    from fcn_deploy.models import alexnet, googlenet, vgg  # noqa: F401
 
 
 def check_num_classes(num_classes: Any) -> int:
@@ -58,7 +52,6 @@ def create_model(name: str, *, num_classes: int = 21, width: float = 1.0,
     the final one stays bilinear and frozen, so it changes nothing for the single-upsampling nets
     (FCN-32s, FCN-AlexNet, FCN-GoogLeNet).
     """
-    _load_builtin()
     if name not in _REGISTRY:
         raise FCNError(f"unknown model {name!r}; valid names: {', '.join(sorted(_REGISTRY))}")
     num_classes = check_num_classes(num_classes)

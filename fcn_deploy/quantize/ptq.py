@@ -34,8 +34,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
-from fcn_deploy.export.graph import remove_unused_initializers
-from fcn_deploy.quantize.trt_rules import QDQ_OPS
+from fcn_deploy.fileio import RunFiles, atomic_path, check_output_dir, scratch_dir
+from fcn_deploy.meta import ModelMeta
+from fcn_deploy.onnxgraph import (QDQ_OPS, QUANTIZED_GRAPH_OPS, Graph, half_precision_parts,
+                                  load_model, meta_props, read_meta_if_any,
+                                  remove_unused_initializers, save_model, write_meta)
+from fcn_deploy.quantize.cache import CacheKey, file_sha256, read_cache, write_cache
+from fcn_deploy.quantize.calibration import as_calibration_reader
+from fcn_deploy.quantize.trt_rules import check_trt_qdq
 
 METHODS = ("minmax", "entropy", "percentile")
 #: Layer kinds that can be kept in float by kind.
@@ -51,8 +57,7 @@ DEFAULT_EXCLUDE: tuple[str, ...] = ("score", "upsample")
 #: Op types given Q/DQ: the convolutions, and the max pools and ReLUs between them (so that
 #: INT8 flows from one convolution to the next). Adds, crops, the argmax head stay float.
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "MaxPool", "Relu")
-QUANT_OPS_FORBIDDEN = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
-                       "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd"}
+QUANT_OPS_FORBIDDEN = QUANTIZED_GRAPH_OPS
 
 
 class MissingMetadataWarning(UserWarning):
@@ -116,21 +121,12 @@ def load_fp32_graph(path: str | os.PathLike):
     import onnx
 
     path = Path(path)
-    if not path.is_file():
-        raise FCNError(f"ONNX file {path} does not exist")
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # protobuf raises several types on corrupt input
-        raise FCNError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc})") from None
+    model = load_model(path, external_data=True)
     quant = sorted({n.op_type for n in model.graph.node if n.op_type in QUANT_OPS_FORBIDDEN})
     if quant:
         raise FCNError(f"{path} is already quantized (it has {', '.join(quant)} nodes); "
                        "expected an FP32 graph (quantize the FP32 export instead)")
-    half = [t.name for t in model.graph.initializer
-            if t.data_type in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)]
-    casts = [n.name for n in model.graph.node if n.op_type == "Cast" and any(
-        a.name == "to" and a.i in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
-        for a in n.attribute)]
+    half, casts = half_precision_parts(model)
     if half or casts:
         raise FCNError(f"{path} is an FP16 graph ({len(half)} half-precision weights, "
                        f"{len(casts)} casts to half); expected the FP32 export")
@@ -139,21 +135,18 @@ def load_fp32_graph(path: str | os.PathLike):
         raise FCNError(f"{path} has {len(inputs)} inputs; expected one image input")
     if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise FCNError(f"{path}: input {inputs[0].name!r} is not float32; expected an FP32 graph")
-    props = {p.key: p.value for p in model.metadata_props}
-    precision = props.get("fcn.precision")
+    precision = meta_props(model).get("precision")
     if precision is not None and precision != "fp32":
         raise FCNError(f"{path} has precision {precision!r} in its metadata; expected an fp32 graph")
     return model
 
 
 def _infer_num_classes(model) -> int | None:
-    from fcn_deploy.quantize.trt_rules import _Graph
-
     for out in model.graph.output:
         dims = out.type.tensor_type.shape.dim
         if out.name == "scores" and len(dims) == 4 and dims[1].HasField("dim_value"):
             return int(dims[1].dim_value)
-    g = _Graph(model)
+    g = Graph(model)
     for node in g.nodes:
         if node.op_type == "ConvTranspose":
             w = g.constant(node.input[1])
@@ -169,14 +162,9 @@ def _infer_num_classes(model) -> int | None:
 
 def model_meta(model, path: str | os.PathLike | None = None):
     """The graph's toolkit metadata, or defaults (with a warning stating them) when it has none."""
-    from fcn_deploy.meta import ModelMeta
-
-    props = {p.key: p.value for p in model.metadata_props}
-    if any(k.startswith("fcn.") for k in props):
-        try:
-            return ModelMeta.from_onnx_props(props)
-        except FCNError as exc:
-            raise FCNError(f"{path}: {exc}") from None
+    meta = read_meta_if_any(model, path)
+    if meta is not None:
+        return meta
     num_classes = _infer_num_classes(model)
     if num_classes is None:
         raise FCNError(f"{path} has no fcn-deploy metadata and its number of classes cannot be "
@@ -275,9 +263,7 @@ def find_layer_kinds(model, *, num_classes: int | None = None) -> dict[str, list
     ``num_classes`` channels (score_fr, score_pool4, score_pool3). upsample: ConvTranspose and
     Resize nodes (the bilinear upsampling).
     """
-    from fcn_deploy.quantize.trt_rules import _Graph
-
-    g = _Graph(model)
+    g = Graph(model)
     num_classes = num_classes or _infer_num_classes(model)
     kinds: dict[str, list[str]] = {k: [] for k in KINDS}
     convs = [n for n in g.nodes if n.op_type == "Conv"]
@@ -378,9 +364,7 @@ def _ort_method(method: str):
 
 def trt_extra_options(model, config: QuantizeConfig) -> dict[str, Any]:
     """ONNX Runtime ``extra_options`` that make ``quantize_static`` emit TensorRT-ready Q/DQ."""
-    from fcn_deploy.quantize.trt_rules import _Graph
-
-    g = _Graph(model)
+    g = Graph(model)
     overrides = {}
     for node in g.nodes:
         if node.op_type == "ConvTranspose" and g.is_constant(node.input[1]):
@@ -422,15 +406,8 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     with precision ``int8`` and the calibration settings in ``extra["calibration"]``, is checked
     against TensorRT's Q/DQ rules (an FCNError lists violations) and written atomically.
     """
-    import onnx
     import onnxruntime
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    from fcn_deploy.fileio import RunFiles, atomic_path, scratch_dir
-    from fcn_deploy.meta import write_onnx_meta
-    from fcn_deploy.quantize.cache import CacheKey, file_sha256, read_cache, write_cache
-    from fcn_deploy.quantize.calibration import as_calibration_reader
-    from fcn_deploy.quantize.trt_rules import check_trt_qdq
 
     config = config or QuantizeConfig()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -472,7 +449,7 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     # removed on every exit path (SIGTERM included: commands raise on it).
     with scratch_dir(output_path) as tmp, _tempdir(str(tmp)):
         src = Path(tmp) / "fp32.onnx"
-        onnx.save(model, str(src))
+        save_model(model, src)
         raw = Path(tmp) / "int8.onnx"
         ort_cache = Path(tmp) / "ranges.json"
         if ranges is not None:
@@ -491,7 +468,7 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
             raise FCNError(f"ONNX Runtime could not quantize {input_path}: {exc}") from None
         if key is not None and ranges is None:
             write_cache(cache_path, key, json.loads(ort_cache.read_text(encoding="utf-8")))
-        qmodel = onnx.load(str(raw))
+        qmodel = load_model(raw, external_data=True)
     float_reads_float(qmodel, excluded)
     sizes = list(getattr(reader, "shapes", []))
     skipped = list(getattr(reader, "skipped", []))
@@ -521,14 +498,14 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
                                 "max_hw": [max(s[0] for s in sizes), max(s[1] for s in sizes)]}
     extra = dict(meta.extra)
     extra["calibration"] = calib
-    write_onnx_meta(qmodel, meta.replace(precision="int8", extra=extra))
+    write_meta(qmodel, meta.replace(precision="int8", extra=extra))
     violations = check_trt_qdq(qmodel)
     if violations:
         shown = "\n  ".join(violations[:20])
         raise FCNError(f"the quantized graph breaks TensorRT's Q/DQ rules "
                        f"({len(violations)} problems); nothing was written:\n  {shown}")
     with atomic_path(output_path, suffix=".onnx") as tmp_out:
-        onnx.save(qmodel, str(tmp_out))
+        save_model(qmodel, tmp_out)
     return QuantizeResult(output=output_path, method=config.method, num_images=num_images,
                           skipped_images=skipped, excluded_nodes=excluded,
                           quantized_nodes=quantized, image_sizes=sizes,

@@ -5,21 +5,22 @@ upsampling) the FP32 graph is quantized (calibration ranges are computed once pe
 reused through ONNX Runtime's calibration cache) and all variants are evaluated together against
 the FP32 graph on one labelled dataset: mean IU, its change, and label-map agreement.
 
-Run ``python -m fcn_deploy.quantize.sensitivity fp32.onnx --calib synthetic:32 --dataset
+Run ``python -m fcn_deploy.cli.sensitivity fp32.onnx --calib synthetic:32 --dataset
 synthetic:50`` to print the table the README shows.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.evaluate import compare_models
+from fcn_deploy.quantize.calibration import as_calibration_reader
+from fcn_deploy.quantize.ptq import KINDS, QuantizeConfig, load_fp32_graph, model_meta, quantize_onnx
 
 
 @dataclass
@@ -35,8 +36,6 @@ class SensitivityRow:
 
 def kind_combinations(kinds: Sequence[str] | None = None) -> list[tuple[str, ...]]:
     """Every subset of ``kinds`` (default: all of KINDS), smallest first."""
-    from fcn_deploy.quantize.ptq import KINDS
-
     kinds = tuple(kinds or KINDS)
     return [c for r in range(len(kinds) + 1) for c in itertools.combinations(kinds, r)]
 
@@ -52,10 +51,6 @@ def measure_sensitivity(fp32_path: str | os.PathLike, calibration: Any, dataset:
     Returns the FP32 mean IU and one row per variant. ``calibration`` and ``dataset`` are
     anything :func:`quantize_onnx` / :func:`compare_models` accept.
     """
-    from fcn_deploy.evaluate import compare_models
-    from fcn_deploy.quantize.calibration import as_calibration_reader
-    from fcn_deploy.quantize.ptq import QuantizeConfig, load_fp32_graph, model_meta, quantize_onnx
-
     combos = [tuple(c) for c in (combinations if combinations is not None else kind_combinations())]
     if not combos:
         raise FCNError("no layer-kind combination to measure")
@@ -95,46 +90,3 @@ def format_table(fp32_miou: float, rows: Sequence[SensitivityRow]) -> str:
                      f"{100 * r.mean_iu:.2f} | {100 * r.delta_mean_iu:+.2f} | "
                      f"{100 * r.agreement:.2f} |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from fcn_deploy.quantize.ptq import METHODS
-
-    p = argparse.ArgumentParser(prog="python -m fcn_deploy.quantize.sensitivity",
-                                description="accuracy of INT8 variants (layers kept in float, "
-                                            "calibration methods) against the FP32 graph")
-    p.add_argument("model", help="FP32 ONNX graph")
-    p.add_argument("--calib", required=True, help="calibration source (as fcn-quantize --calib)")
-    p.add_argument("--dataset", required=True, help="labelled evaluation dataset spec")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--percentile", type=float, default=99.99, help="for --methods percentile")
-    p.add_argument("--limit", type=int, default=None, help="evaluate on the first N images")
-    p.add_argument("--seed", type=int, default=None, help="seed of a synthetic --dataset")
-    p.add_argument("--calib-seed", type=int, default=None, help="seed of a synthetic --calib")
-    args = p.parse_args(argv)
-    import warnings
-
-    from fcn_deploy.quantize.calibration import open_calibration_source
-    from fcn_deploy.quantize.ptq import load_fp32_graph, model_meta
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        meta = model_meta(load_fp32_graph(args.model), args.model)
-    reader = open_calibration_source(args.calib, mean=meta.mean, channel_order=meta.channel_order,
-                                     seed=args.calib_seed, progress=False)
-    data: Any = args.dataset
-    if args.seed is not None:
-        from fcn_deploy.datasets import create_dataset
-
-        data = create_dataset(args.dataset, seed=args.seed)
-    miou, rows = measure_sensitivity(args.model, reader, data, methods=args.methods,
-                                     percentile=args.percentile, max_images=args.limit,
-                                     progress=False)
-    print(format_table(miou, rows))
-    return 0
-
-
-if __name__ == "__main__":
-    from fcn_deploy.cli.common import run_main  # FCNError -> one line, exit 2, as every command
-
-    sys.exit(run_main(main))

@@ -12,71 +12,16 @@ the output-channel axis), and per-tensor is accepted everywhere.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
+
+from fcn_deploy.onnxgraph import QDQ_OPS, Graph, attr, label, load_model, zero_point
 
 #: Per-channel axis TensorRT accepts for the weight input of each op (absent: per-tensor only).
 WEIGHT_CHANNEL_AXIS = {"Conv": 0}
 #: Ops whose input 1 is a weight that may be quantized.
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-
-
-class _Graph:
-    """Constants and producer/consumer maps of one (top-level) ONNX graph."""
-
-    def __init__(self, model: Any):
-        from onnx import numpy_helper
-
-        graph = model.graph
-        self.nodes = list(graph.node)
-        self.inits = {t.name: t for t in graph.initializer}
-        self.const_values: dict[str, np.ndarray] = {}
-        for node in self.nodes:
-            if node.op_type == "Constant" and node.output:
-                for attr in node.attribute:
-                    if attr.name == "value":
-                        self.const_values[node.output[0]] = numpy_helper.to_array(attr.t)
-        self.producer = {out: n for n in self.nodes for out in n.output}
-        self.consumers: dict[str, list[Any]] = {}
-        for n in self.nodes:
-            for i, name in enumerate(n.input):
-                self.consumers.setdefault(name, []).append((n, i))
-        self.graph_inputs = {i.name for i in graph.input} - set(self.inits)
-        self.graph_outputs = {o.name for o in graph.output}
-
-    def constant(self, name: str) -> np.ndarray | None:
-        from onnx import numpy_helper
-
-        if name in self.inits:
-            return numpy_helper.to_array(self.inits[name])
-        return self.const_values.get(name)
-
-    def is_constant(self, name: str) -> bool:
-        return name in self.inits or name in self.const_values
-
-
-def _label(node: Any) -> str:
-    return f"{node.op_type} {node.name or '(unnamed)'}"
-
-
-def _attr(node: Any, name: str, default: Any = None) -> Any:
-    from onnx import helper
-
-    for attr in node.attribute:
-        if attr.name == name:
-            return helper.get_attribute_value(attr)
-    return default
-
-
-def _load(model_or_path: Any):
-    import onnx
-
-    if isinstance(model_or_path, (str, os.PathLike)):
-        return onnx.load(os.fspath(model_or_path), load_external_data=True)
-    return model_or_path
 
 
 def check_trt_qdq(model_or_path: Any, *, require_qdq: bool = True) -> list[str]:
@@ -85,7 +30,7 @@ def check_trt_qdq(model_or_path: Any, *, require_qdq: bool = True) -> list[str]:
     ``model_or_path`` is an ``onnx.ModelProto`` or a path. With ``require_qdq`` a graph with no
     Q/DQ node at all is reported too (it would not build as INT8).
     """
-    g = _Graph(_load(model_or_path))
+    g = Graph(load_model(model_or_path, external_data=True))
     problems: list[str] = []
     qdq_nodes = [n for n in g.nodes if n.op_type in QDQ_OPS]
     if require_qdq and not qdq_nodes:
@@ -93,7 +38,7 @@ def check_trt_qdq(model_or_path: Any, *, require_qdq: bool = True) -> list[str]:
                         "explicitly quantized (Q/DQ) graph")
     for node in g.nodes:
         if node.domain not in ("", "ai.onnx") and node.op_type in QDQ_OPS:
-            problems.append(f"{_label(node)}: domain {node.domain!r}; TensorRT parses only the "
+            problems.append(f"{label(node)}: domain {node.domain!r}; TensorRT parses only the "
                             "standard ONNX QuantizeLinear/DequantizeLinear")
     for node in qdq_nodes:
         problems.extend(_check_qdq_node(g, node))
@@ -102,7 +47,7 @@ def check_trt_qdq(model_or_path: Any, *, require_qdq: bool = True) -> list[str]:
         if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 2 and node.input[2]:
             prod = g.producer.get(node.input[2])
             if prod is not None and prod.op_type == "DequantizeLinear":
-                problems.append(f"{_label(node)}: bias {node.input[2]!r} is quantized; TensorRT "
+                problems.append(f"{label(node)}: bias {node.input[2]!r} is quantized; TensorRT "
                                 "needs float biases (use QuantizeBias=False)")
     problems.extend(_check_grouped_int8(g))
     return problems
@@ -121,7 +66,7 @@ INT8_GROUP_MULTIPLE = 4
 GROUPED_INT8_OPS = ("ConvTranspose",)
 
 
-def _check_grouped_int8(g: _Graph, ops: tuple[str, ...] = GROUPED_INT8_OPS) -> list[str]:
+def _check_grouped_int8(g: Graph, ops: tuple[str, ...] = GROUPED_INT8_OPS) -> list[str]:
     """Grouped (de)convolutions that would run in INT8 (a DequantizeLinear feeds their data or
     weight) with channels per group not a multiple of 4: TensorRT cannot build them. FCN's
     depthwise upsampling (one channel per group) is the case this catches."""
@@ -129,7 +74,7 @@ def _check_grouped_int8(g: _Graph, ops: tuple[str, ...] = GROUPED_INT8_OPS) -> l
     for node in g.nodes:
         if node.op_type not in ops or len(node.input) < 2:
             continue
-        groups = int(_attr(node, "group", 1))
+        groups = int(attr(node, "group", 1))
         if groups <= 1:
             continue
         fed = [g.producer.get(name) for name in node.input[:2]]
@@ -146,7 +91,7 @@ def _check_grouped_int8(g: _Graph, ops: tuple[str, ...] = GROUPED_INT8_OPS) -> l
             per_in, per_out = int(weight.shape[0]) // groups, int(weight.shape[1])
         if per_in % INT8_GROUP_MULTIPLE or per_out % INT8_GROUP_MULTIPLE:
             kind = "depthwise " if per_in == 1 and per_out == 1 else "grouped "
-            out.append(f"{_label(node)}: {kind}{node.op_type} ({groups} groups, {per_in} input and "
+            out.append(f"{label(node)}: {kind}{node.op_type} ({groups} groups, {per_in} input and "
                        f"{per_out} output channels per group) is quantized; TensorRT runs grouped "
                        f"(de)convolutions in INT8 only with channels per group a multiple of "
                        f"{INT8_GROUP_MULTIPLE}. " + (
@@ -157,9 +102,9 @@ def _check_grouped_int8(g: _Graph, ops: tuple[str, ...] = GROUPED_INT8_OPS) -> l
     return out
 
 
-def _check_qdq_node(g: _Graph, node: Any) -> list[str]:
+def _check_qdq_node(g: Graph, node: Any) -> list[str]:
     out: list[str] = []
-    who = _label(node)
+    who = label(node)
     x = node.input[0]
     scale_name = node.input[1] if len(node.input) > 1 else ""
     zp_name = node.input[2] if len(node.input) > 2 else ""
@@ -179,20 +124,20 @@ def _check_qdq_node(g: _Graph, node: Any) -> list[str]:
         out.append(f"{who}: no zero point input; expected an explicit int8 zero point 0 (without "
                    "one the quantized type is uint8)")
     else:
-        zp = g.constant(zp_name)
-        if zp is None:
+        zp = zero_point(g, node)
+        if not zp.constant:
             out.append(f"{who}: zero point {zp_name!r} is not a constant")
         else:
-            if zp.dtype != np.int8:
-                out.append(f"{who}: zero point {zp_name!r} has type {zp.dtype}; expected int8 "
+            if zp.type_name != "INT8":
+                out.append(f"{who}: zero point {zp_name!r} has type {zp.numpy_name}; expected int8 "
                            "(TensorRT INT8 is signed)")
-            if np.any(zp != 0):
+            if zp.nonzero:
                 out.append(f"{who}: zero point {zp_name!r} is not 0 (asymmetric quantization); "
                            "expected 0 (use ActivationSymmetric=True, WeightSymmetric=True)")
-            if scale is not None and zp.shape != scale.shape:
+            if scale is not None and zp.shape is not None and zp.shape != scale.shape:
                 out.append(f"{who}: zero point shape {zp.shape} differs from scale shape "
                            f"{scale.shape}")
-    if _attr(node, "block_size", 0):
+    if attr(node, "block_size", 0):
         out.append(f"{who}: blocked quantization (block_size) is not INT8 convolution quantization")
 
     # -- the int8 data a DequantizeLinear reads ------------------------------------------
@@ -207,7 +152,7 @@ def _check_qdq_node(g: _Graph, node: Any) -> list[str]:
             prod = g.producer.get(x)
             if prod is None or prod.op_type != "QuantizeLinear":
                 out.append(f"{who}: input {x!r} comes from "
-                           f"{_label(prod) if prod is not None else 'a graph input'}; expected a "
+                           f"{label(prod) if prod is not None else 'a graph input'}; expected a "
                            "QuantizeLinear or an int8 constant")
     else:
         users = g.consumers.get(node.output[0], [])
@@ -216,7 +161,7 @@ def _check_qdq_node(g: _Graph, node: Any) -> list[str]:
                        "it to be dequantized")
         for user, _ in users:
             if user.op_type != "DequantizeLinear":
-                out.append(f"{who}: its int8 output feeds {_label(user)}; expected only "
+                out.append(f"{who}: its int8 output feeds {label(user)}; expected only "
                            "DequantizeLinear consumers")
 
     # -- per-channel only on weights, with the axis TensorRT expects ----------------------
@@ -231,7 +176,7 @@ def _check_qdq_node(g: _Graph, node: Any) -> list[str]:
                        "TensorRT needs per-tensor activation scales")
         else:
             data, users = weight_data
-            axis = int(_attr(node, "axis", 1))
+            axis = int(attr(node, "axis", 1))
             axis = axis + data.ndim if axis < 0 else axis
             if 0 <= axis < data.ndim and data.shape[axis] != scale.size:
                 out.append(f"{who}: {scale.size} scales for axis {axis} of a weight of shape "
@@ -239,20 +184,20 @@ def _check_qdq_node(g: _Graph, node: Any) -> list[str]:
             for user, index in users:
                 if index != 1 or user.op_type not in WEIGHTED_OPS:
                     out.append(f"{who}: per-channel tensor feeds input {index} of "
-                               f"{_label(user)}; per-channel is only for weights")
+                               f"{label(user)}; per-channel is only for weights")
                     continue
                 want = WEIGHT_CHANNEL_AXIS.get(user.op_type)
                 if want is None:
-                    out.append(f"{who}: per-channel weights for {_label(user)}; expected "
+                    out.append(f"{who}: per-channel weights for {label(user)}; expected "
                                f"per-tensor weights for {user.op_type} (TensorRT's support for "
                                "per-channel ConvTranspose weights is uncertain)")
                 elif axis != want:
                     out.append(f"{who}: per-channel axis {axis} for the weight of "
-                               f"{_label(user)}; TensorRT expects axis {want} (output channels)")
+                               f"{label(user)}; TensorRT expects axis {want} (output channels)")
     return out
 
 
-def _weight_data(g: _Graph, node: Any):
+def _weight_data(g: Graph, node: Any):
     """If ``node`` quantizes/dequantizes a constant weight: (weight array, weight consumers)."""
     if node.op_type == "DequantizeLinear":
         data = g.constant(node.input[0])

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fcn_deploy.cpu import X64_QUANT_PRECISION, Int8Kernels, int8_kernels as resolve_int8_kernels
+from fcn_deploy.devices import parse_device
 from fcn_deploy.errors import FCNError
 from fcn_deploy.meta import ModelMeta
 from fcn_deploy.runtime.base import Runner, TensorInfo
@@ -46,16 +47,15 @@ def choose_providers(device: str | None, available: Sequence[str]) -> list[Any]:
     """Execution providers for ``device`` (None = best available), CPU always last."""
     if device is None:
         return _gpu_providers_wanted(available) + ["CPUExecutionProvider"]
-    text = str(device).lower()
-    if text == "cpu":
+    parsed = parse_device(device)
+    if parsed.kind == "cpu":
         return ["CPUExecutionProvider"]
-    if text == "cuda" or text.startswith("cuda:"):
+    if parsed.is_gpu:
         if "CUDAExecutionProvider" not in available:
             raise FCNError(f"device {device!r} needs onnxruntime-gpu (the CUDA execution provider); "
                            f"this onnxruntime has {', '.join(available)}. Install onnxruntime-gpu "
                            "instead of onnxruntime, or use device='cpu'")
-        index = int(text[5:]) if text.startswith("cuda:") and text[5:].isdigit() else 0
-        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        return [("CUDAExecutionProvider", {"device_id": parsed.index}), "CPUExecutionProvider"]
     raise FCNError(f"device {device!r} is not understood; use 'cpu', 'cuda' or 'cuda:N'")
 
 

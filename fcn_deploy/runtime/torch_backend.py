@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fcn_deploy.devices import parse_device
 from fcn_deploy.errors import FCNError
 from fcn_deploy.runtime.base import LABELS, SCORES, Runner, TensorInfo, argmax_labels
 
@@ -42,11 +43,9 @@ class TorchRunner(Runner):
         self.path = Path(path)
         if not self.path.is_file():
             raise FCNError(f"checkpoint {self.path} does not exist")
-        text = "cpu" if device is None else str(device).lower()
-        if text.startswith("cuda") and not torch.cuda.is_available():
+        text = str(parse_device(device) or "cpu")
+        if text != "cpu" and not torch.cuda.is_available():
             raise FCNError(f"device {device!r}: this PyTorch has no usable CUDA; use device='cpu'")
-        if text != "cpu" and not text.startswith("cuda"):
-            raise FCNError(f"device {device!r} is not understood; use 'cpu', 'cuda' or 'cuda:N'")
         if threads is not None:
             from fcn_deploy.runtime.registry import cap_threads
 

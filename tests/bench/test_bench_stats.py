@@ -54,3 +54,22 @@ def test_time_runs_warms_up_then_times_each_run():
                         progress=lambda i, s: seen.append(i))
     assert len(calls) == 5 and len(samples) == 3 and seen == [0, 1, 2]
     assert all(s >= 0 for s in samples)
+
+
+def test_time_interleaved_calls_warms_each_then_alternates():
+    from fcn_deploy.bench.stats import time_interleaved_calls
+
+    order: list[str] = []
+    ticks: list[int] = []
+
+    def busy():  # burns a little CPU so process time is > 0 on any machine
+        order.append("b")
+        sum(i * i for i in range(20000))
+
+    timed = time_interleaved_calls({"a": lambda: order.append("a"), "b": busy}, warmup=2, runs=3,
+                                   on_run=lambda: ticks.append(1))
+    assert order == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert [len(timed[k][0]) for k in ("a", "b")] == [3, 3] and len(ticks) == 6
+    assert all(t >= 0 for k in ("a", "b") for t in timed[k][0]) and timed["b"][1] >= 0
+    with pytest.raises(FCNError, match="--runs must be an integer >= 1, got 0"):
+        time_interleaved_calls({"a": lambda: None}, warmup=0, runs=0)

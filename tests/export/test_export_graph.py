@@ -36,7 +36,7 @@ def test_depthwise_rewrite_keeps_outputs_and_uses_the_diagonal(base, images):
     for before, after in zip(_deconvs(base), _deconvs(rewritten)):
         full = _weight(base, before.input[1])
         grouped = _weight(rewritten, after.input[1])
-        assert g._attr(after, "group") == 5 and grouped.shape == (5, 1, 4, 4)
+        assert g.attr(after, "group") == 5 and grouped.shape == (5, 1, 4, 4)
         assert np.array_equal(grouped[:, 0], full[range(5), range(5)])
     for x in images:
         a, b = run_onnx(base, x)["scores"], run_onnx(rewritten, x)["scores"]
@@ -52,7 +52,7 @@ def test_depthwise_rewrite_leaves_non_diagonal_layers_alone():
     proto = g.simplify(export_torch(model, sample_shape=SAMPLE, opset=18))
     info = g.depthwise_upsampling(proto)
     assert len(info["rewritten"]) == 1 and len(info["skipped_not_diagonal"]) == 1
-    groups = sorted(g._attr(n, "group", 1) for n in _deconvs(proto))
+    groups = sorted(g.attr(n, "group", 1) for n in _deconvs(proto))
     assert groups == [1, 5]
 
 
@@ -60,8 +60,8 @@ def test_crop_folding_moves_the_offset_into_pads_and_keeps_outputs(base, images)
     folded = copy.deepcopy(base)
     records = g.fold_crops(folded)
     assert records == [{"node": _deconvs(base)[1].name, "begin_offsets": [7, 7]}]
-    assert list(g._attr(_deconvs(folded)[1], "pads")) == [7, 7, 0, 0]
-    assert list(g._attr(_deconvs(folded)[0], "pads")) == [0, 0, 0, 0]  # the skip crop is on a conv
+    assert list(g.attr(_deconvs(folded)[1], "pads")) == [7, 7, 0, 0]
+    assert list(g.attr(_deconvs(folded)[0], "pads")) == [0, 0, 0, 0]  # the skip crop is on a conv
     assert g.node_count(folded) == g.node_count(base)  # the offset went into an existing Add
     for x in images:
         a, b = run_onnx(base, x)["scores"], run_onnx(folded, x)["scores"]
@@ -82,7 +82,7 @@ def test_label_head_is_argmax_with_lowest_index_on_ties():
     g.add_label_head(model, keep_scores=True)
     onnx.checker.check_model(model, full_check=True)
     ops = [n.op_type for n in model.graph.node[-3:]]
-    casts = [g._attr(n, "to") for n in model.graph.node[-2:]]
+    casts = [g.attr(n, "to") for n in model.graph.node[-2:]]
     assert ops == ["ArgMax", "Cast", "Cast"] and casts == [TensorProto.FLOAT, TensorProto.UINT8]
     rng = np.random.default_rng(0)
     x = rng.integers(0, 3, size=(2, 4, 5, 7)).astype(np.float32)  # many ties

@@ -162,10 +162,11 @@ def test_int8_depthwise_upsampling_is_refused_with_the_reason():
         "channels per group a multiple of 4. Keep upsampling in float (fcn-quantize --keep-float "
         "upsample, the default) or export without the depthwise rewrite (fcn-export "
         "--no-depthwise-upsampling)"]
-    from fcn_deploy.quantize.trt_rules import _check_grouped_int8, _Graph
+    from fcn_deploy.onnxgraph import Graph
+    from fcn_deploy.quantize.trt_rules import _check_grouped_int8
 
     assert check_trt_qdq(_grouped("Conv", 12, 2)) == []  # grouped Conv: not enforced (see rules)
-    conv = _check_grouped_int8(_Graph(_grouped("Conv", 12, 2)), ("Conv",))
+    conv = _check_grouped_int8(Graph(_grouped("Conv", 12, 2)), ("Conv",))
     assert len(conv) == 1 and conv[0].startswith("Conv upscore: grouped Conv (2 groups, 6 input "
                                                  "and 6 output channels per group)")
     assert conv[0].endswith("Keep it in float (fcn-quantize --exclude upscore)")

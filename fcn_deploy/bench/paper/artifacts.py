@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.onnxgraph import read_meta
 
 #: Export variants: name -> export_model options. "base" is the deployed graph with scores out.
 VARIANTS = {
@@ -94,7 +95,6 @@ def quantize_variant(fp32_path: Path, *, shape: tuple[int, ...], images: int,
     import time
 
     from fcn_deploy.quantize import CalibrationReader, QuantizeConfig, quantize_onnx
-    from fcn_deploy.meta import read_onnx_meta
 
     path = fp32_path.with_name(fp32_path.stem + f"_int8_c{images}x{shape[2]}x{shape[3]}.onnx")
     if path.is_file():
@@ -103,7 +103,7 @@ def quantize_variant(fp32_path: Path, *, shape: tuple[int, ...], images: int,
     rng = np.random.default_rng(seed)
     pictures = [rng.integers(0, 256, size=(shape[2], shape[3], 3), dtype=np.uint8)
                 for _ in range(images)]
-    meta = read_onnx_meta(fp32_path)
+    meta = read_meta(fp32_path)
     reader = CalibrationReader(pictures, mean=meta.mean, channel_order=meta.channel_order,
                                progress=False, description="random calibration images")
     quantize_onnx(fp32_path, path, reader, config=QuantizeConfig(progress=False), seed=seed)

@@ -11,14 +11,13 @@ Everything runs on one backend with inputs already prepared, so these are comput
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from fcn_deploy.bench.paper.facts import ALEXNET_PATCH, ALEXNET_STRIDE, PAPER_PATCHWISE
-from fcn_deploy.bench.stats import TimingStats, summarize
+from fcn_deploy.bench.stats import TimingStats, summarize, time_interleaved_calls
 from fcn_deploy.constants import VGG_MEAN_BGR
 from fcn_deploy.errors import FCNError
 
@@ -52,24 +51,13 @@ def _executor(model: Any, backend: str, *, threads: int, work_dir: Path, name: s
 
 def _time_interleaved(cases: dict[str, tuple[Callable[[], object], int]], *, warmup: int,
                       runs: int, bar=None) -> dict[str, tuple[TimingStats, float]]:
-    """Time ``{name: (fn, items per call)}`` interleaved (each round calls each once); returns
-    {name: (statistics, process CPU seconds per wall second during its calls)}."""
-    for fn, _ in cases.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in cases}
-    cpu = {k: 0.0 for k in cases}
-    for _ in range(runs):
-        for name, (fn, _) in cases.items():
-            time.sleep(0.02)  # let the previous case's threads go idle (see time_interleaved)
-            c0, start = time.process_time(), time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-            cpu[name] += time.process_time() - c0
-            if bar is not None:
-                bar.update(1)
-    return {name: (summarize(samples[name], items=items),
-                   cpu[name] / max(sum(samples[name]), 1e-9))
+    """Time ``{name: (fn, items per call)}`` interleaved; returns {name: (statistics, process CPU
+    seconds per wall second during its calls)}."""
+    timed = time_interleaved_calls({name: fn for name, (fn, _) in cases.items()}, warmup=warmup,
+                                   runs=runs, settle_s=0.02,
+                                   on_run=None if bar is None else lambda: bar.update(1))
+    return {name: (summarize(timed[name][0], items=items),
+                   timed[name][1] / max(sum(timed[name][0]), 1e-9))
             for name, (_, items) in cases.items()}
 
 

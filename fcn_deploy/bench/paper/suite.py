@@ -22,6 +22,7 @@ from fcn_deploy.bench.paper.facts import DISPLAY, paper_row
 from fcn_deploy.bench.pipeline import STAGES
 from fcn_deploy.bench.stats import TimingStats
 from fcn_deploy.errors import FCNError
+from fcn_deploy.onnxgraph import read_meta
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -115,13 +116,12 @@ class _Run:
         def open_(stack: ExitStack, shape):
             from fcn_deploy.bench.flops import onnx_macs
             from fcn_deploy.bench.pipeline import OrtPipeline, make_ort_session
-            from fcn_deploy.meta import read_onnx_meta
 
             try:
                 macs = onnx_macs(path, shape)
             except FCNError:
                 macs = None
-            meta = read_onnx_meta(path)
+            meta = read_meta(path)
             session = make_ort_session(path, threads=self.config.threads)
             return OrtPipeline(session, mean=meta.mean, channel_order=meta.channel_order,
                                where=str(path)), macs
