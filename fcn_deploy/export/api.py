@@ -224,10 +224,11 @@ def export_model(model, meta: ModelMeta | None, output_path, *, opset: int | Non
     failure raises FCNError and leaves no file. ``eval_dataset`` (e.g. "synthetic:20") with FP16
     also measures label agreement and the mean IU change against the FP32 graph.
     """
-    from fcn_deploy.export.verify import default_sizes, verify_onnx
+    from fcn_deploy.export.verify import Tolerance, default_sizes, verify_onnx
     from fcn_deploy.fileio import atomic_path, check_output_dir, scratch_dir
 
     start = time.perf_counter()
+    Tolerance(atol=0.0 if atol is None else atol, rtol=0.0 if rtol is None else rtol)  # before work
     opset, outputs, precision, exporter, shape = _check_options(opset, outputs, precision,
                                                                 exporter, sample_shape)
     output_path = check_output_dir(output_path)
