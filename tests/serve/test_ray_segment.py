@@ -148,6 +148,7 @@ def test_ray_actors_segment_with_the_tile_options(tmp_path):
 
     assert run("whole") == [""]
     assert run("tiled", tile=8) == [""]
-    assert (tmp_path / "tiled" / "a.png").read_bytes() == (tmp_path / "whole" / "a.png").read_bytes()
+    whole, tiled = (tmp_path / out / "a.png" for out in ("whole", "tiled"))
+    assert tiled.read_bytes() == whole.read_bytes()
     error, = run("refused", max_pixels=1)
     assert "max_pixels 1 is too small to tile this model" in error
