@@ -105,7 +105,8 @@ class ComparisonReport:
         return "\n".join(lines) + "\n"
 
     def write(self, path: str | os.PathLike) -> tuple[Path, Path]:
-        """Write the Markdown to ``path`` and the JSON next to it (same name, ``.json``)."""
+        """Write the Markdown to ``path`` and the JSON next to it (same name, ``.json``); for a
+        ``.json`` path, the JSON there and the Markdown beside it (``.md``)."""
         from fcn_deploy.fileio import RunFiles, atomic_write_text
 
         md, js = report_paths(path)
@@ -121,10 +122,13 @@ class ComparisonReport:
 
 
 def report_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """Where ``ComparisonReport.write(path)`` writes: the Markdown and the JSON next to it."""
+    """Where ``ComparisonReport.write(path)`` writes: the Markdown and the JSON next to it.
+    A ``.json`` path gets the JSON, and the Markdown goes beside it as ``.md`` (writing
+    Markdown into a .json file would break whatever reads it)."""
     md = Path(path)
-    return md, (md.with_suffix(".json") if md.suffix.lower() != ".json"
-                else md.with_suffix(".json.json"))
+    if md.suffix.lower() == ".json":
+        return md.with_suffix(".md"), md
+    return md, md.with_suffix(".json")
 
 
 def _num(x: float) -> float | None:
@@ -229,6 +233,8 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
 
     if not paths:
         raise FCNError("no model to evaluate; expected at least one .onnx or model.pt path")
+    if max_images is not None and int(max_images) < 1:
+        raise FCNError(f"image limit must be >= 1, got {max_images}")
     predictors: list[_Predictor] = []
     try:
         for path in paths:

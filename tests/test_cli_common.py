@@ -60,3 +60,31 @@ def test_warnings_are_one_line(capsys):
     assert run_main(main) == 0
     assert capsys.readouterr().err == \
         "warning: --threads 9 is more than the 2 CPU cores available here\n"
+
+
+def test_sigterm_turned_into_another_error_still_ends_as_terminated(capsys):
+    """SIGTERM landing in an import became numpy's ImportError, and fcn-triton then said
+    'install tritonclient' (exit 2): the command was terminated, and says so."""
+    from fcn_deploy.errors import FCNError
+
+    def main(argv):
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except BaseException:
+            raise ImportError("_multiarray_umath failed to import") from None
+        raise AssertionError("SIGTERM did not interrupt the command")
+
+    def main_fcn(argv):
+        try:
+            main(argv)
+        except ImportError as exc:
+            raise FCNError(f"Triton's model-config schema comes with tritonclient ({exc})") \
+                from None
+
+    for command in (main, main_fcn):
+        assert run_main(command) == 143
+        assert capsys.readouterr().err == "terminated\n"
+    # the next command in this process is not taken for terminated
+    assert run_main(lambda argv: 0) == 0
+    with pytest.raises(RuntimeError, match="index out of range"):
+        run_main(_raising(RuntimeError("index out of range")))

@@ -276,3 +276,24 @@ def test_report_write_refuses_a_model_path(models, tmp_path):
     assert models[0].read_bytes() == before
     md, js = report.write(tmp_path / "r.md")
     assert md.is_file() and js.is_file()
+
+
+def test_json_report_path_gets_json_and_limit_below_1_is_refused(models, tmp_path, capsys):
+    import json
+
+    from fcn_deploy.cli.evaluate import main
+    from fcn_deploy.evaluate import report_paths
+
+    assert report_paths(tmp_path / "r.json") == (tmp_path / "r.md", tmp_path / "r.json")
+    assert report_paths(tmp_path / "r.md") == (tmp_path / "r.md", tmp_path / "r.json")
+    assert report_paths(tmp_path / "r") == (tmp_path / "r", tmp_path / "r.json")
+    # -o r.json held the Markdown (and the JSON went to r.json.json)
+    r = tmp_path / "r.json"
+    report = compare_models([models[1]], SyntheticShapes(**DATA), progress=False)
+    assert report.write(r) == (tmp_path / "r.md", r)
+    assert json.loads((tmp_path / "r.json").read_text())
+    assert (tmp_path / "r.md").read_text() == report.to_markdown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md"]
+    # --limit -1 said "dataset 'synthetic:2' is empty"
+    assert main([str(models[1]), "--dataset", "synthetic:2", "--limit", "-1", "--quiet"]) == 2
+    assert capsys.readouterr().err == "error: image limit must be >= 1, got -1\n"

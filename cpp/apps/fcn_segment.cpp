@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
 
 #include "fcn/fcn.hpp"
 
@@ -85,6 +86,13 @@ class UsageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// An allocation failure: std::bad_alloc, or OpenCV's own (cv::Mat of a huge image).
+bool out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const std::bad_alloc*>(&e)) return true;
+  const auto* cv_error = dynamic_cast<const cv::Exception*>(&e);
+  return cv_error != nullptr && cv_error->code == cv::Error::StsNoMem;
+}
 
 int to_int(const std::string& option, const std::string& value, int min) {
   try {
@@ -254,6 +262,14 @@ void check_outputs(const Args& a, const std::vector<std::pair<std::string, std::
   if (!a.json.empty()) outputs.push_back({"--json report", a.json});
   std::map<std::string, std::pair<std::string, std::string>> written;
   for (const auto& [what, out] : outputs) {
+    // Where it goes must exist now: found after the run, the work would be lost.
+    const fs::path target(out);
+    const fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    if (fs::is_directory(target))
+      throw fcn::Error(what + " " + out + " is a folder; expected a file name");
+    if (!fs::is_directory(folder))
+      throw fcn::Error("cannot write " + what + " " + out + ": folder " + folder.string() +
+                       " does not exist");
     for (const std::string& id : identities(out)) {
       if (auto in = inputs.find(id); in != inputs.end())
         throw fcn::Error(what + " " + out + " is also the " + in->second.first + " " +
@@ -390,7 +406,8 @@ int run(Args a) {
       if (a.images.size() == 1) throw;
       std::cerr << "error: " << path << ": " << e.what() << "\n";
       ++failed;
-    } catch (const std::bad_alloc&) {
+    } catch (const std::exception& e) {
+      if (!out_of_memory(e)) throw;
       if (a.images.size() == 1) throw fcn::Error(path + ": out of memory for this image");
       std::cerr << "error: " << path << ": out of memory for this image\n";
       ++failed;
@@ -418,10 +435,11 @@ int main(int argc, char** argv) {
   } catch (const fcn::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
-  } catch (const std::bad_alloc&) {
-    std::cerr << "error: out of memory; use smaller images or batches\n";
-    return 2;
   } catch (const std::exception& e) {
+    if (out_of_memory(e)) {
+      std::cerr << "error: out of memory; use smaller images or batches\n";
+      return 2;
+    }
     std::cerr << "internal error (please report): " << e.what() << "\n";
     return 1;
   }

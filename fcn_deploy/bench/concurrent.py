@@ -67,6 +67,10 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
     check_counts(warmup=warmup, runs=requests)
     if concurrency < 1:
         raise FCNError(f"--concurrency must be >= 1, got {concurrency}")
+    if concurrency > requests:  # each client opens the model: the extra ones would only load it
+        raise FCNError(f"--concurrency {concurrency} is more than the {requests} requests "
+                       f"(--runs): {concurrency - requests} clients would open the model and "
+                       "send nothing; raise --runs or lower --concurrency")
     shape = tuple(int(d) for d in shape)
     if len(shape) != 4 or shape[1] != 3 or min(shape) < 1:
         raise FCNError(f"shape {'x'.join(map(str, shape))} must be Nx3xHxW with positive sizes")

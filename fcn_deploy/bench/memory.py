@@ -56,6 +56,8 @@ def measure_memory(path: str | Path, *, height: int, width: int, tile: int,
         proc = subprocess.run([sys.executable, "-m", "fcn_deploy.bench.memory", json.dumps(job)],
                               capture_output=True, text=True, timeout=timeout)
         lines = proc.stdout.strip().splitlines()
+        if proc.returncode == 2 and proc.stderr.startswith("error: "):  # the child's FCNError
+            raise FCNError(proc.stderr[len("error: "):].strip())
         if proc.returncode != 0 or not lines:
             raise FCNError(f"the {mode} memory run of {path} at {height}x{width} failed "
                            f"(exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
@@ -112,4 +114,8 @@ def _current_rss() -> int:
 
 
 if __name__ == "__main__":  # the child process of measure_memory
-    print(json.dumps(asdict(_child(json.loads(sys.argv[1])))))
+    try:
+        print(json.dumps(asdict(_child(json.loads(sys.argv[1])))))
+    except FCNError as exc:  # a bad option or model: the parent shows this line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

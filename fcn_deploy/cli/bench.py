@@ -143,13 +143,18 @@ def _output_dir(args: argparse.Namespace, name: str) -> Path:
     plan.write("Markdown report", out_dir / f"{name}.md")
     if plan.conflicts():
         plan.check()  # raises with the reason
-    return prepare_output_dir(out_dir)
+    out_dir = prepare_output_dir(out_dir)
+    plan.check()  # the reports' own folder (a --name with a '/') is writable, before the work
+    return out_dir
 
 
 def _concurrent(args: argparse.Namespace) -> int:
     from fcn_deploy.bench.concurrent import bench_concurrent
     from fcn_deploy.runtime.registry import default_backend, thread_options, url_scheme
 
+    concurrency = 1 if args.concurrency is None else args.concurrency
+    if concurrency < 1:
+        raise FCNError(f"--concurrency must be >= 1, got {concurrency}")
     if args.peak or args.output or (args.shape and len(args.shape) > 1):
         raise FCNError("--concurrency and URLs take one --shape and no --peak/--output")
     backend = args.backend or default_backend(args.engine)
@@ -159,12 +164,12 @@ def _concurrent(args: argparse.Namespace) -> int:
     shape = args.shape[0] if args.shape else (1, 3, 500, 500)
     stem = str(args.engine).rstrip("/").rsplit("/", 1)[-1] if url_scheme(args.engine) \
         else Path(args.engine).stem
-    name = args.name or f"bench_{stem}_c{args.concurrency or 1}"
+    name = args.name or f"bench_{stem}_c{concurrency}"
     out = _output_dir(args, name)
     if not args.quiet:
-        print(f"fcn-bench: {args.engine} with {args.concurrency or 1} concurrent clients",
+        print(f"fcn-bench: {args.engine} with {concurrency} concurrent clients",
               file=sys.stderr)
-    result = bench_concurrent(args.engine, shape=shape, concurrency=args.concurrency or 1,
+    result = bench_concurrent(args.engine, shape=shape, concurrency=concurrency,
                               requests=20 if args.runs is None else args.runs,
                               warmup=2 if args.warmup is None else args.warmup,
                               backend=backend, options=options)

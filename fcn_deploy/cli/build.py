@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from fcn_deploy.cli.common import run_main
+from fcn_deploy.errors import FCNError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,20 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from fcn_deploy.engine.build import BuildOptions, build_engine, parse_size, prepare_build
+    from fcn_deploy.engine.build import (BuildOptions, build_engine, build_run_files, parse_size,
+                                         prepare_build)
     from fcn_deploy.engine.cache import EngineCache, plan_is_current
     from fcn_deploy.engine.profiles import describe_profiles, parse_profiles
     from fcn_deploy.engine.sidecar import sidecar_path
-    from fcn_deploy.fileio import RunFiles
 
     args = build_parser().parse_args(argv)
     output = args.output or args.onnx.with_suffix(".plan")
-    plan = RunFiles("fcn-build")
-    plan.read_model("ONNX model", args.onnx)
-    plan.read("timing cache", args.timing_cache)  # read, then updated in place
-    plan.write("plan", output)
-    plan.write("sidecar", sidecar_path(output))
-    plan.check()
+    build_run_files("fcn-build", args.onnx, output, timing_cache=args.timing_cache).check()
+    if args.cache_dir is not None and args.cache_dir.exists() and not args.cache_dir.is_dir():
+        raise FCNError(f"--cache-dir {args.cache_dir} is a file; expected a folder")
     options = BuildOptions(
         profiles=parse_profiles(args.min, args.opt, args.max),
         workspace_bytes=parse_size(args.workspace) if args.workspace else None,

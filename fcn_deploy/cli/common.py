@@ -18,7 +18,14 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM turned into an exception, so every ``finally`` and ``atomic_path`` cleans up."""
 
 
+#: Set when SIGTERM arrives during a command. The exception it raises can be turned into
+#: another by the code it lands in (an ImportError when it hits a module being imported), and
+#: the command must still end as terminated, not with that error's message.
+_term_received = threading.Event()
+
+
 def _raise_terminated(signum, frame) -> None:
+    _term_received.set()
     raise Terminated()
 
 
@@ -30,6 +37,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _command_environment():
     """SIGTERM handled like Ctrl-C, warnings as one ``warning:`` line; restored afterwards."""
     previous = None
+    _term_received.clear()
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     show = warnings.showwarning
@@ -52,8 +60,13 @@ def run_main(main: Callable[[Sequence[str] | None], int | None],
     an FCNError, is also one ``error:`` line (exit 2), not a traceback.
     """
     try:
-        with _command_environment():
-            rc = main(argv)
+        try:
+            with _command_environment():
+                rc = main(argv)
+        except Exception:
+            if _term_received.is_set():  # SIGTERM, turned into another error on its way up
+                raise Terminated() from None
+            raise
     except FCNError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

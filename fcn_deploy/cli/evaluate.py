@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset spec, e.g. synthetic:50, voc:/data/VOCdevkit:val, "
                         "folder:images,masks")
     p.add_argument("-o", "--output", default=None,
-                   help="write the Markdown report here and its JSON next to it (.json)")
+                   help="write the Markdown report here and its JSON next to it (.json); "
+                        "a .json path gets the JSON, the Markdown beside it (.md)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--backend", default=None,
                    help="runtime backend (default: chosen from the file: onnxruntime, torch, "

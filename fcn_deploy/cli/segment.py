@@ -52,34 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _plan_files(args: argparse.Namespace, images: Sequence[tuple[Path, str]],
-                suffixes: Sequence[str]):
-    """The run's inputs (model, images, scanned folders) and every file it will write."""
-    from fcn_deploy.fileio import RunFiles
-
-    from fcn_deploy.runtime.registry import url_scheme
-
-    plan = RunFiles("fcn-segment")
-    if not url_scheme(args.engine):  # a served model (triton://...) is no local file
-        plan.read_model("model", Path(args.engine))
-    for path in args.images:
-        if path.is_dir():
-            plan.read_folder("input folder", path, recursive=args.recursive)
-    for path, _ in images:
-        plan.read("image", path)
-    plan.write_folder("output folder", args.output)
-    for path, stem in images:
-        for suffix in suffixes:
-            plan.write(f"output of {path.name}", args.output / f"{stem}{suffix}")
-    return plan
-
-
 def _main(argv: Sequence[str] | None) -> int:
     from tqdm import tqdm
 
     from fcn_deploy.imageio import read_image
     from fcn_deploy.runtime.outputs import SegmentOutputs
-    from fcn_deploy.runtime.registry import default_backend, int8_kernel_options, thread_options
+    from fcn_deploy.runtime.registry import (default_backend, int8_kernel_options,
+                                             thread_options, url_scheme)
     from fcn_deploy.runtime.segmenter import Segmenter
 
     args = build_parser().parse_args(normalize_ray_argv(argv))
@@ -93,7 +72,9 @@ def _main(argv: Sequence[str] | None) -> int:
         raise FCNError(f"no images found in {', '.join(map(str, args.images))}")
     out_dir = args.output
     # Before any work, locally or on Ray: never write over an input or one output twice.
-    _plan_files(args, images, outputs.suffixes).check()
+    outputs.run_files(model=None if url_scheme(args.engine) else args.engine,
+                      inputs=args.images, images=images, out_dir=out_dir,
+                      recursive=args.recursive).check()
     if (rc := maybe_run_ray(args)) is not None:
         return rc
 

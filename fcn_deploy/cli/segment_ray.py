@@ -67,7 +67,8 @@ def run_ray(args: argparse.Namespace) -> int:
         model=args.engine, outputs=outputs, backend=args.backend, device=args.device,
         actors=args.actors, num_cpus=args.cpus_per_actor, num_gpus=args.gpus_per_actor,
         threads=args.threads, batch_size=args.batch_size, address=args.ray or None,
-        recursive=args.recursive, resume=not args.no_resume)
+        recursive=args.recursive, resume=not args.no_resume, tile=args.tile,
+        max_pixels=args.max_pixels)
     report = ray_segment(args.images, args.output, options)
     for path, why in report.failed:
         print(f"error: {path}: {why}", file=sys.stderr)

@@ -23,7 +23,7 @@ from fcn_deploy.engine.keys import cache_key as make_key
 from fcn_deploy.engine.profiles import DEFAULT_PROFILE, Profile, describe_profiles, validate_profiles
 from fcn_deploy.engine.sidecar import HARDWARE_COMPAT, EngineInfo, sidecar_path, write_sidecar
 from fcn_deploy.errors import FCNError
-from fcn_deploy.fileio import atomic_write_bytes, check_output_dir, check_run_files
+from fcn_deploy.fileio import RunFiles, atomic_write_bytes
 
 Log = Callable[[str], None]
 _LOG = logging.getLogger("fcn_deploy.engine")
@@ -288,6 +288,19 @@ def serialize_timing_cache(config, *, log: Log) -> bytes | None:
     return bytes(data)
 
 
+def build_run_files(command: str, onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
+                    *, timing_cache: str | os.PathLike | None = None):
+    """The plan (fileio.RunFiles) of a build: it reads the ONNX model and its ``.data`` weights
+    and writes the plan, its sidecar and the timing cache. The cache is read and rewritten in
+    place, so it counts as written: it may not be the model, its weights, the plan or sidecar."""
+    plan = RunFiles(command)
+    plan.read_model("ONNX model", onnx_path)
+    plan.write("plan", plan_path)
+    plan.write("sidecar", sidecar_path(plan_path))
+    plan.write("timing cache", timing_cache)
+    return plan
+
+
 def save_timing_cache(path: str | os.PathLike, data: bytes | None, *, log: Log) -> bool:
     """Write the timing cache atomically after the plan; a failure is a warning, not an error."""
 
@@ -315,8 +328,9 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
     """
     log = log or _LOG.info
     plan_path = Path(plan_path)
-    check_run_files("build_engine", inputs=[("ONNX model", onnx_path)],
-                    outputs=[("plan", plan_path), ("sidecar", sidecar_path(plan_path))])
+    opts = options if options is not None else prepared.options if prepared is not None else None
+    build_run_files("build_engine", onnx_path, plan_path,
+                    timing_cache=opts.timing_cache if opts is not None else None).check()
     prep = prepared if prepared is not None else prepare_build(onnx_path, options)
     log(f"building a {prep.graph.precision.describe()} engine from {prep.onnx_path}")
     log(f"profiles: {describe_profiles(prep.profiles)}")

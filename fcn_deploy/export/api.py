@@ -29,7 +29,7 @@ from fcn_deploy.export import graph as g
 from fcn_deploy.export.compare import CompareReport, compare_onnx
 from fcn_deploy.export.fp16 import convert_to_fp16
 from fcn_deploy.export.torch_export import EXPORTERS, export_torch, name_dynamic_dims
-from fcn_deploy.export.verify import VerificationReport, default_sizes, verify_onnx
+from fcn_deploy.export.verify import Tolerance, VerificationReport, default_sizes, verify_onnx
 from fcn_deploy.fileio import atomic_path, check_output_dir, check_run_files, scratch_dir
 from fcn_deploy.meta import OUTPUT_KINDS, ModelMeta
 from fcn_deploy.onnxgraph import save_model, write_meta
@@ -252,6 +252,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *,
     external_data, verify, verify_sizes, atol, rtol = (o.external_data, o.verify, o.verify_sizes,
                                                        o.atol, o.rtol)
     eval_dataset, eval_limit, threads, progress = o.eval_dataset, o.eval_limit, o.threads, o.progress
+    Tolerance(atol=0.0 if atol is None else atol, rtol=0.0 if rtol is None else rtol)  # before work
     opset, outputs, precision, exporter, shape = _check_options(opset, outputs, precision,
                                                                 exporter, sample_shape)
     output_path = check_output_dir(output_path)

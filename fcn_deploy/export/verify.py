@@ -30,6 +30,14 @@ class Tolerance:
     atol: float
     rtol: float
 
+    def __post_init__(self) -> None:
+        import math
+
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise FCNError(f"{name} must be a finite number >= 0, got {value!r}")
+
     def limit(self, scale: float) -> float:
         return self.atol + self.rtol * scale
 

@@ -3,8 +3,10 @@ loop, Ray actors) writes byte-identical results: ``<stem>.png`` (palette PNG of 
 ``<stem>_overlay.png`` (colours over the image, optional legend), ``<stem>_scores.npy``."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -28,6 +30,29 @@ class SegmentOutputs:
     def suffixes(self) -> list[str]:
         """What each image's stem gets appended (``.png``, ``_overlay.png``, ``_scores.npy``)."""
         return [p.name for p in self.paths(Path(), "")]
+
+    def run_files(self, *, model: str | os.PathLike | None,
+                  inputs: Sequence[str | os.PathLike],
+                  images: Sequence[tuple[Path, str]], out_dir: str | os.PathLike,
+                  recursive: bool, command: str = "fcn-segment"):
+        """The plan (fileio.RunFiles) of a segmentation run: the model (None for a served
+        one), the scanned folders, the images and every file written for them in ``out_dir``.
+        Every runner (the local loop, Ray) checks it before any work."""
+        from fcn_deploy.fileio import RunFiles
+
+        plan = RunFiles(command)
+        if model is not None:
+            plan.read_model("model", Path(model))
+        for path in map(Path, inputs):
+            if path.is_dir():
+                plan.read_folder("input folder", path, recursive=recursive)
+        for path, _ in images:
+            plan.read("image", path)
+        plan.write_folder("output folder", out_dir)
+        for path, stem in images:
+            for out in self.paths(Path(out_dir), stem):
+                plan.write(f"output of {Path(path).name}", out)
+        return plan
 
     def paths(self, out_dir: Path, stem: str) -> list[Path]:
         """Every file written for ``stem`` (all exist = the image is done)."""

@@ -42,7 +42,8 @@ class RaySegmentOptions:
     the cores); ``num_gpus`` per actor (default 1 for a TensorRT plan, else 0); ``batch_size``:
     image paths per actor call; ``address``: the Ray cluster (None: ``RAY_ADDRESS`` if set, else
     a new local Ray); ``init_options``: extra ``ray.init`` arguments for a local Ray (e.g.
-    ``num_cpus``, ``object_store_memory``); ``resume``: skip images whose outputs exist.
+    ``num_cpus``, ``object_store_memory``); ``resume``: skip images whose outputs exist;
+    ``tile``/``max_pixels``: tiled inference as ``Segmenter.predict`` takes them.
     """
 
     model: str | os.PathLike
@@ -59,6 +60,8 @@ class RaySegmentOptions:
     recursive: bool = False
     resume: bool = True
     progress: bool = True
+    tile: int | None = None
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.actors < 1:
@@ -86,7 +89,8 @@ class SegmentActor:
     """One Segmenter per actor; ``__call__`` segments a batch of paths and writes their files."""
 
     def __init__(self, *, model: str, backend: str | None, device: str | None,
-                 options: dict[str, Any], outputs: SegmentOutputs, out_dir: str) -> None:
+                 options: dict[str, Any], outputs: SegmentOutputs, out_dir: str,
+                 tile: int | None = None, max_pixels: int | None = None) -> None:
         from fcn_deploy.runtime.segmenter import Segmenter
 
         if device is not None:
@@ -94,6 +98,7 @@ class SegmentActor:
         self.seg = Segmenter.open(model, backend=backend, **options)
         self.outputs = outputs
         self.out_dir = Path(out_dir)
+        self.tile, self.max_pixels = tile, max_pixels
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -106,7 +111,8 @@ class SegmentActor:
             start = time.perf_counter()
             try:
                 image = read_image(Path(str(path)))
-                result = self.seg.predict(image, scores=self.outputs.scores)
+                result = self.seg.predict(image, scores=self.outputs.scores, tile=self.tile,
+                                          max_pixels=self.max_pixels)
                 labels, scores = result if self.outputs.scores else (result, None)
                 self.outputs.write(self.seg, image, labels, scores, self.out_dir, str(stem))
                 errors.append("")
@@ -162,20 +168,18 @@ def ray_segment(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
     if not images and not failed:
         raise FCNError(f"no images found in {', '.join(map(str, inputs))}")
     out_dir = Path(output).resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FCNError(f"output {out_dir} exists and is not a folder")
-    sources = {p.resolve() for p, _ in images}
+    # fcn-segment's own plan: no output over an input (symlinks, hard links), under a scanned
+    # folder, or over another output; the output folder created and probed.
+    options.outputs.run_files(model=None if url_scheme(model) else model, inputs=inputs,
+                              images=images, out_dir=out_dir, recursive=options.recursive,
+                              command="fcn-segment --ray").check()
     todo, skipped = [], []
     for path, stem in images:
         targets = options.outputs.paths(out_dir, stem)
-        if any(t.resolve() in sources for t in targets):
-            raise FCNError(f"output {targets[0]} would overwrite an input image; choose another "
-                           "output folder")
         if options.resume and all(t.is_file() for t in targets):
             skipped.append((str(path), stem))
         else:
             todo.append((str(path.resolve()), stem))
-    out_dir.mkdir(parents=True, exist_ok=True)
     backend, runner_options = _runner_options(model, options)
     gpus = options.num_gpus
     if gpus is None:
@@ -227,7 +231,8 @@ def _run(todo, failed, *, model, backend, runner_options, options, gpus, out_dir
         num_gpus=gpus,
         fn_constructor_kwargs=dict(model=str(model), backend=backend, device=options.device,
                                    options=runner_options, outputs=options.outputs,
-                                   out_dir=str(out_dir)))
+                                   out_dir=str(out_dir), tile=options.tile,
+                                   max_pixels=options.max_pixels))
     done: list[tuple[str, str]] = []
     bar = tqdm(total=len(todo), unit="img", desc=f"segmenting ({options.actors} actors)",
                file=sys.stderr, disable=None if options.progress else True)

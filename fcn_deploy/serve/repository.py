@@ -91,6 +91,27 @@ class TritonRepoOptions:
             raise FCNError(f"model version must be >= 1, got {self.version}")
         if self.max_image is not None and min(self.max_image) < 1:
             raise FCNError(f"max image size must be positive, got {self.max_image}")
+        # Each number must fit its ModelConfig field (protobuf raises a bare ValueError
+        # otherwise) and make sense to Triton.
+        _check_range("model version", self.version, 1, _INT64_MAX)
+        if self.max_batch_size is not None:
+            _check_range("max batch size", self.max_batch_size, 0, _INT32_MAX)
+        for size in self.preferred_batch_sizes:
+            _check_range("preferred batch size", size, 1, _INT32_MAX)
+        _check_range("max queue delay (microseconds)", self.max_queue_delay_us, 0, _INT64_MAX)
+        _check_range("instance count", self.instance_count, 1, _INT32_MAX)
+        if self.intra_op_threads is not None:
+            _check_range("intra-op threads (0 = ONNX Runtime's default)",
+                         self.intra_op_threads, 0, _INT32_MAX)
+
+
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+
+
+def _check_range(what: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise FCNError(f"{what} must be an integer in {low}..{high}, got {value!r}")
 
 
 @dataclass
@@ -370,7 +391,7 @@ def config_text(config) -> str:
 def write_triton_repository(path: str | os.PathLike, repository: str | os.PathLike,
                             options: TritonRepoOptions | None = None) -> TritonRepoResult:
     """Write ``<repository>/<name>/config.pbtxt`` and ``<name>/<version>/`` for ``path``."""
-    from fcn_deploy.fileio import atomic_path, atomic_write_text
+    from fcn_deploy.fileio import RunFiles, atomic_path, atomic_write_text, os_error_reason
 
     options = options or TritonRepoOptions()
     path = Path(path)
@@ -388,19 +409,44 @@ def write_triton_repository(path: str | os.PathLike, repository: str | os.PathLi
     if version_dir.exists() and not options.overwrite:
         raise FCNError(f"{version_dir} already exists; pick another --version or pass "
                        "--overwrite to replace it")
-    version_dir.mkdir(parents=True, exist_ok=True)
     io_kind = "plan" if config.platform == "tensorrt_plan" else "onnx"
     copies = [(path, version_dir / f"model.{io_kind}")]
     copies += [(extra, version_dir / extra.name) for extra in io.extra_files]
-    written = []
+    config_path = model_dir / "config.pbtxt"
+    model_py = version_dir / "model.py" if config.backend == "python" else None
+    # The shared plan: no file written may be an input (symlinks and hard links included) or
+    # another file of this repository, checked before any folder is made.
+    plan = RunFiles("fcn-triton")
+    plan.read_model("model", path)
+    for extra in io.extra_files:
+        plan.read("model's external weights", extra)
     for src, dst in copies:
-        with atomic_path(dst, suffix=dst.suffix) as tmp:
-            shutil.copyfile(src, tmp)
-        written.append(dst)
-    if config.backend == "python":
-        dst = version_dir / "model.py"
-        atomic_write_text(dst, _PYTHON_MODEL.read_text(encoding="utf-8"))
-        written.append(dst)
-    config_path = atomic_write_text(model_dir / "config.pbtxt", text)
+        plan.write(f"copy of {src.name}", dst)
+    plan.write("python backend", model_py)
+    plan.write("config", config_path)
+    if plan.conflicts():
+        plan.check()  # raises with the reason
+    # Folders this call creates are removed again if it fails or is interrupted, so no
+    # half-made model folder (which Triton would try to load) or empty version is left behind.
+    first_new = next((d for d in (repository, model_dir, version_dir) if not d.exists()), None)
+    try:
+        plan.write_folder("model version folder", version_dir)
+        plan.check()
+        written = []
+        for src, dst in copies:
+            with atomic_path(dst, suffix=dst.suffix) as tmp:
+                shutil.copyfile(src, tmp)
+            written.append(dst)
+        if model_py is not None:
+            atomic_write_text(model_py, _PYTHON_MODEL.read_text(encoding="utf-8"))
+            written.append(model_py)
+        atomic_write_text(config_path, text)
+    except BaseException as exc:
+        if first_new is not None:
+            shutil.rmtree(first_new, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise FCNError(f"cannot write the model repository {repository}: "
+                           f"{os_error_reason(exc)}") from None
+        raise
     return TritonRepoResult(model_dir=model_dir, config_path=config_path,
                             files=[config_path] + written, config_text=text)

@@ -395,3 +395,23 @@ def test_cpp_tiled_labels_equal_python_tiled_and_whole(models, tmp_path):
                    check=False)
     assert proc.returncode == 2
     assert "carries no tiling geometry (metadata 'tiling'); re-export" in proc.stderr
+
+
+def test_cpp_checks_output_folders_before_the_work_and_reports_opencv_out_of_memory(models, images,
+                                                                                   tmp_path):
+    """A missing folder or a folder given as the --json file is found before the model runs
+    (it was found after the benchmark); OpenCV's allocation failure is an error line, exit 2
+    (it was an 'internal error', exit 1)."""
+    proc = run_cpp("--model", models["bgr_scores"], "--bench", "1", "--warmup", "0", "--json",
+                   tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"error: --json report {tmp_path} is a folder; expected a file name\n"
+    proc = run_cpp("--model", models["bgr_scores"], images[0], "-o", tmp_path / "no" / "m.png",
+                   check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (f"error: cannot write mask of {images[0]} {tmp_path / 'no' / 'm.png'}: "
+                           f"folder {tmp_path / 'no'} does not exist\n")
+    proc = run_cpp("--model", models["bgr_scores"], "--bench", "1", "--size", "2000000x2000000",
+                   check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: out of memory; use smaller images or batches\n"

@@ -123,7 +123,17 @@ def test_cli_refuses_a_plan_or_sidecar_over_an_input(tiny_onnx, tmp_path, capsys
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"cache")
     assert main([str(tiny_onnx), "-o", str(cache), "--timing-cache", str(cache)]) == 2
-    assert "is also the timing cache" in capsys.readouterr().err
+    assert f"timing cache {cache} and plan {cache} are the same file" in capsys.readouterr().err
+    # The cache is rewritten after the build: as the model (or its weights) it would replace it.
+    assert main([str(tiny_onnx), "-o", str(tmp_path / "t.plan"), "--timing-cache",
+                 str(tiny_onnx), "--check"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: fcn-build: timing cache {tiny_onnx} is also the ONNX model {tiny_onnx}: writing "
+        "it would destroy that input; choose another output path\n")
+    weights = tiny_onnx.parent / (tiny_onnx.name + ".data")
+    assert main([str(tiny_onnx), "-o", str(tmp_path / "t.plan"), "--timing-cache",
+                 str(weights), "--check"]) == 2
+    assert "is also the ONNX model's weights" in capsys.readouterr().err
     sidecar_clash = tmp_path / "m.plan"
     (tmp_path / "m.plan.json").symlink_to(tiny_onnx)
     assert main([str(tiny_onnx), "-o", str(sidecar_clash)]) == 2
@@ -134,3 +144,7 @@ def test_cli_refuses_a_plan_or_sidecar_over_an_input(tiny_onnx, tmp_path, capsys
 def test_build_engine_refuses_a_plan_over_its_onnx_before_needing_tensorrt(tiny_onnx):
     with pytest.raises(FCNError, match=r"build_engine: plan .*tiny\.onnx is also the ONNX model"):
         build_engine(tiny_onnx, tiny_onnx, BuildOptions())
+    with pytest.raises(FCNError, match=r"build_engine: timing cache .*tiny\.onnx is also the "
+                                       r"ONNX model"):
+        build_engine(tiny_onnx, tiny_onnx.with_suffix(".plan"),
+                     BuildOptions(timing_cache=tiny_onnx))

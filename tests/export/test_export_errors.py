@@ -55,6 +55,9 @@ def test_opset_out_of_range(tiny, tmp_path, opset):
     ({"precision": "int8"}, "INT8 graphs come from fcn-quantize"),
     ({"exporter": "onnxscript"}, "exporter must be one of legacy, dynamo"),
     ({"sample_shape": (1, 1, 32, 32)}, "must be N x 3 x H x W"),
+    # refused before exporting (a negative tolerance failed every size after the work)
+    ({"atol": -1.0}, r"atol must be a finite number >= 0, got -1.0"),
+    ({"rtol": float("nan")}, r"rtol must be a finite number >= 0, got nan"),
 ])
 def test_bad_options(tiny, tmp_path, option, message):
     with pytest.raises(FCNError, match=message):

@@ -277,3 +277,19 @@ def test_fcn_bench_memory_whole_vs_tiled(tmp_path, tiny_tiled, capsys):
     assert "| whole | 300x200 | 1 |" in out and "| tiled | 300x200 | 20 |" in out
     assert main(["--engine", str(tiny_tiled), "--tile", "64"]) == 2
     assert "--tile sets the tile size of --memory" in capsys.readouterr().err
+
+
+def test_fcn_bench_memory_errors_are_one_line_before_any_work(tmp_path, tiny_tiled, capsys):
+    from fcn_deploy.cli.bench import main
+
+    # A bad option reaches the measuring child process: its FCNError, not its traceback.
+    assert main(["--engine", str(tiny_tiled), "--memory", "--shape", "1x3x64x64", "--tile", "32",
+                 "--threads", "-1", "-o", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: intra_op_threads must be >= 0 (0 = ONNX Runtime's default), got -1\n"
+    # A report under a missing folder is refused before measuring, not after.
+    assert main(["--engine", str(tiny_tiled), "--memory", "--shape", "1x3x64x64", "--tile", "32",
+                 "--name", "missing/report", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: output folder {tmp_path / 'missing'} does not exist; create it first\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [tiny_tiled.name]

@@ -9,7 +9,7 @@ from fcn_deploy.cli.segment_ray import normalize_ray_argv
 from fcn_deploy.errors import FCNError
 from fcn_deploy.runtime.outputs import SegmentOutputs
 from fcn_deploy.serve.ray_segment import RaySegmentOptions, looks_like_ray_address, ray_segment
-from runtime_fixtures import make_tiny_onnx, random_image
+from runtime_fixtures import make_tiny_onnx, random_image, tiny_meta
 
 ray = pytest.importorskip("ray")
 
@@ -82,7 +82,7 @@ def test_resume_skips_done_images_and_redoes_missing_ones(local_ray, data, tmp_p
 def test_errors_are_fcn_errors(local_ray, data, tmp_path):
     with pytest.raises(FCNError, match=r"model file .*missing.onnx does not exist"):
         ray_segment([data["extra"]], tmp_path, RaySegmentOptions(model=data["root"] / "missing.onnx"))
-    with pytest.raises(FCNError, match=r"would overwrite an input image"):
+    with pytest.raises(FCNError, match=r"x0.png is also the image .*would destroy that input"):
         ray_segment([data["extra"]], data["extra"], RaySegmentOptions(model=data["model"]))
     with pytest.raises(FCNError, match=r"actors must be >= 1, got 0"):
         RaySegmentOptions(model=data["model"], actors=0)
@@ -114,3 +114,41 @@ def test_ray_address_or_first_input(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "host:1").write_text("")  # a file of that name is an input, not an address
     assert not looks_like_ray_address("host:1")
+
+
+def test_ray_checks_the_run_files_as_fcn_segment_does(data, tmp_path):
+    """Refused before Ray starts: outputs under a folder read --recursive (the next run would
+    segment its own masks) and a hard link of an input, which comparing paths missed."""
+    options = RaySegmentOptions(model=data["model"], recursive=True)
+    with pytest.raises(FCNError, match=r"would be written under the input folder"):
+        ray_segment([data["images"]], data["images"] / "sub" / "out", options)
+    assert not (data["images"] / "sub" / "out").exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x0.png").hardlink_to(data["extra"] / "x0.png")
+    with pytest.raises(FCNError, match=r"x0.png is also the image .*x0.png"):
+        ray_segment([data["extra"]], out, RaySegmentOptions(model=data["model"]))
+
+
+def test_ray_actors_segment_with_the_tile_options(tmp_path):
+    """--tile/--max-pixels reach the actors' predict (they were dropped: images ran whole)."""
+    from fcn_deploy.serve.ray_segment import SegmentActor
+
+    model = make_tiny_onnx(tmp_path / "tiled.onnx", meta=tiny_meta(
+        tiling={"stride": 1, "context_before": 1, "context_after": 1}))
+    cv2.imwrite(str(tmp_path / "a.png"), random_image(30, 40, seed=1))
+    batch = {"path": [str(tmp_path / "a.png")], "stem": ["a"]}
+
+    def run(out, **tile_options):
+        actor = SegmentActor(model=str(model), backend=None, device=None, options={},
+                             outputs=SegmentOutputs(), out_dir=str(tmp_path / out),
+                             **tile_options)
+        (tmp_path / out).mkdir()
+        return list(actor(batch)["error"])
+
+    assert run("whole") == [""]
+    assert run("tiled", tile=8) == [""]
+    whole, tiled = (tmp_path / out / "a.png" for out in ("whole", "tiled"))
+    assert tiled.read_bytes() == whole.read_bytes()
+    error, = run("refused", max_pixels=1)
+    assert "max_pixels 1 is too small to tile this model" in error

@@ -141,7 +141,15 @@ def test_preferred_batch_outside_the_profiles_is_refused(tmp_path):
 @pytest.mark.parametrize("options,message", [
     (dict(preferred_batch_sizes=(4, 16)), r"preferred batch sizes \[16\] are outside 1..8"),
     (dict(max_batch_size=0), r"dynamic batching needs max_batch_size > 0"),
-    (dict(instance_count=0), r"instance count must be >= 1, got 0"),
+    (dict(instance_count=0), r"instance count must be an integer in 1..2147483647, got 0"),
+    # Out of their protobuf fields' range: an FCNError, not protobuf's bare ValueError.
+    (dict(max_batch_size=2**40), r"max batch size must be an integer in 0..2147483647"),
+    (dict(instance_count=2**31), r"instance count must be an integer in 1..2147483647"),
+    (dict(preferred_batch_sizes=(2**32,)), r"preferred batch size must be an integer in 1.."),
+    (dict(max_queue_delay_us=-5), r"max queue delay \(microseconds\) must be an integer in "
+                                  r"0..9223372036854775807, got -5"),
+    (dict(version=2**64), r"model version must be an integer in 1..9223372036854775807"),
+    (dict(backend="python", intra_op_threads=-3), r"intra-op threads .* got -3"),
     (dict(version_policy="newest"), r"version policy 'newest' is not understood"),
     (dict(name="a/b"), r"model name 'a/b' must be a non-empty folder name"),
     (dict(intra_op_threads=2), r"intra-op threads apply to the python backend"),
@@ -203,3 +211,41 @@ def test_cli_writes_and_reports_errors(tiny_onnx, tmp_path, capsys):
     rc = triton_main([str(tiny_onnx), "-o", str(tmp_path / "r3"), "--no-dynamic-batching",
                       "--preferred-batch", "2"])
     assert rc == 2 and "drop --no-dynamic-batching" in capsys.readouterr().err
+
+
+def test_a_hard_link_of_the_model_is_not_overwritten(tiny_onnx, tmp_path):
+    repo = tmp_path / "repo"
+    write_triton_repository(tiny_onnx, repo, TritonRepoOptions(name="m"))
+    link = tmp_path / "link.onnx"
+    link.hardlink_to(repo / "m" / "1" / "model.onnx")
+    with pytest.raises(FCNError, match=r"fcn-triton: copy of link.onnx .*model.onnx is also the "
+                                       r"model .*link.onnx: writing it would destroy that input"):
+        write_triton_repository(link, repo, TritonRepoOptions(name="m", overwrite=True))
+
+
+def test_a_failed_or_interrupted_write_leaves_no_model_folder(tiny_onnx, tmp_path, monkeypatch):
+    from fcn_deploy.serve import repository
+
+    repo = tmp_path / "repo"
+    write_triton_repository(tiny_onnx, repo, TritonRepoOptions(name="kept"))
+
+    class Interrupted(BaseException):  # as SIGTERM/Ctrl-C arrive (cli.common), not an Exception
+        pass
+
+    def interrupted(src, dst):
+        raise Interrupted
+
+    monkeypatch.setattr(repository.shutil, "copyfile", interrupted)
+    with pytest.raises(Interrupted):
+        write_triton_repository(tiny_onnx, repo, TritonRepoOptions(name="m"))
+    # The half-made folder is gone (a later run is not refused as "already exists"), nothing
+    # else was touched, and no hidden temp file is left.
+    assert sorted(p.name for p in repo.iterdir()) == ["kept"]
+    assert sorted(p.name for p in (repo / "kept").rglob("*")) == ["1", "config.pbtxt",
+                                                                  "model.onnx"]
+    with pytest.raises(Interrupted):
+        write_triton_repository(tiny_onnx, tmp_path / "new", TritonRepoOptions(name="m"))
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    write_triton_repository(tiny_onnx, repo, TritonRepoOptions(name="m"))
+    assert (repo / "m" / "1" / "model.onnx").read_bytes() == tiny_onnx.read_bytes()
