@@ -14,7 +14,10 @@ from fcn_deploy.datasets.base import (Sample, SegmentationDataset, check_same_si
                                       validate_label)
 from fcn_deploy.datasets.folder import FolderDataset, ImageFolder, list_images
 from fcn_deploy.datasets.sbd import SBDSegmentation, read_sbd_label
-from fcn_deploy.datasets.synthetic import SHAPES, SyntheticShapes, stride_oracle
+from fcn_deploy.datasets.nyud import NYUDSegmentation
+from fcn_deploy.datasets.siftflow import SiftFlowSegmentation
+from fcn_deploy.datasets.synthetic import (SHAPES, SyntheticRGBD, SyntheticShapes,
+                                           SyntheticTwoHead, stride_oracle)
 from fcn_deploy.datasets.voc import VOCSegmentation, resolve_voc_root, write_voc_layout
 from fcn_deploy.errors import FCNError
 
@@ -22,7 +25,8 @@ __all__ = [
     "Sample", "SegmentationDataset", "VOCSegmentation", "SBDSegmentation", "FolderDataset",
     "ImageFolder", "SyntheticShapes", "SHAPES", "create_dataset", "write_voc_layout",
     "stride_oracle", "validate_label", "check_same_size", "read_sbd_label", "resolve_voc_root",
-    "list_images", "SPEC_FORMS",
+    "list_images", "SPEC_FORMS", "SiftFlowSegmentation", "NYUDSegmentation",
+    "SyntheticTwoHead", "SyntheticRGBD",
 ]
 
 #: The accepted spec strings, as shown in error messages and help texts.
@@ -32,7 +36,15 @@ SPEC_FORMS = (
     "folder:<images dir>[,<masks dir>]  (masks matched by file stem; none = unlabelled)",
     "synthetic[:<number of images>][:key=value,...]  (SyntheticShapes, default 200 images, "
     "seed 0; e.g. synthetic:50:seed=1000,min_size=96)",
+    "siftflow:<SiftFlowDataset>[:trainval|test|<list file>]  (default: trainval; heads sem, geo)",
+    "nyud:<data/nyud>[:train|val|test|trainval|<list file>]  (default: train; inputs image, "
+    "hha, depth)",
+    "synthetic-twohead[...] / synthetic-rgbd[...]  (as synthetic, plus a geo head / hha and "
+    "depth inputs)",
 )
+#: The synthetic kinds by scheme.
+_SYNTHETIC = {"synthetic": SyntheticShapes, "synthetic-twohead": SyntheticTwoHead,
+              "synthetic-rgbd": SyntheticRGBD}
 
 
 def _split_optional(rest: str, sep: str) -> tuple[str, str | None]:
@@ -43,7 +55,8 @@ def _split_optional(rest: str, sep: str) -> tuple[str, str | None]:
     return rest, None
 
 
-_DATASET_TYPES = (VOCSegmentation, SBDSegmentation, FolderDataset, SyntheticShapes)
+_DATASET_TYPES = (VOCSegmentation, SBDSegmentation, FolderDataset, SyntheticShapes,
+                  SiftFlowSegmentation, NYUDSegmentation)
 
 
 def _options(cls: type) -> list[str]:
@@ -88,10 +101,16 @@ def create_dataset(spec: str, **kwargs: Any) -> SegmentationDataset:
         if image_set is not None:
             kwargs = {**kwargs, "image_set": image_set}
         return _construct(SBDSegmentation, (root,), kwargs, spec)
+    if scheme in ("siftflow", "nyud") and rest:
+        root, image_set = _split_optional(rest, ":")
+        if image_set is not None:
+            kwargs = {**kwargs, "image_set": image_set}
+        cls = SiftFlowSegmentation if scheme == "siftflow" else NYUDSegmentation
+        return _construct(cls, (root,), kwargs, spec)
     if scheme == "folder" and rest:
         images, masks = _split_optional(rest, ",")
         return _construct(FolderDataset, (images, masks), kwargs, spec)
-    if scheme == "synthetic":
+    if scheme in _SYNTHETIC:
         count, _, extra = rest.partition(":")
         if count.strip():
             try:
@@ -109,6 +128,6 @@ def create_dataset(spec: str, **kwargs: Any) -> SegmentationDataset:
             except ValueError:
                 raise FCNError(f"dataset spec {spec!r}: {key.strip()} must be an integer, "
                                f"got {value!r}") from None
-        return _construct(SyntheticShapes, (), kwargs, spec)
+        return _construct(_SYNTHETIC[scheme], (), kwargs, spec)
     raise FCNError(f"dataset spec {spec!r} is not understood; expected one of: "
                    + "; ".join(SPEC_FORMS))
