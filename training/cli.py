@@ -157,7 +157,8 @@ def config_from_args(args: argparse.Namespace, *, world=None):
     elif "recipe" in saved:
         base = Recipe.from_dict(saved["recipe"])
     else:
-        base = default_recipe(arch, synthetic=dataset.partition(":")[0].lower() == "synthetic")
+        base = default_recipe(arch, synthetic=dataset.partition(":")[0].lower().startswith(
+            "synthetic"))
     recipe = base.replace(**{name: getattr(args, name) for name in recipe_fields()})
     options = dict(saved.get("dataset_options") or {})
     options.update(dict(args.dataset_option))
