@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--arch", help="architecture (fcn_deploy.models.list_models()); "
                       "default with --resume: the checkpoint's")
     what.add_argument("--dataset", help="training set spec: voc:<VOCdevkit>[:<set>], "
-                      "sbd:<root>[:train], folder:<images>,<masks>, synthetic[:<n>]")
+                      "sbd:<root>[:train], folder:<images>,<masks>, synthetic[:<n>], "
+                      "siftflow:<root>[:trainval], nyud:<root>[:train], "
+                      "synthetic-twohead[:<n>], synthetic-rgbd[:<n>]")
     what.add_argument("--val-dataset", help="validation set spec (default: synthetic data is "
                       "validated on 50 other synthetic images; other data is not evaluated)")
     what.add_argument("--dataset-option", action="append", type=_dataset_option, default=[],

@@ -43,6 +43,13 @@ def crop(x: torch.Tensor, ref: torch.Tensor, offset: int) -> torch.Tensor:
     return x[:, :, offset:offset + ref.shape[2], offset:offset + ref.shape[3]]
 
 
+def color_d_filters(weight: torch.Tensor) -> torch.Tensor:
+    """(out, 3, k, k) RGB filters -> (out, 4, k, k): the colour channels as they are, the depth
+    channel their mean over the three colour channels (the reference's RGB-D initialisation,
+    nyud-fcn32s-color-d/solve.py)."""
+    return torch.cat([weight, weight.mean(dim=1, keepdim=True)], dim=1)
+
+
 def scaled_channels(channels: int, width: float, *, multiple: int = 1) -> int:
     """``channels * width`` rounded half up to a multiple of ``multiple`` (at least ``multiple``)."""
     units = math.floor(channels * width / multiple + 0.5)
@@ -128,6 +135,11 @@ class FCNBase(nn.Module):
     #: ``forward`` then returns {head: NxCxHxW scores}. Empty: one head, ``forward`` returns
     #: the score tensor itself, as every single-head net always has.
     head_names: tuple[str, ...] = ()
+    #: The ImageNet classifier whose weights fill the backbone (``"vgg16"`` for every net built
+    #: on :func:`~fcn_deploy.models.vgg.build_vgg16`), and the module prefixes of its copies
+    #: (``("color.", "hha.")`` for the late-fusion nets' two streams).
+    backbone: str = ""
+    backbone_prefixes: tuple[str, ...] = ("",)
 
     def __init__(self, *, num_classes: int, width: float, learn_upsampling: bool) -> None:
         super().__init__()

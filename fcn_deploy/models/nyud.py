@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fcn_deploy.models.layers import FCNBase, crop
+from fcn_deploy.models.layers import FCNBase, color_d_filters, crop
 from fcn_deploy.models.registry import register_model
 from fcn_deploy.models.vgg import HEADS, FCN32sVGG16, build_vgg16, run_vgg16
 
@@ -77,15 +77,15 @@ class NYUDFCN32sColorD(FCN32sVGG16):
     def init_conv1_1_from_color(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """The reference's surgery from an RGB net (nyud-fcn32s-color-d/solve.py): the colour
         channels take the RGB net's conv1_1 filters, the depth channel their mean over the
-        three colour channels, the bias is copied."""
+        three colour channels, the bias is copied. (``--imagenet`` does this by itself.)"""
         want = (self.conv1_1.out_channels, 3) + tuple(self.conv1_1.kernel_size)
         if tuple(weight.shape) != want or tuple(bias.shape) != (want[0],):
             raise ValueError(f"conv1_1 of an RGB net must be {want} (+ bias), got "
                              f"{tuple(weight.shape)} / {tuple(bias.shape)}")
         with torch.no_grad():
-            self.conv1_1.weight[:, :3].copy_(weight)
-            self.conv1_1.weight[:, 3].copy_(weight.mean(dim=1))
+            self.conv1_1.weight.copy_(color_d_filters(weight))
             self.conv1_1.bias.copy_(bias)
+
 
 
 class VGG16Stream(nn.Module):
@@ -111,6 +111,8 @@ class _LateFusion(FCNBase):
 
     variant = "32s"
     input_channels = {"image": 3, "hha": 3}
+    backbone = "vgg16"
+    backbone_prefixes = tuple(f"{stream}." for stream in STREAMS)
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -24,6 +24,7 @@ class _SiftFlowFCN(FCNBase):
     """Two reference heads of one variant (32s/16s/8s) on one VGG16 trunk."""
 
     variant = "32s"
+    backbone = "vgg16"
     head_names = tuple(SIFTFLOW_HEADS)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -135,6 +135,7 @@ class _VGG16FCNBase(FCNBase):
     """VGG16 backbone with fc6/fc7 as convolutions and one reference head (``variant``)."""
 
     variant = "32s"
+    backbone = "vgg16"
     pool4_scale: float | None = None
     pool3_scale: float | None = None
 

@@ -286,3 +286,25 @@ def test_nyud_single_stream_nets_are_chosen_by_file_name(tmp_path):
                        ("fcn32s-heavy-pascal.caffemodel", "fcn32s_vgg16")):
         src = caffe.write_caffemodel(tmp_path / file, layers)
         assert import_weights(src, None).arch == arch
+
+
+def test_imagenet_weights_fill_every_stream_and_widen_the_rgbd_conv():
+    from fcn_deploy.models.classifiers import VGG16Classifier
+    from fcn_deploy.models.surgery import load_imagenet_weights
+
+    torch.manual_seed(0)
+    source = VGG16Classifier(width=TINY).state_dict()
+    rgbd = create_model("nyud_fcn32s_color_d", width=TINY)
+    assert len(load_imagenet_weights(rgbd, source).copied) == 30  # 15 layers x (weight, bias)
+    w = source["features.0.weight"]
+    assert torch.equal(rgbd.conv1_1.weight[:, :3], w)
+    assert torch.allclose(rgbd.conv1_1.weight[:, 3], w.mean(dim=1))
+    assert torch.equal(rgbd.fc6.weight, source["classifier.0.weight"].reshape(rgbd.fc6.weight.shape))
+    fusion = create_model("nyud_fcn16s_color_hha", width=TINY)
+    report = load_imagenet_weights(fusion, source)
+    assert len(report.copied) == 60 and {k.split(".")[0] for k in report.copied} == {"color", "hha"}
+    assert torch.equal(fusion.color.conv3_2.weight, fusion.hha.conv3_2.weight)
+    assert fusion.color.score_fr.weight.abs().sum() == 0  # score layers stay zero
+    sift = create_model("siftflow_fcn8s", width=TINY)
+    assert len(load_imagenet_weights(sift, source).copied) == 30
+    assert torch.equal(sift.conv5_3.weight, source["features.28.weight"])
