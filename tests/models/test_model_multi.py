@@ -308,3 +308,23 @@ def test_imagenet_weights_fill_every_stream_and_widen_the_rgbd_conv():
     sift = create_model("siftflow_fcn8s", width=TINY)
     assert len(load_imagenet_weights(sift, source).copied) == 30
     assert torch.equal(sift.conv5_3.weight, source["features.28.weight"])
+
+
+@pytest.mark.parametrize("coarse,fine", [("siftflow_fcn32s", "siftflow_fcn16s"),
+                                         ("siftflow_fcn16s", "siftflow_fcn8s"),
+                                         ("nyud_fcn32s_color_hha", "nyud_fcn16s_color_hha")])
+def test_staged_init_from_the_coarser_net(coarse, fine):
+    from fcn_deploy.models.surgery import init_from_coarser
+
+    source = _randomize(create_model(coarse, num_classes=4, width=TINY), seed=8)
+    model = create_model(fine, num_classes=4, width=TINY)
+    report = init_from_coarser(model, source)
+    new = {k.rpartition(".")[0] for k in report.initialized}
+    state = source.state_dict()
+    for key, value in model.state_dict().items():
+        layer = key.rpartition(".")[0]
+        if layer in new:
+            continue
+        assert torch.equal(value, state[key]), key  # trunk and the coarser net's heads copied
+    scores = {n for n in new if n in model.score_layers}
+    assert scores and all(model.get_submodule(n).weight.abs().sum() == 0 for n in scores)
