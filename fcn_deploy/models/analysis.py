@@ -407,7 +407,7 @@ if __name__ == "__main__":  # python -m fcn_deploy.models.analysis: the table in
 
     print("| arch | parameters | trainable | conv layers | GMAC @500x500 | RF | max stride |")
     print("|---|---|---|---|---|---|---|")
-    for arch in list_models():
+    for arch in list_models(multi=False):  # one input, one head (the multi nets: docs)
         s = model_summary(arch)
         print(f"| {arch} | {s['parameters']:,} | {s['trainable_parameters']:,} | "
               f"{s['conv_layers']} | {s['gmacs']:.1f} | {s['receptive_field']} | "
