@@ -505,6 +505,8 @@ class _Run:
                               class_names=list(self.train_set.class_names),
                               palette=list(self.train_set.palette),
                               ignore_label=self.train_set.ignore_label,
+                              **({"mean": list(self.train_set.mean)}
+                                 if self.train_set.mean is not None else {}),
                               arch_kwargs=dict(self.model.arch_kwargs),
                               extra=_io_meta(self.model, self.train_set))
         self.optimizer = create_optimizer(self.model, lr=recipe.lr, momentum=recipe.momentum,

@@ -160,6 +160,9 @@ class SegmentationDataset:
     extra_heads: dict[str, tuple[str, ...]] = {}
     #: The modalities each Sample carries in ``inputs`` besides the image (NYUD: hha, depth).
     extra_inputs: tuple[str, ...] = ()
+    #: The BGR image mean the reference trains on this set with (SIFT Flow, NYUDv2); None: the
+    #: VGG/ImageNet mean of the VOC nets.
+    mean: tuple[float, float, float] | None = None
 
     @property
     def heads(self) -> dict[str, int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn_deploy.constants import NYUD40_CLASSES
+from fcn_deploy.constants import NYUD40_CLASSES, NYUD_MEAN_BGR
 from fcn_deploy.datasets.base import (IdListDataset, Sample, check_same_size, read_mat_labels,
                                       shift_void)
 from fcn_deploy.errors import FCNError
@@ -45,6 +45,7 @@ class NYUDSegmentation(IdListDataset):
     kind = "NYUDv2"
     image_suffix = ".png"
     label_suffix = ".mat"
+    mean = NYUD_MEAN_BGR
 
     def __init__(self, root: str | os.PathLike, *, image_set: str | None = None,
                  list_file: str | os.PathLike | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn_deploy.constants import SIFTFLOW_CLASSES, SIFTFLOW_GEO_CLASSES
+from fcn_deploy.constants import SIFTFLOW_CLASSES, SIFTFLOW_GEO_CLASSES, SIFTFLOW_MEAN_BGR
 from fcn_deploy.datasets.base import (IdListDataset, Sample, check_same_size, read_mat_labels,
                                       shift_void, validate_label)
 from fcn_deploy.errors import FCNError
@@ -33,6 +33,7 @@ class SiftFlowSegmentation(IdListDataset):
     label_suffix = ".mat"
     primary_head = "sem"
     extra_heads = {"geo": SIFTFLOW_GEO_CLASSES}
+    mean = SIFTFLOW_MEAN_BGR
 
     def __init__(self, root: str | os.PathLike, *, image_set: str | None = None,
                  list_file: str | os.PathLike | None = None) -> None:

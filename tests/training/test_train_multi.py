@@ -98,3 +98,38 @@ def test_model_and_data_must_agree(tmp_path, capsys):
                  "--max-iters", "1", "--out", str(tmp_path / "c")]) == 2
     assert ("takes the input(s) depth, which the dataset synthetic:4 does not carry"
             in capsys.readouterr().err)
+
+
+def test_siftflow_layout_trains_with_the_reference_mean(tmp_path, capsys):
+    """The real layout end to end (a tiny SIFT Flow tree written here): both heads trained and
+    scored, and the image mean is the reference's SIFT Flow mean, kept in the metadata."""
+    import cv2
+    import scipy.io
+
+    from fcn_deploy.constants import SIFTFLOW_MEAN_BGR
+    from fcn_deploy.datasets.siftflow import SIFTFLOW_SUBDIR
+
+    root = tmp_path / "SiftFlowDataset"
+    for sub in ("Images", "SemanticLabels", "GeoLabels"):
+        (root / sub / SIFTFLOW_SUBDIR).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(root / "Images" / SIFTFLOW_SUBDIR / f"{name}.jpg"),
+                    rng.integers(0, 256, (24, 28, 3), dtype=np.uint8))
+        scipy.io.savemat(root / "SemanticLabels" / SIFTFLOW_SUBDIR / f"{name}.mat",
+                         {"S": rng.integers(0, 34, (24, 28))})
+        scipy.io.savemat(root / "GeoLabels" / SIFTFLOW_SUBDIR / f"{name}.mat",
+                         {"S": rng.integers(-1, 4, (24, 28))})
+    (root / "trainval.txt").write_text("a\nb\n")
+    (root / "test.txt").write_text("c\n")
+    out = tmp_path / "run"
+    assert main(["--arch", "siftflow_fcn32s", "--width", "0.0625", "--dataset", f"siftflow:{root}",
+                 "--val-dataset", f"siftflow:{root}:test", "--recipe", "synthetic-demo",
+                 "--max-iters", "1", "--threads", "1", "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+    model, meta = load_model(out / "last.pt")
+    assert meta.mean == pytest.approx(list(SIFTFLOW_MEAN_BGR))
+    assert meta.num_classes == 33 and meta.class_names[-1] == "window"
+    assert meta.extra["heads"][1]["class_names"] == ["horizontal", "vertical", "sky"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["final"]["heads"]["geo"]["num_pixels"] > 0
