@@ -25,6 +25,31 @@ VGG_MEAN_BGR: tuple[float, float, float] = (104.00698793, 116.66876762, 122.6789
 IGNORE_LABEL = 255
 
 
+#: SIFT Flow's 33 semantic classes (Liu et al.), in label order 1..33 (0 = void, ignored).
+SIFTFLOW_CLASSES: tuple[str, ...] = (
+    "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk",
+    "desert", "door", "fence", "field", "grass", "moon", "mountain", "person", "plant", "pole",
+    "river", "road", "rock", "sand", "sea", "sidewalk", "sign", "sky", "staircase",
+    "streetlight", "sun", "tree", "window",
+)
+#: SIFT Flow's 3 geometric classes, label order 1..3 (-1 = void, ignored).
+SIFTFLOW_GEO_CLASSES: tuple[str, ...] = ("horizontal", "vertical", "sky")
+#: NYUDv2's 40 classes of Gupta et al., label order 1..40 (0 = void, ignored).
+NYUD40_CLASSES: tuple[str, ...] = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
+    "floor mat", "clothes", "ceiling", "books", "refridgerator", "television", "paper", "towel",
+    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
+    "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+)
+#: The reference data layers' input means: SIFT Flow and NYUDv2 images (BGR), NYUDv2 HHA images
+#: (in the PNG's own channel order) and log depth (depth in the PNG's units, millimetres).
+SIFTFLOW_MEAN_BGR: tuple[float, float, float] = (114.578, 115.294, 108.353)
+NYUD_MEAN_BGR: tuple[float, float, float] = (116.190, 97.203, 92.318)
+NYUD_HHA_MEAN: tuple[float, float, float] = (118.477, 94.076, 132.431)
+NYUD_LOG_DEPTH_MEAN: float = 7.844
+
+
 def voc_palette(num_colors: int = 256) -> list[tuple[int, int, int]]:
     """The PASCAL VOC colour map (RGB), as written into VOC's palette PNGs.
 

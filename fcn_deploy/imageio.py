@@ -165,6 +165,22 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_bgr8(image, name=f"image {path}")
 
 
+def read_depth(path: str | os.PathLike) -> np.ndarray:
+    """Read a one-channel (8- or 16-bit) depth PNG as float32 HxW in the file's units."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FCNError(f"depth image {path} does not exist")
+    data = np.fromfile(path, dtype=np.uint8)
+    depth = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if depth is None:
+        raise FCNError(f"depth image {path} could not be decoded; expected a 16-bit PNG")
+    if depth.ndim != 2:
+        raise FCNError(f"depth image {path} has shape {depth.shape}; expected one channel")
+    return depth.astype(np.float32)
+
+
 def read_label(path: str | os.PathLike) -> np.ndarray:
     """Read a label PNG as uint8 HxW class indices (palette PNGs keep their indices)."""
     from PIL import Image, UnidentifiedImageError

@@ -30,3 +30,23 @@ def preprocess_batch(images: Sequence[np.ndarray], mean: Sequence[float], *,
         raise FCNError(f"a batch needs images of one size; got sizes {sorted(shapes)} "
                        "(use predict() per image for mixed sizes)")
     return np.stack([preprocess(im, mean, channel_order=channel_order) for im in images])
+
+
+def preprocess_modality(name: str, data: np.ndarray) -> np.ndarray:
+    """A second input of a multi-input net (NYUDv2's) as the reference's data layer feeds it.
+
+    ``hha``: uint8 HxWx3 as read (BGR order of the PNG) -> the PNG's own channel order
+    (disparity, height, angle) minus ``NYUD_HHA_MEAN``, 3xHxW. ``depth``: HxW in the PNG's
+    units (millimetres) -> log(depth) minus ``NYUD_LOG_DEPTH_MEAN``, 1xHxW; missing depth (0)
+    counts as 1 so the log stays finite (the reference assumes filled-in depth).
+    """
+    from fcn_deploy.constants import NYUD_HHA_MEAN, NYUD_LOG_DEPTH_MEAN
+
+    if name == "hha":
+        return preprocess(data, NYUD_HHA_MEAN, channel_order="RGB")
+    if name == "depth":
+        if data.ndim != 2:
+            raise FCNError(f"expected an HxW depth map, got shape {data.shape}")
+        logd = np.log(np.maximum(data.astype(np.float32), 1.0)) - np.float32(NYUD_LOG_DEPTH_MEAN)
+        return np.ascontiguousarray(logd[None])
+    raise FCNError(f"no preprocessing for an input named {name!r}; known: hha, depth")

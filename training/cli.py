@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--arch", help="architecture (fcn_deploy.models.list_models()); "
                       "default with --resume: the checkpoint's")
     what.add_argument("--dataset", help="training set spec: voc:<VOCdevkit>[:<set>], "
-                      "sbd:<root>[:train], folder:<images>,<masks>, synthetic[:<n>]")
+                      "sbd:<root>[:train], folder:<images>,<masks>, synthetic[:<n>], "
+                      "siftflow:<root>[:trainval], nyud:<root>[:train], "
+                      "synthetic-twohead[:<n>], synthetic-rgbd[:<n>]")
     what.add_argument("--val-dataset", help="validation set spec (default: synthetic data is "
                       "validated on 50 other synthetic images; other data is not evaluated)")
     what.add_argument("--dataset-option", action="append", type=_dataset_option, default=[],
@@ -157,7 +159,8 @@ def config_from_args(args: argparse.Namespace, *, world=None):
     elif "recipe" in saved:
         base = Recipe.from_dict(saved["recipe"])
     else:
-        base = default_recipe(arch, synthetic=dataset.partition(":")[0].lower() == "synthetic")
+        base = default_recipe(arch, synthetic=dataset.partition(":")[0].lower().startswith(
+            "synthetic"))
     recipe = base.replace(**{name: getattr(args, name) for name in recipe_fields()})
     options = dict(saved.get("dataset_options") or {})
     options.update(dict(args.dataset_option))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Iterator, Sequence
 
@@ -19,7 +19,7 @@ import torch
 
 from fcn_deploy.constants import IGNORE_LABEL, VGG_MEAN_BGR
 from fcn_deploy.errors import FCNError
-from fcn_deploy.preprocess import preprocess
+from fcn_deploy.preprocess import preprocess, preprocess_modality
 
 
 @dataclass
@@ -35,11 +35,15 @@ class LoadError:
 
 @dataclass
 class Batch:
-    """``images`` float32 Nx3xHxW, ``labels`` uint8 NxHxW (padding = ignore label), ``names``."""
+    """``images`` float32 Nx3xHxW, ``labels`` uint8 NxHxW (padding = ignore label), ``names``;
+    a multi-input set adds ``inputs`` {name: float32 NxCxHxW}, a multi-head set ``head_labels``
+    {head: uint8 NxHxW} for the heads after the first."""
 
     images: torch.Tensor
     labels: torch.Tensor
     names: list[str]
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    head_labels: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -48,8 +52,10 @@ class Batch:
 class TorchSegmentation(torch.utils.data.Dataset):
     """A torch view of an fcn_deploy dataset; items are keyed ``(index, mirror)``.
 
-    Returns ``(image float32 3xHxW, label uint8 HxW, name)`` as numpy arrays, or a
-    :class:`LoadError` for a missing/corrupt file or an unlabelled image.
+    Returns ``(image float32 3xHxW, label uint8 HxW, name, inputs, labels)`` (numpy arrays;
+    ``inputs`` {modality: float32 CxHxW} by :func:`~fcn_deploy.preprocess.preprocess_modality`,
+    ``labels`` the other heads' uint8 HxW maps; both empty for a single-input, single-head set),
+    or a :class:`LoadError` for a missing/corrupt file or an unlabelled image.
     """
 
     def __init__(self, dataset, *, mean: Sequence[float] = VGG_MEAN_BGR,
@@ -71,13 +77,18 @@ class TorchSegmentation(torch.utils.data.Dataset):
             return LoadError(f"image {sample.name} has no label; training and evaluation need "
                              "labelled images")
         image, label = sample.image, sample.label
+        inputs, labels = dict(sample.inputs), dict(sample.labels)
         if mirror:
             image, label = image[:, ::-1], label[:, ::-1]
+            inputs = {k: v[:, ::-1] for k, v in inputs.items()}
+            labels = {k: v[:, ::-1] for k, v in labels.items()}
         try:
             x = preprocess(image, self.mean, channel_order=self.channel_order)
+            inputs = {k: preprocess_modality(k, v) for k, v in inputs.items()}
         except FCNError as exc:
             return LoadError(f"image {sample.name}: {exc}")
-        return x, np.ascontiguousarray(label, dtype=np.uint8), sample.name
+        labels = {k: np.ascontiguousarray(v, dtype=np.uint8) for k, v in labels.items()}
+        return x, np.ascontiguousarray(label, dtype=np.uint8), sample.name, inputs, labels
 
 
 def collate(items: list, *, ignore_label: int = IGNORE_LABEL) -> Batch | LoadError:
@@ -90,14 +101,24 @@ def collate(items: list, *, ignore_label: int = IGNORE_LABEL) -> Batch | LoadErr
     for item in items:
         if isinstance(item, LoadError):
             return item
-    height = max(x.shape[1] for x, _, _ in items)
-    width = max(x.shape[2] for x, _, _ in items)
-    images = torch.zeros((len(items), items[0][0].shape[0], height, width), dtype=torch.float32)
-    labels = torch.full((len(items), height, width), ignore_label, dtype=torch.uint8)
-    for i, (x, y, _) in enumerate(items):
-        images[i, :, :x.shape[1], :x.shape[2]] = torch.from_numpy(x)
-        labels[i, :y.shape[0], :y.shape[1]] = torch.from_numpy(y)
-    return Batch(images=images, labels=labels, names=[name for _, _, name in items])
+    height = max(item[0].shape[1] for item in items)
+    width = max(item[0].shape[2] for item in items)
+
+    def stack(arrays: list[np.ndarray], fill: float, dtype: torch.dtype) -> torch.Tensor:
+        lead = arrays[0].shape[:-2]
+        out = torch.full((len(arrays), *lead, height, width), fill, dtype=dtype)
+        for i, a in enumerate(arrays):
+            out[i, ..., :a.shape[-2], :a.shape[-1]] = torch.from_numpy(a)
+        return out
+
+    first = items[0]
+    return Batch(images=stack([item[0] for item in items], 0.0, torch.float32),
+                 labels=stack([item[1] for item in items], ignore_label, torch.uint8),
+                 names=[item[2] for item in items],
+                 inputs={k: stack([item[3][k] for item in items], 0.0, torch.float32)
+                         for k in first[3]},
+                 head_labels={k: stack([item[4][k] for item in items], ignore_label, torch.uint8)
+                              for k in first[4]})
 
 
 class ResumableBatchSampler(torch.utils.data.Sampler):

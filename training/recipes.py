@@ -124,6 +124,15 @@ DEFAULT_RECIPES: dict[str, str] = {
     "fcn8s_atonce_vgg16": "fcn8s-atonce",
     "fcn_alexnet": "fcn-alexnet",
     "fcn_googlenet": "paper-googlenet",
+    # The paper's other nets: the VOC recipe of the same output stride.
+    "siftflow_fcn32s": "fcn32s",
+    "siftflow_fcn16s": "fcn16s",
+    "siftflow_fcn8s": "fcn8s",
+    "nyud_fcn32s_color": "fcn32s",
+    "nyud_fcn32s_hha": "fcn32s",
+    "nyud_fcn32s_color_d": "fcn32s",
+    "nyud_fcn32s_color_hha": "fcn32s",
+    "nyud_fcn16s_color_hha": "fcn16s",
 }
 
 #: Recipe used by default on the synthetic data set, whatever the architecture.

@@ -54,6 +54,10 @@ def plot_curves(path: Path, losses: Sequence[float], records: Sequence[dict[str,
         it = [r["iteration"] for r in evals]
         ax_iu.plot(it, [100 * r["mean_iu"] for r in evals], "o-", label="mean IU")
         ax_iu.plot(it, [100 * r["pixel_accuracy"] for r in evals], "s--", label="pixel accuracy")
+        for key in sorted(k for k in evals[-1] if k.endswith("_pixel_accuracy")
+                          and k != "pixel_accuracy"):  # the other heads of a multi-head net
+            ax_iu.plot(it, [100 * (r.get(key) or 0.0) for r in evals], "^:",
+                       label=f"{key.removesuffix('_pixel_accuracy')} pixel accuracy")
         ax_iu.legend(loc="lower right")
     else:
         ax_iu.text(0.5, 0.5, "no validation set", ha="center", va="center",
@@ -96,5 +100,14 @@ def write_report(out: Path, report: dict[str, Any]) -> tuple[Path, Path]:
         for i, (name, iu) in enumerate(zip(report["class_names"], final["per_class_iu"])):
             lines.append(f"| {i} {name} | {_pct(iu)} |")
         lines.append("")
+        for head, metrics in final.get("heads", {}).items():
+            lines += [f"## Head {head}", "", "| | pixel acc. (%) | mean acc. (%) | mean IU (%) "
+                      "| fw IU (%) |", "|---|---:|---:|---:|---:|",
+                      "| final | " + " | ".join(_pct(metrics[k]) for k in METRIC_NAMES) + " |",
+                      "", "| class | IU (%) |", "|---|---:|"]
+            names = report.get("head_class_names", {}).get(head) or []
+            for i, iu in enumerate(metrics["per_class_iu"]):
+                lines.append(f"| {i} {names[i] if i < len(names) else ''} | {_pct(iu)} |")
+            lines.append("")
     atomic_write_text(md_path, "\n".join(lines) + "\n")
     return json_path, md_path

@@ -186,13 +186,17 @@ def _open_datasets(config: TrainConfig):
     options = dict(config.dataset_options)
     train_set = create_dataset(config.dataset, **options)
     val_spec, val_options = config.val_dataset, options
-    if val_spec is None and config.dataset.partition(":")[0].strip().lower() == "synthetic":
-        val_spec = f"synthetic:{SYNTHETIC_VAL_IMAGES}"
+    scheme = config.dataset.partition(":")[0].strip().lower()
+    if val_spec is None and scheme.startswith("synthetic"):
+        val_spec = f"{scheme}:{SYNTHETIC_VAL_IMAGES}"
         val_options = {**options, "seed": int(options.get("seed") or 0) + SYNTHETIC_VAL_SEED}
     val_set = create_dataset(val_spec, **val_options) if val_spec else None
     if val_set is not None and val_set.num_classes != train_set.num_classes:
         raise FCNError(f"validation set {val_spec} has {val_set.num_classes} classes but the "
                        f"training set {config.dataset} has {train_set.num_classes}")
+    if val_set is not None and val_set.heads != train_set.heads:
+        raise FCNError(f"validation set {val_spec} has the heads {val_set.heads} but the "
+                       f"training set {config.dataset} has {train_set.heads}")
     if len(train_set) == 0:
         raise FCNError(f"training set {config.dataset} is empty")
     if val_set is not None and len(val_set) == 0:
@@ -301,15 +305,34 @@ def _shown(value: Any) -> str:
 def evaluate(model, loader, *, num_classes: int, ignore_label: int, device: torch.device,
              amp: bool = False, progress: bool = False,
              reduce: Callable[[np.ndarray], np.ndarray] | None = None):
-    """Score ``model`` on every batch of ``loader`` with one confusion matrix -> SegMetrics.
+    """Score a single-head ``model`` on every batch of ``loader`` with one confusion matrix ->
+    SegMetrics (:func:`evaluate_heads` for several heads).
 
     ``reduce`` maps the counts before the metrics are computed (several processes: their sum).
+    """
+    from fcn_deploy.models.layers import SINGLE_HEAD
+
+    return evaluate_heads(model, loader, heads={SINGLE_HEAD: num_classes},
+                          ignore_label=ignore_label, device=device, amp=amp, progress=progress,
+                          reduce=reduce)[SINGLE_HEAD]
+
+
+def evaluate_heads(model, loader, *, heads: dict[str, int], ignore_label: int,
+                   device: torch.device, amp: bool = False, progress: bool = False,
+                   reduce: Callable[[np.ndarray], np.ndarray] | None = None):
+    """One confusion matrix per head over every batch of ``loader`` -> {head: SegMetrics}.
+
+    ``heads`` is {head: classes}, the first scored against ``Batch.labels``, the others against
+    ``Batch.head_labels``; the batch's ``inputs`` the model takes go to it as keywords.
     """
     from tqdm import tqdm
 
     from fcn_deploy.metrics import ConfusionMatrix
+    from fcn_deploy.models.layers import head_scores
 
-    matrix = ConfusionMatrix(num_classes, ignore_label=ignore_label)
+    matrices = {h: ConfusionMatrix(c, ignore_label=ignore_label) for h, c in heads.items()}
+    extra_inputs = list(getattr(model, "input_channels", {"image": 3}))[1:]
+    primary = next(iter(heads))
     was_training = model.training
     model.eval()
     try:
@@ -318,16 +341,20 @@ def evaluate(model, loader, *, num_classes: int, ignore_label: int, device: torc
                               dynamic_ncols=True):
                 if isinstance(batch, LoadError):
                     raise FCNError(batch.message)
+                inputs = {k: batch.inputs[k].to(device) for k in extra_inputs}
                 with torch.autocast(device_type=device.type, enabled=amp):
-                    scores = model(batch.images.to(device))
-                preds = scores.argmax(1).to(torch.uint8).cpu().numpy()
-                for label, pred in zip(batch.labels.numpy(), preds):
-                    matrix.update(label, pred)
+                    out = head_scores(model(batch.images.to(device), **inputs))
+                for head, matrix in matrices.items():
+                    labels = batch.labels if head == primary else batch.head_labels[head]
+                    preds = out[head].argmax(1).to(torch.uint8).cpu().numpy()
+                    for label, pred in zip(labels.numpy(), preds):
+                        matrix.update(label, pred)
     finally:
         model.train(was_training)
     if reduce is not None:
-        matrix.matrix = reduce(matrix.matrix)
-    return matrix.compute()
+        for matrix in matrices.values():
+            matrix.matrix = reduce(matrix.matrix)
+    return {head: matrix.compute() for head, matrix in matrices.items()}
 
 
 class _StopRequest:
@@ -370,13 +397,22 @@ class _StopRequest:
 
 # --- the run --------------------------------------------------------------------------------
 
-def _start_model(config: TrainConfig, num_classes: int, resume_ckpt: dict[str, Any] | None):
-    """Build the model and load its starting weights (resume, coarser net, ImageNet or scratch)."""
+def _start_model(config: TrainConfig, data, resume_ckpt: dict[str, Any] | None):
+    """Build the model for the training set ``data`` and load its starting weights (resume,
+    coarser net, ImageNet or scratch).
+
+    A head after the first takes its class count from the set as ``<head>_classes`` (SIFT
+    Flow's ``geo_classes``); the model's heads and extra inputs must be the set's.
+    """
     from fcn_deploy.models import create_model
 
     _seed_everything(config.seed)
-    model = create_model(config.arch, num_classes=num_classes, width=config.width,
-                         learn_upsampling=config.learn_upsampling)
+    with torch.device("meta"):  # names only, before the class counts are passed
+        _check_model_fits_data(create_model(config.arch, width=config.width), data,
+                               config.dataset)
+    head_kwargs = {f"{head}_classes": len(names) for head, names in data.extra_heads.items()}
+    model = create_model(config.arch, num_classes=data.num_classes, width=config.width,
+                         learn_upsampling=config.learn_upsampling, **head_kwargs)
     if resume_ckpt is not None:
         _check_checkpoint_compatible(Path(config.resume), resume_ckpt, model)
         model.load_state_dict(resume_ckpt["state_dict"])
@@ -395,6 +431,28 @@ def _start_model(config: TrainConfig, num_classes: int, resume_ckpt: dict[str, A
         except FCNError as exc:
             raise FCNError(f"--imagenet {config.imagenet}: {exc}") from None
     return model
+
+
+def _io_meta(model, data) -> dict[str, Any]:
+    """The model's inputs/heads for its metadata, each head after the first with its class
+    names from the dataset (the first head's are ``ModelMeta.class_names``)."""
+    extra = model.io_description()
+    for head in extra.get("heads", [])[1:]:
+        head["class_names"] = list(data.extra_heads[head["name"]])
+    return extra
+
+
+def _check_model_fits_data(model, data, spec: str) -> None:
+    """The model's heads are the dataset's and every input after the first is in its samples."""
+    if list(model.head_classes) != list(data.heads):
+        raise FCNError(f"{model.arch} has the heads {', '.join(model.head_classes)} but the "
+                       f"dataset {spec} labels {', '.join(data.heads)}; train a "
+                       f"{'multi' if len(data.heads) > 1 else 'single'}-head net on it")
+    missing = [name for name in list(model.input_channels)[1:] if name not in data.extra_inputs]
+    if missing:
+        raise FCNError(f"{model.arch} takes the input(s) {', '.join(missing)}, which the dataset "
+                       f"{spec} does not carry (it has: image"
+                       f"{''.join(', ' + n for n in data.extra_inputs)})")
 
 
 class _Run:
@@ -436,7 +494,10 @@ class _Run:
             raise FCNError(f"--num-classes {config.num_classes} but the dataset "
                            f"{config.dataset} has {num_classes} classes")
 
-        self.model = _start_model(config, num_classes, resume_ckpt).to(self.device).train()
+        self.model = _start_model(config, self.train_set, resume_ckpt).to(self.device).train()
+        self.heads = dict(self.model.head_classes)
+        #: the inputs after the image, as the model names them
+        self.extra_inputs = tuple(self.model.input_channels)[1:]
         self.net = self.model  # what the training forward calls (the DDP wrapper: wrap())
         if not self.main:  # dropout draws from this rank's own stream (rank 0: the run's seed)
             _seed_everything(rank_seed(config.seed, self.world.rank))
@@ -444,7 +505,10 @@ class _Run:
                               class_names=list(self.train_set.class_names),
                               palette=list(self.train_set.palette),
                               ignore_label=self.train_set.ignore_label,
-                              arch_kwargs=dict(self.model.arch_kwargs))
+                              **({"mean": list(self.train_set.mean)}
+                                 if self.train_set.mean is not None else {}),
+                              arch_kwargs=dict(self.model.arch_kwargs),
+                              extra=_io_meta(self.model, self.train_set))
         self.optimizer = create_optimizer(self.model, lr=recipe.lr, momentum=recipe.momentum,
                                           weight_decay=recipe.weight_decay,
                                           bias_lr_mult=recipe.bias_lr_mult)
@@ -553,13 +617,23 @@ class _Run:
         for k, batch in enumerate(batches):
             x = batch.images.to(device, non_blocking=True)
             y = batch.labels.to(device, non_blocking=True)
+            inputs = {k: batch.inputs[k].to(device, non_blocking=True) for k in self.extra_inputs}
             # DDP exchanges the gradients once per step, after the last accumulated batch.
             local = k < len(batches) - 1 and self.world.distributed
             with self.net.no_sync() if local else contextlib.nullcontext():
                 with torch.autocast(device_type=device.type, enabled=amp):
-                    scores = self.net(x)
-                loss = segmentation_loss(scores, y, normalize=recipe.normalize_loss,
-                                         ignore_label=self.ignore) / recipe.accumulate
+                    scores = self.net(x, **inputs)
+                if isinstance(scores, dict):  # several heads: their losses summed (reference)
+                    labels = {h: batch.head_labels[h].to(device, non_blocking=True)
+                              for h in batch.head_labels}
+                    labels[next(iter(self.heads))] = y
+                    loss = sum(segmentation_loss(scores[h], labels[h],
+                                                 normalize=recipe.normalize_loss,
+                                                 ignore_label=self.ignore)
+                               for h in self.heads) / recipe.accumulate
+                else:
+                    loss = segmentation_loss(scores, y, normalize=recipe.normalize_loss,
+                                             ignore_label=self.ignore) / recipe.accumulate
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             loss_value += loss.item()
             images += len(batch)
@@ -596,14 +670,20 @@ class _Run:
         """
         if self.val_loader is None:
             return None
-        seg = evaluate(self.model, self.val_loader, num_classes=self.meta.num_classes,
-                       ignore_label=self.ignore, device=self.device, amp=self.config.amp,
-                       progress=self.config.progress and self.main,
-                       reduce=self.comm.sum_counts)
-        return {**seg.as_dict(), "iteration": self.progress.iteration}
+        per_head = evaluate_heads(self.model, self.val_loader, heads=self.heads,
+                                  ignore_label=self.ignore, device=self.device,
+                                  amp=self.config.amp,
+                                  progress=self.config.progress and self.main,
+                                  reduce=self.comm.sum_counts)
+        primary, *others = per_head
+        metrics = {**per_head[primary].as_dict(), "iteration": self.progress.iteration}
+        if others:  # the first head's metrics stay at the top (best.pt is chosen by them)
+            metrics["heads"] = {h: per_head[h].as_dict() for h in others}
+        return metrics
 
     def _checkpoint_meta(self) -> ModelMeta:
-        return self.meta.replace(extra={"training": {**self.run_info,
+        return self.meta.replace(extra={**self.meta.extra,
+                                        "training": {**self.run_info,
                                                      "iteration": self.progress.iteration}})
 
     def save_last(self) -> None:
@@ -637,6 +717,8 @@ class _Run:
         improved = False
         if metrics is not None:
             record.update({k: metrics[k] for k in METRIC_NAMES})
+            for head, head_metrics in metrics.get("heads", {}).items():
+                record.update({f"{head}_{k}": head_metrics[k] for k in METRIC_NAMES})
             improved = p.best is None or (metrics["mean_iu"] or 0.0) > (p.best["mean_iu"] or 0.0)
             if improved:
                 p.best = metrics
@@ -702,6 +784,9 @@ class _Run:
             "arch": self.model.arch, "arch_kwargs": dict(self.model.arch_kwargs),
             "dataset": self.config.dataset, "val_dataset": self.val_spec,
             "num_classes": self.meta.num_classes, "class_names": list(self.meta.class_names),
+            **({"heads": self.heads,
+                "head_class_names": {h: list(n) for h, n in self.train_set.extra_heads.items()}}
+               if len(self.heads) > 1 else {}),
             "recipe": self.recipe.to_dict(), "iterations": p.iteration,
             "elapsed_s": p.elapsed_s, "device": str(self.device), "seed": self.config.seed,
             "processes": self.world.world_size,

@@ -15,7 +15,10 @@ from fcn_deploy.datasets.base import (Sample, SegmentationDataset, check_same_si
                                       validate_label)
 from fcn_deploy.datasets.folder import FolderDataset, ImageFolder, list_images
 from fcn_deploy.datasets.sbd import SBDSegmentation, read_sbd_label
-from fcn_deploy.datasets.synthetic import SHAPES, SyntheticShapes, stride_oracle
+from fcn_deploy.datasets.nyud import NYUDSegmentation
+from fcn_deploy.datasets.siftflow import SiftFlowSegmentation
+from fcn_deploy.datasets.synthetic import (SHAPES, SyntheticRGBD, SyntheticShapes,
+                                           SyntheticTwoHead, stride_oracle)
 from fcn_deploy.datasets.voc import VOCSegmentation, resolve_voc_root, write_voc_layout
 from fcn_deploy.errors import FCNError
 
@@ -24,6 +27,7 @@ __all__ = [
     "ImageFolder", "SyntheticShapes", "SHAPES", "create_dataset", "write_voc_layout",
     "stride_oracle", "validate_label", "check_same_size", "read_sbd_label", "resolve_voc_root",
     "list_images", "SPEC_FORMS", "DatasetKind", "register_dataset", "spec_forms",
+    "SiftFlowSegmentation", "NYUDSegmentation", "SyntheticTwoHead", "SyntheticRGBD",
 ]
 
 #: A spec parser: ``(text after "scheme:", caller's kwargs, whole spec) -> (args, kwargs)`` for
@@ -135,6 +139,19 @@ def _synthetic(rest: str, kwargs: dict, spec: str) -> tuple[tuple, dict]:
                            f"got {value!r}") from None
     return (), kwargs
 
+
+register_dataset("siftflow", SiftFlowSegmentation,
+                 "siftflow:<SiftFlowDataset>[:trainval|test|<list file>]  (default: trainval; "
+                 "heads sem, geo)")(_root_and_image_set)
+register_dataset("nyud", NYUDSegmentation,
+                 "nyud:<data/nyud>[:train|val|test|trainval|<list file>]  (default: train; "
+                 "inputs image, hha, depth)")(_root_and_image_set)
+register_dataset("synthetic-twohead", SyntheticTwoHead,
+                 "synthetic-twohead[...]  (as synthetic, plus a geometric head)",
+                 needs_rest=False)(_synthetic)
+register_dataset("synthetic-rgbd", SyntheticRGBD,
+                 "synthetic-rgbd[...]  (as synthetic, plus hha and depth inputs)",
+                 needs_rest=False)(_synthetic)
 
 #: The built-in spec strings (spec_forms() also lists kinds registered later).
 SPEC_FORMS = spec_forms()

@@ -7,7 +7,7 @@ silently corrupting a metric or a loss. numpy only: no torch here.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -19,11 +19,18 @@ from fcn_deploy.errors import FCNError
 
 @dataclass
 class Sample:
-    """One item: ``image`` uint8 HxWx3 BGR, ``label`` uint8 HxW class indices (or None), ``name``."""
+    """One item: ``image`` uint8 HxWx3 BGR, ``label`` uint8 HxW class indices (or None), ``name``.
+
+    Multi-input sets add the other modalities in ``inputs`` (``hha``: uint8 HxWx3 as read, BGR
+    order of the PNG; ``depth``: float32 HxW in the PNG's units), multi-head sets the labels of
+    the heads after the first in ``labels`` (``geo``: uint8 HxW), all of the image's size.
+    """
 
     image: np.ndarray
     label: np.ndarray | None
     name: str
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -73,6 +80,49 @@ def check_same_size(image: np.ndarray, label: np.ndarray, *, image_source: str,
                        f"{lw}x{lh}; expected the same size")
 
 
+def load_mat(path: Path, *, what: str) -> dict:
+    """A MATLAB .mat file's variables (structs as objects); FCNError naming ``what`` and the file
+    when it is missing or unreadable."""
+    import scipy.io
+
+    if not path.is_file():
+        raise FCNError(f"{what} {path} does not exist")
+    try:
+        return scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    except Exception as exc:  # scipy raises many types for a damaged file; all mean "unreadable"
+        raise FCNError(f"{what} {path} could not be read as a MATLAB file: {exc}") from None
+
+
+def integer_map(value, *, source: str) -> np.ndarray:
+    """``value`` as an int64 HxW class map; FCNError naming ``source`` when it is not one."""
+    seg = np.asarray(value)
+    if seg.ndim != 2 or seg.dtype.kind not in "uif":
+        raise FCNError(f"{source} has shape {seg.shape} and dtype {seg.dtype}; expected a 2-D "
+                       "numeric class map")
+    if seg.dtype.kind == "f":
+        if not np.all(np.isfinite(seg)) or np.any(seg != np.round(seg)):
+            raise FCNError(f"{source} holds non-integer values; expected class indices")
+    return seg.astype(np.int64)
+
+
+def read_mat_labels(path: Path, key: str, *, what: str) -> np.ndarray:
+    """The int64 HxW class map stored as variable ``key`` of a .mat file."""
+    mat = load_mat(path, what=what)
+    if key not in mat:
+        keys = ", ".join(k for k in mat if not k.startswith("__")) or "none"
+        raise FCNError(f"{what} {path} has no variable {key!r} (variables: {keys})")
+    return integer_map(mat[key], source=f"{what} {path}: {key}")
+
+
+def shift_void(seg: np.ndarray, *, void: Sequence[int], ignore_label: int = IGNORE_LABEL
+               ) -> np.ndarray:
+    """Labels 1..C -> 0..C-1 and the ``void`` values -> ``ignore_label`` (the reference's
+    "rotate labels so classes start at 0, void is 255" for SIFT Flow and NYUDv2)."""
+    out = seg - 1
+    out[np.isin(seg, list(void))] = ignore_label
+    return out
+
+
 def format_missing(paths: Sequence[os.PathLike | str], *, limit: int = 5) -> str:
     """Up to ``limit`` paths joined for an error message, with a count of the rest."""
     shown = ", ".join(str(p) for p in paths[:limit])
@@ -104,6 +154,21 @@ class SegmentationDataset:
     """
 
     ignore_label: int = IGNORE_LABEL
+    #: The name of the head ``label`` belongs to, and {head: class names} of the heads whose
+    #: labels are in ``Sample.labels`` (SIFT Flow: ``sem`` and {"geo": (3 names)}).
+    primary_head: str = "score"
+    extra_heads: dict[str, tuple[str, ...]] = {}
+    #: The modalities each Sample carries in ``inputs`` besides the image (NYUD: hha, depth).
+    extra_inputs: tuple[str, ...] = ()
+    #: The BGR image mean the reference trains on this set with (SIFT Flow, NYUDv2); None: the
+    #: VGG/ImageNet mean of the VOC nets.
+    mean: tuple[float, float, float] | None = None
+
+    @property
+    def heads(self) -> dict[str, int]:
+        """{head: classes}, the primary head first (``{"score": C}`` for a single-head set)."""
+        return {self.primary_head: self.num_classes,
+                **{head: len(names) for head, names in self.extra_heads.items()}}
 
     def __init__(self, *, num_classes: int | None = None,
                  class_names: Sequence[str] | None = None,

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fcn_deploy.datasets.base import IdListDataset
+from fcn_deploy.datasets.base import IdListDataset, integer_map, load_mat
 from fcn_deploy.errors import FCNError
 
 
@@ -31,14 +31,7 @@ def resolve_sbd_root(root: str | os.PathLike) -> Path:
 
 def read_sbd_label(path: Path) -> np.ndarray:
     """Read ``GTcls.Segmentation`` from an SBD .mat file as an integer HxW array."""
-    import scipy.io
-
-    if not path.is_file():
-        raise FCNError(f"SBD label {path} does not exist")
-    try:
-        mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
-    except Exception as exc:  # scipy raises many types for a damaged file; all mean "unreadable"
-        raise FCNError(f"SBD label {path} could not be read as a MATLAB file: {exc}") from None
+    mat = load_mat(path, what="SBD label")
     if "GTcls" not in mat:
         keys = ", ".join(k for k in mat if not k.startswith("__")) or "none"
         raise FCNError(f"SBD label {path} has no GTcls struct (variables: {keys}); expected "
@@ -51,16 +44,7 @@ def read_sbd_label(path: Path) -> np.ndarray:
     if seg is None:
         raise FCNError(f"SBD label {path}: GTcls has no Segmentation field; expected "
                        "GTcls.Segmentation (HxW class map)")
-    seg = np.asarray(seg)
-    if seg.ndim != 2 or seg.dtype.kind not in "uif":
-        raise FCNError(f"SBD label {path}: GTcls.Segmentation has shape {seg.shape} and dtype "
-                       f"{seg.dtype}; expected a 2-D numeric class map")
-    if seg.dtype.kind == "f":
-        if not np.all(np.isfinite(seg)) or np.any(seg != np.round(seg)):
-            raise FCNError(f"SBD label {path}: GTcls.Segmentation holds non-integer values; "
-                           "expected class indices")
-        seg = seg.astype(np.int64)
-    return seg
+    return integer_map(seg, source=f"SBD label {path}: GTcls.Segmentation")
 
 
 class SBDSegmentation(IdListDataset):

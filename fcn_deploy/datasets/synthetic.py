@@ -261,3 +261,49 @@ def stride_oracle(label: np.ndarray, stride: int, *, num_classes: int,
     counts = np.stack([(blocks == c).sum(axis=-1) for c in range(num_classes)], axis=-1)
     coarse = counts.argmax(axis=-1).astype(np.uint8)
     return np.repeat(np.repeat(coarse, stride, axis=0), stride, axis=1)[:h, :w]
+
+
+#: The geometric class of each synthetic shape class in :class:`SyntheticTwoHead` (class index
+#: -> geo class): background 0, round shapes (disc, ring) 1, the other shapes 2.
+SYNTHETIC_GEO_CLASSES = ("background", "round", "angular")
+_GEO_OF_CLASS = np.array([0, 1, 2, 2, 1, 2, 2, 2], np.uint8)
+
+
+class SyntheticTwoHead(SyntheticShapes):
+    """SyntheticShapes with a second, coarser label map, as SIFT Flow's geometric head:
+    ``label`` is head ``sem`` (the shapes), ``labels["geo"]`` maps each shape class to round /
+    angular / background (ignored pixels stay ignored). Same options as SyntheticShapes."""
+
+    primary_head = "sem"
+    extra_heads = {"geo": SYNTHETIC_GEO_CLASSES}
+
+    def _load(self, index: int) -> Sample:
+        sample = super()._load(index)
+        geo = np.full_like(sample.label, self.ignore_label)
+        known = sample.label != self.ignore_label
+        geo[known] = _GEO_OF_CLASS[sample.label[known]]
+        sample.labels["geo"] = geo
+        return sample
+
+
+class SyntheticRGBD(SyntheticShapes):
+    """SyntheticShapes with a second modality that carries the labels differently, as NYUD's
+    HHA and depth: each class sits at its own depth (mm) plus smooth noise, and the ``hha``
+    image encodes (depth, class height, a per-item constant) as three 8-bit channels. Drawn from
+    ``(seed, index, 1)`` so the image stays SyntheticShapes' own."""
+
+    extra_inputs = ("hha", "depth")
+
+    def _load(self, index: int) -> Sample:
+        sample = super()._load(index)
+        rng = np.random.default_rng([self.seed, int(index), 1])
+        label = sample.label.astype(np.int64)
+        label[label == self.ignore_label] = 0
+        depth = 1000.0 + 400.0 * label + rng.normal(0.0, 60.0, label.shape)
+        depth = np.clip(depth, 1.0, None).astype(np.float32)
+        hha = np.stack([np.clip(depth / 20.0, 0, 255),
+                        np.clip(30.0 * label + rng.normal(0, 8.0, label.shape), 0, 255),
+                        np.full(label.shape, rng.uniform(60, 200))], axis=-1)
+        sample.inputs["hha"] = np.round(hha).astype(np.uint8)
+        sample.inputs["depth"] = depth
+        return sample

@@ -12,7 +12,7 @@ from fcn_deploy.models.registry import create_model, list_models, register_model
 # The built-in architectures register themselves with @register_model when imported; importing
 # any fcn_deploy.models module runs this file first, so create_model always sees them. A new
 # architecture: one module with @register_model("name"), imported here.
-from fcn_deploy.models import alexnet, googlenet, vgg  # noqa: E402,F401  (registration)
+from fcn_deploy.models import alexnet, googlenet, nyud, siftflow, vgg  # noqa: E402,F401  (registration)
 
 __all__ = [
     "FCNBase", "ImportReport", "bilinear_kernel", "capture_rng_state", "create_model",

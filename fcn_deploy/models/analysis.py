@@ -403,7 +403,8 @@ def summary_table(archs: Sequence[str] | None = None) -> str:
     """:func:`model_summary` of each registered FCN (default: all) as a Markdown table."""
     lines = ["| arch | parameters | trainable | conv layers | GMAC @500x500 | RF | max stride |",
              "|---|---|---|---|---|---|---|"]
-    for arch in archs if archs is not None else list_models():
+    # default: one input, one head (the multi nets: docs/models.md)
+    for arch in archs if archs is not None else list_models(multi=False):
         s = model_summary(arch)
         lines.append(f"| {arch} | {s['parameters']:,} | {s['trainable_parameters']:,} | "
                      f"{s['conv_layers']} | {s['gmacs']:.1f} | {s['receptive_field']} | "

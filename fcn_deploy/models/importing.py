@@ -29,13 +29,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from fcn_deploy.constants import PASCAL_CONTEXT_59_CLASSES, VOC_CLASSES
+from fcn_deploy.constants import (NYUD40_CLASSES, PASCAL_CONTEXT_59_CLASSES, SIFTFLOW_CLASSES,
+                                   VOC_CLASSES)
 from fcn_deploy.errors import FCNError
 from fcn_deploy.fileio import check_run_files
 from fcn_deploy.meta import ModelMeta
 from fcn_deploy.models import caffe
 from fcn_deploy.models.checkpoint import FORMAT, load_model, save_checkpoint
-from fcn_deploy.models.layers import FCNBase, FixedScale
+from fcn_deploy.models.layers import FCNBase, FixedScale, head_scores
 from fcn_deploy.models.registry import check_width, create_model, list_models
 from fcn_deploy.models.surgery import load_state_dict_file, remap_state_dict
 
@@ -43,6 +44,8 @@ from fcn_deploy.models.surgery import load_state_dict_file, remap_state_dict
 CLASS_SETS: dict[str, tuple[str, ...]] = {
     "voc": VOC_CLASSES,
     "pascal-context-59": PASCAL_CONTEXT_59_CLASSES,
+    "siftflow-33": SIFTFLOW_CLASSES,
+    "nyud-40": NYUD40_CLASSES,
 }
 #: Side of the square input of the verification forward pass.
 DEFAULT_CHECK_SIZE = 32
@@ -580,23 +583,31 @@ def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, 
     if problems:
         raise FCNError(f"geometry differs from {arch}: {'; '.join(problems)}")
 
-    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255.0 - 120.0
+    gen = torch.Generator().manual_seed(0)
+    inputs = {name: torch.rand(1, ch, size, size, generator=gen) * 255.0 - 120.0
+              for name, ch in model.input_channels.items()}
+    first, *others = inputs
     with torch.inference_mode():
-        scores = model(x)
+        heads = head_scores(model(inputs[first], **{k: inputs[k] for k in others}))
+    for head, scores in heads.items():
+        expected = (1, model.head_classes[head], size, size)
+        what = f"{desc}{'' if len(heads) == 1 else f' head {head}'}"
+        if tuple(scores.shape) != expected:
+            raise FCNError(f"forward check: {what} gave {tuple(scores.shape)} for a "
+                           f"{size}x{size} input, expected {expected}")
+        if not bool(torch.isfinite(scores).all()):
+            bad = int((~torch.isfinite(scores)).sum())
+            raise FCNError(f"forward check: {bad} of the scores{'' if len(heads) == 1 else f' of head {head}'} "
+                           f"for a {size}x{size} input are NaN or infinite; the weights of "
+                           f"{src.name} overflow")
     expected = (1, kwargs["num_classes"], size, size)
-    if tuple(scores.shape) != expected:
-        raise FCNError(f"forward check: {desc} gave {tuple(scores.shape)} for a {size}x{size} "
-                       f"input, expected {expected}")
-    if not bool(torch.isfinite(scores).all()):
-        bad = int((~torch.isfinite(scores)).sum())
-        raise FCNError(f"forward check: {bad} of the scores for a {size}x{size} input are NaN or "
-                       f"infinite; the weights of {src.name} overflow")
     report.check_shape = expected
 
     names, report.classes_from = resolve_classes(classes, kwargs["num_classes"])
     meta = ModelMeta.default(arch, len(names), class_names=names,
                              extra={"imported_from": {"file": src.name, "format": weights.format,
-                                                      "bytes": src.stat().st_size}})
+                                                      "bytes": src.stat().st_size},
+                                    **model.io_description()})
     if out is not None:
         save_checkpoint(out, model=model, meta=meta, metrics={}, training_state=None)
         report.output = out

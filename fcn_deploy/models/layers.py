@@ -43,6 +43,13 @@ def crop(x: torch.Tensor, ref: torch.Tensor, offset: int) -> torch.Tensor:
     return x[:, :, offset:offset + ref.shape[2], offset:offset + ref.shape[3]]
 
 
+def color_d_filters(weight: torch.Tensor) -> torch.Tensor:
+    """(out, 3, k, k) RGB filters -> (out, 4, k, k): the colour channels as they are, the depth
+    channel their mean over the three colour channels (the reference's RGB-D initialisation,
+    nyud-fcn32s-color-d/solve.py)."""
+    return torch.cat([weight, weight.mean(dim=1, keepdim=True)], dim=1)
+
+
 def scaled_channels(channels: int, width: float, *, multiple: int = 1) -> int:
     """``channels * width`` rounded half up to a multiple of ``multiple`` (at least ``multiple``)."""
     units = math.floor(channels * width / multiple + 0.5)
@@ -69,6 +76,35 @@ def conv_relu(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, padding:
             nn.ReLU(inplace=True))
 
 
+#: The head name of a single-head net's scores in {head: scores} views (:func:`head_scores`).
+SINGLE_HEAD = "score"
+
+
+def head_scores(output: "torch.Tensor | dict[str, torch.Tensor]") -> dict[str, torch.Tensor]:
+    """A model's output as {head: scores}: a multi-head net's dict as is, a single-head net's
+    tensor as ``{"score": tensor}``."""
+    return dict(output) if isinstance(output, dict) else {SINGLE_HEAD: output}
+
+
+def add_fc_layers(module: nn.Module, in_channels: int, *, fc6_kernel: int, width: float) -> int:
+    """Add fc6 (unpadded ``fc6_kernel`` square conv), relu6, drop6, fc7 (1x1), relu7, drop7 to
+    ``module`` (4096 channels at width 1, dropout 0.5); returns fc7's channels."""
+    fc = scaled_channels(4096, width)
+    module.fc6 = nn.Conv2d(in_channels, fc, fc6_kernel)
+    module.relu6 = nn.ReLU(inplace=True)
+    module.drop6 = nn.Dropout(0.5)
+    module.fc7 = nn.Conv2d(fc, fc, 1)
+    module.relu7 = nn.ReLU(inplace=True)
+    module.drop7 = nn.Dropout(0.5)
+    return fc
+
+
+def run_fc_layers(module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """fc6 -> relu6 -> drop6 -> fc7 -> relu7 -> drop7 of a module built by :func:`add_fc_layers`."""
+    h = module.drop6(module.relu6(module.fc6(h)))
+    return module.drop7(module.relu7(module.fc7(h)))
+
+
 class FCNBase(nn.Module):
     """Common behaviour of every FCN: rebuild arguments, weight init, score/upsampling resets.
 
@@ -91,6 +127,19 @@ class FCNBase(nn.Module):
     #: another with exactly the same weighted layers (pytorch-fcn's FCN-8s at-once state_dict
     #: has FCN-8s's keys: its fixed scales live in code).
     source_file_hint: str | None = None
+    #: The network's named inputs and their channels, in forward order: the first is the
+    #: positional argument of ``forward``, the others keyword arguments
+    #: (``forward(image, hha=...)``). Single-input nets name theirs ``image`` (or ``hha``).
+    input_channels: dict[str, int] = {"image": 3}
+    #: The heads of a multi-head net, in order (``("sem", "geo")`` for SIFT Flow); its
+    #: ``forward`` then returns {head: NxCxHxW scores}. Empty: one head, ``forward`` returns
+    #: the score tensor itself, as every single-head net always has.
+    head_names: tuple[str, ...] = ()
+    #: The ImageNet classifier whose weights fill the backbone (``"vgg16"`` for every net built
+    #: on :func:`~fcn_deploy.models.vgg.build_vgg16`), and the module prefixes of its copies
+    #: (``("color.", "hha.")`` for the late-fusion nets' two streams).
+    backbone: str = ""
+    backbone_prefixes: tuple[str, ...] = ("",)
 
     def __init__(self, *, num_classes: int, width: float, learn_upsampling: bool) -> None:
         super().__init__()
@@ -103,6 +152,22 @@ class FCNBase(nn.Module):
         """The factory arguments that rebuild this architecture (plain types only)."""
         return {"num_classes": self.num_classes, "width": self.width,
                 "learn_upsampling": self.learn_upsampling}
+
+    @property
+    def head_classes(self) -> dict[str, int]:
+        """{head: classes}; a single-head net has the one head ``score``."""
+        return {SINGLE_HEAD: self.num_classes}
+
+    def io_description(self) -> dict[str, Any]:
+        """What a multi-input or multi-head net adds to its metadata (``ModelMeta.extra``):
+        ``inputs`` [{name, channels}] and ``heads`` [{name, num_classes}]; empty for the
+        single-input, single-head nets, whose metadata stays as it was."""
+        out: dict[str, Any] = {}
+        if len(self.input_channels) > 1 or "image" not in self.input_channels:
+            out["inputs"] = [{"name": k, "channels": c} for k, c in self.input_channels.items()]
+        if self.head_names:
+            out["heads"] = [{"name": k, "num_classes": c} for k, c in self.head_classes.items()]
+        return out
 
     def source_layer_map(self) -> dict[str, str]:
         """{layer name in published weight files: module name} for every module that holds
@@ -129,8 +194,7 @@ class FCNBase(nn.Module):
         score = shapes.get(f"{table[self.score_layers[0]]}.weight") if self.score_layers else None
         if score:
             kwargs["num_classes"] = int(score[0])
-        first = next((name for name, m in self.named_modules()
-                      if isinstance(m, nn.Conv2d) and m.in_channels == 3), None)
+        first = next((name for name, m in self.named_modules() if isinstance(m, nn.Conv2d)), None)
         shape = shapes.get(f"{table.get(first, first)}.weight") if first else None
         if shape:
             kwargs["width"] = shape[0] / self.get_submodule(first).out_channels
@@ -140,20 +204,12 @@ class FCNBase(nn.Module):
         """The reference's convolutionalized classifier under Caffe's names: fc6 (an unpadded
         ``fc6_kernel`` square conv) and fc7 (1x1), 4096 channels at width 1, each followed by
         ReLU and dropout 0.5, then the 1x1 ``score_fr``. Run it with :meth:`_fc_classifier`."""
-        fc = scaled_channels(4096, self.width)
-        self.fc6 = nn.Conv2d(in_channels, fc, fc6_kernel)
-        self.relu6 = nn.ReLU(inplace=True)
-        self.drop6 = nn.Dropout(0.5)
-        self.fc7 = nn.Conv2d(fc, fc, 1)
-        self.relu7 = nn.ReLU(inplace=True)
-        self.drop7 = nn.Dropout(0.5)
+        fc = add_fc_layers(self, in_channels, fc6_kernel=fc6_kernel, width=self.width)
         self.score_fr = nn.Conv2d(fc, self.num_classes, 1)
 
     def _fc_classifier(self, h: torch.Tensor) -> torch.Tensor:
         """fc6 -> fc7 -> score_fr: the coarse score map."""
-        h = self.drop6(self.relu6(self.fc6(h)))
-        h = self.drop7(self.relu7(self.fc7(h)))
-        return self.score_fr(h)
+        return self.score_fr(run_fc_layers(self, h))
 
     def init_weights(self) -> None:
         """Initialisation for training from scratch: Kaiming for the backbone, zero scores,

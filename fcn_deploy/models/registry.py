@@ -24,9 +24,17 @@ def register_model(name: str) -> Callable[[T], T]:
     return decorator
 
 
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`, sorted."""
-    return sorted(_REGISTRY)
+def list_models(*, multi: bool = True) -> list[str]:
+    """Names accepted by :func:`create_model`, sorted.
+
+    ``multi=False`` leaves out the nets with several inputs or heads (SIFT Flow, NYUD fusion),
+    which export and the runtimes do not take yet.
+    """
+    if multi:
+        return sorted(_REGISTRY)
+    return sorted(name for name, builder in _REGISTRY.items()
+                  if not getattr(builder, "head_names", ())
+                  and len(getattr(builder, "input_channels", {"image": 3})) == 1)
 
 
 def check_num_classes(num_classes: Any) -> int:
@@ -43,18 +51,20 @@ def check_width(width: Any) -> float:
     return float(width)
 
 
-def create_model(name: str, *, num_classes: int = 21, width: float = 1.0,
+def create_model(name: str, *, num_classes: int | None = None, width: float = 1.0,
                  learn_upsampling: bool = False, **kwargs: Any):
     """Build the registered FCN ``name`` (weights initialised for training from scratch).
 
-    ``width`` multiplies every channel count (1.0 = the reference net); ``learn_upsampling``
+    ``num_classes`` None: the architecture's own default (21 for the VOC nets, 33 for SIFT
+    Flow's semantic head, 40 for NYUDv2). ``width`` multiplies every channel count (1.0 = the reference net); ``learn_upsampling``
     makes the intermediate upsampling layers (upscore2, upscore_pool4) trainable as in the paper;
     the final one stays bilinear and frozen, so it changes nothing for the single-upsampling nets
     (FCN-32s, FCN-AlexNet, FCN-GoogLeNet).
     """
     if name not in _REGISTRY:
         raise FCNError(f"unknown model {name!r}; valid names: {', '.join(sorted(_REGISTRY))}")
-    num_classes = check_num_classes(num_classes)
+    if num_classes is not None:
+        kwargs["num_classes"] = check_num_classes(num_classes)
     width = check_width(width)
     if not isinstance(learn_upsampling, bool):
         raise FCNError(f"learn_upsampling must be True or False, got {learn_upsampling!r}")
@@ -65,5 +75,4 @@ def create_model(name: str, *, num_classes: int = 21, width: float = 1.0,
         accepted = [p for p in params if p not in ("self",)]
         raise FCNError(f"model {name!r} does not take {', '.join(unknown)}; "
                        f"accepted arguments: {', '.join(accepted)}")
-    return builder(num_classes=num_classes, width=width, learn_upsampling=learn_upsampling,
-                   **kwargs)
+    return builder(width=width, learn_upsampling=learn_upsampling, **kwargs)

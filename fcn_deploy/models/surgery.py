@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.models.layers import color_d_filters
 
 StateSource = Any  # nn.Module | Mapping[str, Tensor] | str | os.PathLike
 
@@ -74,7 +75,7 @@ def _classifier_for(fcn_model: nn.Module):
     width = getattr(fcn_model, "width", 1.0)
     # The template only supplies key names and shapes: build it on the meta device (no memory,
     # no random init of a 138M-parameter classifier).
-    if arch.endswith("_vgg16"):
+    if arch.endswith("_vgg16") or getattr(fcn_model, "backbone", "") == "vgg16":
         with torch.device("meta"):
             template = VGG16Classifier(width=width)
         return template, "torchvision VGG16 (features.N, classifier.0/3/6)"
@@ -94,7 +95,9 @@ def load_imagenet_weights(fcn_model: nn.Module, state_dict_or_path: StateSource)
     :class:`~fcn_deploy.models.classifiers.AlexNetClassifier`'s layout (torchvision's alexnet is a
     different network and is refused with the offending key's shape). fc6/fc7 weights are
     reshaped from (out, C*k*k) to (out, C, k, k); fc8 (the 1000-class layer) is dropped; score
-    layers stay zero and the upsampling stays bilinear.
+    layers stay zero and the upsampling stays bilinear. A net with several backbone copies (the
+    NYUD late-fusion streams) gets the weights in each; a first convolution with a fourth input
+    channel (RGB-D) gets the colour filters and, on that channel, their mean, as the reference.
     """
     from fcn_deploy.models.classifiers import AlexNetClassifier
 
@@ -123,9 +126,22 @@ def load_imagenet_weights(fcn_model: nn.Module, state_dict_or_path: StateSource)
             raise FCNError(f"ImageNet weights: {key} has shape {_shape(source[key])}, expected "
                            f"{_shape(ref)} for {fcn_model.arch} at width {template.width:g}{hint}")
 
-    updates, report = remap_state_dict(source, key_map, target)
-    _apply(fcn_model, updates)
+    report = SurgeryReport()
+    for prefix in getattr(fcn_model, "backbone_prefixes", ("",)):
+        updates, part = remap_state_dict(source, {k: prefix + v for k, v in key_map.items()},
+                                         target, convert=_imagenet_convert)
+        _apply(fcn_model, updates)
+        report.copied += part.copied
+        report.ignored = part.ignored
     return report
+
+
+def _imagenet_convert(src_key: str, dst_key: str, tensor: torch.Tensor,
+                      target: torch.Tensor) -> torch.Tensor:
+    """fc layers reshaped to convolutions; RGB filters widened for an RGB-D first conv."""
+    if tensor.dim() == 4 and target.dim() == 4 and tensor.shape[1] == 3 and target.shape[1] == 4:
+        return color_d_filters(tensor)
+    return tensor.reshape(target.shape)
 
 
 Convert = Callable[[str, str, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -5,7 +5,8 @@ from fcn_deploy.models import create_model, list_models
 
 #: Channel multiplier for tests that run forward passes (the geometry does not depend on it).
 TINY = 1 / 16
-ALL_MODELS = list_models()
+#: The single-input, single-head nets (the multi-input/multi-head ones: test_model_multi.py).
+ALL_MODELS = list_models(multi=False)
 
 
 def build_meta(name: str, **kwargs) -> torch.nn.Module:

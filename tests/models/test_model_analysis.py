@@ -113,27 +113,28 @@ def test_receptive_field_of_a_skip_layer_and_unknown_layer():
         score_geometry(model, layer="score_pool5")
 
 
-def _derived_offsets(model):
-    """Crop offsets that align every map, from the measured score-map centres only."""
-    fr = score_geometry(model)
+def _derived_offsets(model, suffix=""):
+    """Crop offsets that align every map, from the measured score-map centres only (a net with
+    several heads: the head whose layers end with ``suffix``)."""
+    fr = score_geometry(model, layer=f"score_fr{suffix}")
     offsets = {}
-    if model.arch in ("fcn32s_vgg16", "fcn_alexnet", "fcn_googlenet"):
-        k = model.upscore.kernel_size[0]
+    if f"upscore{suffix}" in model.crop_offsets:
+        k = model.get_submodule(f"upscore{suffix}").kernel_size[0]
         up = upsampled_geometry(fr.center0, fr.stride, kernel=k, stride=32)
-        offsets["upscore"] = crop_offset(up[0], 0.0, up[1])
+        offsets[f"upscore{suffix}"] = crop_offset(up[0], 0.0, up[1])
         return offsets
-    p4 = score_geometry(model, layer="score_pool4")
+    p4 = score_geometry(model, layer=f"score_pool4{suffix}")
     up2 = upsampled_geometry(fr.center0, fr.stride, kernel=4, stride=2)
-    offsets["score_pool4"] = crop_offset(p4.center0, up2[0], p4.stride)
-    if model.arch == "fcn16s_vgg16":
+    offsets[f"score_pool4{suffix}"] = crop_offset(p4.center0, up2[0], p4.stride)
+    if f"upscore16{suffix}" in model.crop_offsets:
         up16 = upsampled_geometry(*up2, kernel=32, stride=16)
-        offsets["upscore16"] = crop_offset(up16[0], 0.0, up16[1])
+        offsets[f"upscore16{suffix}"] = crop_offset(up16[0], 0.0, up16[1])
         return offsets
-    p3 = score_geometry(model, layer="score_pool3")
+    p3 = score_geometry(model, layer=f"score_pool3{suffix}")
     up4 = upsampled_geometry(*up2, kernel=4, stride=2)
-    offsets["score_pool3"] = crop_offset(p3.center0, up4[0], p3.stride)
+    offsets[f"score_pool3{suffix}"] = crop_offset(p3.center0, up4[0], p3.stride)
     up8 = upsampled_geometry(*up4, kernel=16, stride=8)
-    offsets["upscore8"] = crop_offset(up8[0], 0.0, up8[1])
+    offsets[f"upscore8{suffix}"] = crop_offset(up8[0], 0.0, up8[1])
     return offsets
 
 
@@ -192,7 +193,8 @@ def test_tile_geometry_of_every_registered_net():
     from fcn_deploy.models import list_models
     from fcn_deploy.models.analysis import tile_geometry_of_arch
 
-    got = {name: tile_geometry_of_arch(name).to_dict() for name in list_models()}
+    got = {name: tile_geometry_of_arch(name).to_dict()
+           for name in list_models(multi=False)}
     assert all(g["stride"] == 32 and g["context_before"] > 0 and g["context_after"] > 0
                for g in got.values())
     vgg = {"stride": 32, "context_before": 221, "context_after": 215}

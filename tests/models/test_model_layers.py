@@ -13,6 +13,8 @@ UPSAMPLING = {
     "fcn8s_atonce_vgg16": {"upscore2": (4, 2), "upscore_pool4": (4, 2), "upscore8": (16, 8)},
     "fcn_alexnet": {"upscore": (63, 32)},
     "fcn_googlenet": {"upscore": (63, 32)},
+    "nyud_fcn32s_color": {"upscore": (64, 32)},
+    "nyud_fcn32s_hha": {"upscore": (64, 32)},
 }
 INTERMEDIATE = {"upscore2", "upscore_pool4"}
 SCORES = {
@@ -20,6 +22,7 @@ SCORES = {
     "fcn8s_vgg16": {"score_fr", "score_pool4", "score_pool3"},
     "fcn8s_atonce_vgg16": {"score_fr", "score_pool4", "score_pool3"},
     "fcn_alexnet": {"score_fr"}, "fcn_googlenet": {"score_fr"},
+    "nyud_fcn32s_color": {"score_fr"}, "nyud_fcn32s_hha": {"score_fr"},
 }
 
 
@@ -85,7 +88,7 @@ def test_upsampling_init_and_frozen_flags(name, learn):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_score_layers_start_at_zero_and_the_rest_does_not(name):
-    model = create_model(name, width=TINY)
+    model = create_model(name, num_classes=21, width=TINY)
     assert set(model.score_layers) == SCORES[name]
     for layer_name in SCORES[name]:
         layer = model.get_submodule(layer_name)

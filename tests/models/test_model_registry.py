@@ -11,7 +11,9 @@ from fcn_deploy.models import create_model, list_models, register_model
 from fcn_deploy.models.layers import scaled_channels
 
 EXPECTED = ["fcn16s_vgg16", "fcn32s_vgg16", "fcn8s_atonce_vgg16", "fcn8s_vgg16", "fcn_alexnet",
-            "fcn_googlenet"]
+            "fcn_googlenet", "nyud_fcn16s_color_hha", "nyud_fcn32s_color", "nyud_fcn32s_color_d",
+            "nyud_fcn32s_color_hha", "nyud_fcn32s_hha", "siftflow_fcn16s", "siftflow_fcn32s",
+            "siftflow_fcn8s"]
 
 
 def test_list_models_is_the_contract():
@@ -29,7 +31,7 @@ def test_unknown_name_lists_valid_names():
         create_model("fcn4s")
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "21", None])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "21"])  # None: the net's default
 def test_bad_num_classes(bad):
     with pytest.raises(FCNError, match=r"num_classes must be an integer >= 1, got"):
         create_model("fcn32s_vgg16", num_classes=bad)

@@ -30,10 +30,11 @@ class _ListDataset:
 
 def test_item_is_bgr_minus_mean_chw_and_mirroring_flips_both():
     ds = TorchSegmentation(_ListDataset([(3, 5)]))
-    x, y, name = ds[(0, False)]
+    x, y, name, inputs, labels = ds[(0, False)]
+    assert inputs == {} and labels == {}
     assert x.shape == (3, 3, 5) and x.dtype == np.float32 and name == "img0"
     assert x[2, 1, 4] == pytest.approx(4 - VGG_MEAN_BGR[2]) and x[1, 2, 0] == pytest.approx(2 - VGG_MEAN_BGR[1])
-    xf, yf, _ = ds[(0, True)]
+    xf, yf, *_ = ds[(0, True)]
     np.testing.assert_array_equal(xf, x[:, :, ::-1])
     np.testing.assert_array_equal(yf, y[:, ::-1])
 
