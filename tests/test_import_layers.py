@@ -36,14 +36,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "compatibility: meta.read_onnx_meta/write_onnx_meta moved to onnxgraph (PEP 562 alias)",
 }
 
-#: Upward imports not fixed yet (issue 12), each with the fix. They were left because the files
-#: were being changed on other branches at the time; remove an entry when its import is gone
+#: Upward imports not fixed yet (issue 12), each with the fix; none are left now. An entry would
+#: name the import and its fix; remove it when the import is gone
 #: (test_known_violations_are_still_real fails on a stale entry, so the list only shrinks).
 KNOWN: dict[tuple[str, str], str] = {
-    ("fcn_deploy.quantize.speed", "fcn_deploy.runtime.onnxruntime_backend"):
-        "same session_options; quantize/speed.py is benchmark code and belongs in bench/",
-    ("fcn_deploy.quantize.speed", "fcn_deploy.cli.common"):
-        "its __main__ entry point belongs in fcn_deploy/cli/ (as cli/sensitivity.py now is)",
     ("fcn_deploy.export.compare", "fcn_deploy.evaluate"):
         "the FP16-vs-FP32 comparison of fcn-export --eval evaluates through the runtime: the "
         "command should run it after export_model (one floor up), not export_model itself",
