@@ -39,11 +39,7 @@ ALLOWED: dict[tuple[str, str], str] = {
 #: Upward imports not fixed yet (issue 12), each with the fix; none are left now. An entry would
 #: name the import and its fix; remove it when the import is gone
 #: (test_known_violations_are_still_real fails on a stale entry, so the list only shrinks).
-KNOWN: dict[tuple[str, str], str] = {
-    ("fcn_deploy.export.compare", "fcn_deploy.evaluate"):
-        "the FP16-vs-FP32 comparison of fcn-export --eval evaluates through the runtime: the "
-        "command should run it after export_model (one floor up), not export_model itself",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:
