@@ -4,7 +4,9 @@
 paper's four metrics from one confusion matrix over the whole set. ``compare_models`` runs
 several artifacts image by image in lockstep (so no predictions are stored) and adds, for each,
 the fraction of pixels whose label equals the first (reference) model's and the per-class IU
-change: the FP32 vs FP16 vs INT8 report.
+change: the FP32 vs FP16 vs INT8 report. ``compare_onnx`` is its two-graph view and
+``export_compared`` runs it for fcn-export ``--eval-dataset`` after the export, so that the export
+stage (one floor down) never evaluates.
 """
 from __future__ import annotations
 
@@ -303,3 +305,59 @@ def compare_models(paths: Sequence[str | os.PathLike], dataset: Any, *,
     """Score several artifacts on the same images; the first is the reference for agreement."""
     return _run(paths, dataset, backend=backend, max_images=max_images, threads=threads,
                 progress=progress, seed=seed, device=device, int8_kernels=int8_kernels)
+
+
+# -- two graphs, and fcn-export --eval-dataset ---------------------------------------------------
+def compare_onnx(a, b, dataset: Any, *, threads: int | None = None, limit: int | None = None,
+                 progress: bool = False) -> CompareReport:
+    """Label agreement of graphs ``a`` and ``b`` and each one's mean IU on ``dataset``.
+
+    ``dataset`` is a dataset object (``__len__``/``__getitem__`` -> Sample with image and label)
+    or a spec for ``fcn_deploy.datasets.create_dataset`` such as ``"synthetic:20"``. The work is
+    ``fcn_deploy.evaluate.compare_models`` on ONNX Runtime's CPU provider, with ``a`` as the
+    reference; this keeps the two-graph summary the export report prints.
+    Moved from ``fcn_deploy.export`` (which does not evaluate).
+    """
+    from fcn_deploy.export.compare import CompareReport
+
+    report = compare_models([a, b], dataset, backend="onnxruntime", device="cpu",
+                            max_images=limit, threads=threads, progress=progress)
+    ref, other = report.results
+    return CompareReport(name_a=Path(a).name, name_b=Path(b).name, images=report.num_images,
+                         pixels=other.agreement_pixels, agreement=float(other.agreement),
+                         miou_a=float(ref.metrics.mean_iu), miou_b=float(other.metrics.mean_iu))
+
+
+def export_compared(source: Any, output_path: str | os.PathLike, *, eval_dataset: Any,
+                    eval_limit: int | None = None, meta: Any = None, options: Any = None,
+                    **changes: Any):
+    """Export an FP16 graph and measure what FP16 changed: fcn-export ``--eval-dataset``.
+
+    ``source`` is a checkpoint path (``export_checkpoint``) or a model (``export_model`` with
+    ``meta``); ``options``/``changes`` as for ``export_model``. The FP32 graph of the same export
+    (``fp32_reference``) is written to a scratch folder next to the output, compared with the
+    FP16 graph on ``eval_dataset`` (a spec such as "synthetic:20", or a dataset object; at most
+    ``eval_limit`` images) by :func:`compare_onnx`, and removed; the returned ``ExportReport``
+    carries the comparison (named "fp32" and the precision) in ``comparison``.
+    """
+    from fcn_deploy.export import ExportOptions, export_checkpoint, export_model
+    from fcn_deploy.fileio import check_output_dir, scratch_dir
+
+    o = (options or ExportOptions()).with_changes(**changes)
+    if (o.precision or "fp32") == "fp32":
+        raise FCNError("--eval-dataset measures what FP16 changes against FP32; use it with "
+                       "precision fp16")
+    if not Path(output_path).is_dir():  # export_model names a folder given as -o itself
+        check_output_dir(output_path)  # the scratch folder goes next to the output
+    with scratch_dir(output_path) as staging:
+        o = o.with_changes(fp32_reference=staging / "fp32.onnx")
+        if isinstance(source, (str, os.PathLike)):
+            report = export_checkpoint(source, output_path, options=o)
+        else:
+            report = export_model(source, meta, output_path, options=o)
+        comparison = compare_onnx(o.fp32_reference, report.output_path, eval_dataset,
+                                  threads=o.threads, limit=eval_limit, progress=o.progress)
+    comparison.name_a = "fp32"
+    comparison.name_b = report.precision
+    report.comparison = comparison
+    return report

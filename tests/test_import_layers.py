@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1] / "fcn_deploy"
 LAYERS: list[tuple[str, ...]] = [
     ("fcn_deploy.errors", "fcn_deploy.constants", "fcn_deploy.meta", "fcn_deploy.fileio",
      "fcn_deploy.imageio", "fcn_deploy.preprocess", "fcn_deploy.metrics", "fcn_deploy.cuda",
-     "fcn_deploy.cpu", "fcn_deploy.devices", "fcn_deploy.contract", "fcn_deploy.tiling"),
+     "fcn_deploy.cpu", "fcn_deploy.devices", "fcn_deploy.contract", "fcn_deploy.tiling",
+     "fcn_deploy.ortsession"),
     ("fcn_deploy.onnxgraph",),
     ("fcn_deploy.models", "fcn_deploy.datasets", "fcn_deploy.export", "fcn_deploy.quantize"),
     ("fcn_deploy.engine", "fcn_deploy.tensorrt"),
@@ -35,20 +36,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "compatibility: meta.read_onnx_meta/write_onnx_meta moved to onnxgraph (PEP 562 alias)",
 }
 
-#: Upward imports not fixed yet (issue 12), each with the fix. They were left because the files
-#: were being changed on other branches at the time; remove an entry when its import is gone
+#: Upward imports not fixed yet (issue 12), each with the fix; none are left now. An entry would
+#: name the import and its fix; remove it when the import is gone
 #: (test_known_violations_are_still_real fails on a stale entry, so the list only shrinks).
-KNOWN: dict[tuple[str, str], str] = {
-    ("fcn_deploy.export.verify", "fcn_deploy.runtime.onnxruntime_backend"):
-        "session_options (ORT thread settings) belongs on the ground floor (fcn_deploy/cpu.py)",
-    ("fcn_deploy.quantize.speed", "fcn_deploy.runtime.onnxruntime_backend"):
-        "same session_options; quantize/speed.py is benchmark code and belongs in bench/",
-    ("fcn_deploy.quantize.speed", "fcn_deploy.cli.common"):
-        "its __main__ entry point belongs in fcn_deploy/cli/ (as cli/sensitivity.py now is)",
-    ("fcn_deploy.export.compare", "fcn_deploy.evaluate"):
-        "the FP16-vs-FP32 comparison of fcn-export --eval evaluates through the runtime: the "
-        "command should run it after export_model (one floor up), not export_model itself",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

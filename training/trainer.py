@@ -472,7 +472,7 @@ class _Run:
         if config.threads is not None:
             if config.threads < 1:
                 raise FCNError(f"--threads must be >= 1, got {config.threads}")
-            from fcn_deploy.runtime.registry import cap_threads
+            from fcn_deploy.ortsession import cap_threads
 
             torch.set_num_threads(cap_threads(config.threads))
         starts = [x for x in (config.resume, config.init_from, config.imagenet) if x is not None]

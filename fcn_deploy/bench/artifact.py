@@ -59,7 +59,7 @@ class BenchConfig:
         self.shapes = shapes
         if self.threads is not None and self.threads < 1:
             raise FCNError(f"--threads must be >= 1, got {self.threads}")
-        from fcn_deploy.runtime.registry import cap_threads
+        from fcn_deploy.ortsession import cap_threads
 
         self.threads = cap_threads(self.threads)  # reports show the threads actually used
 

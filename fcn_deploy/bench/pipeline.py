@@ -22,9 +22,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.ortsession import session_options
 from fcn_deploy.preprocess import preprocess_batch
 from fcn_deploy.runtime.base import LABELS, SCORES, argmax_labels
-from fcn_deploy.runtime.onnxruntime_backend import OnnxRuntimeRunner, session_options
+from fcn_deploy.runtime.onnxruntime_backend import OnnxRuntimeRunner
 from fcn_deploy.runtime.torch_backend import TorchRunner
 
 STAGES = ("preprocess", "copy_in", "compute", "copy_out", "argmax")

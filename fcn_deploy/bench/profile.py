@@ -74,7 +74,7 @@ def ort_profile(path: str | os.PathLike, shape: Sequence[int], *, threads: int |
     """
     import onnxruntime as ort
 
-    from fcn_deploy.runtime.onnxruntime_backend import session_options
+    from fcn_deploy.ortsession import session_options
 
     if runs < 1:
         raise FCNError(f"profile runs must be >= 1, got {runs}")

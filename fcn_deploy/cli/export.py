@@ -6,6 +6,7 @@ import sys
 from typing import Sequence
 
 from fcn_deploy.cli.common import add_quiet_option, add_threads_option, parse_shape, run_main
+from fcn_deploy.evaluate import export_compared
 from fcn_deploy.export import (DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET,
                                ExportOptions, export_checkpoint)
 
@@ -67,9 +68,12 @@ def _main(argv: Sequence[str] | None) -> int:
         sample_shape=args.sample_shape, verify=args.verify, verify_sizes=args.verify_shape,
         atol=args.atol, rtol=args.rtol, simplify=args.simplify,
         depthwise_upsampling=args.depthwise_upsampling, fold_crops=args.fold_crops,
-        external_data=external, eval_dataset=args.eval_dataset, eval_limit=args.eval_limit,
-        threads=args.threads, progress=not args.quiet)
-    report = export_checkpoint(args.checkpoint, args.output, options=options)
+        external_data=external, threads=args.threads, progress=not args.quiet)
+    if args.eval_dataset is None:
+        report = export_checkpoint(args.checkpoint, args.output, options=options)
+    else:  # the comparison runs the graphs through the runtime: one floor above the export
+        report = export_compared(args.checkpoint, args.output, options=options,
+                                 eval_dataset=args.eval_dataset, eval_limit=args.eval_limit)
     print(report.summary())
     sys.stdout.flush()
     return 0

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
 from fcn_deploy.export import graph as g
-from fcn_deploy.export.compare import CompareReport, compare_onnx
+from fcn_deploy.export.compare import CompareReport
 from fcn_deploy.export.fp16 import convert_to_fp16
 from fcn_deploy.export.torch_export import EXPORTERS, export_torch, name_dynamic_dims
 from fcn_deploy.export.verify import Tolerance, VerificationReport, default_sizes, verify_onnx
@@ -213,8 +213,7 @@ class ExportOptions:
     verify_sizes: Sequence[Sequence[int]] | None = None
     atol: float | None = None
     rtol: float | None = None
-    eval_dataset: Any = None
-    eval_limit: int | None = None
+    fp32_reference: Any = None
     threads: int | None = None
     progress: bool = False
 
@@ -238,8 +237,10 @@ def export_model(model, meta: ModelMeta | None, output_path, *,
     optimizations (all on by default; which ones applied is recorded in ``meta.extra``).
     ``verify`` (default on) runs the ONNX checker and ONNX Runtime against PyTorch at
     ``verify_sizes`` (default: the sample shape, a smaller odd batch of 2, a larger odd size); a
-    failure raises FCNError and leaves no file. ``eval_dataset`` (e.g. "synthetic:20") with FP16
-    also measures label agreement and the mean IU change against the FP32 graph.
+    failure raises FCNError and leaves no file. ``fp32_reference`` (a path) with FP16 also writes
+    the FP32 graph (same outputs and metadata, precision fp32) there, to compare accuracy against:
+    :func:`fcn_deploy.evaluate.export_compared` (fcn-export ``--eval-dataset``) does that and
+    fills the report's ``comparison``; the export stage itself runs no evaluation.
 
     The options are an :class:`ExportOptions` (``options=``) and/or its fields as keywords
     (``verify=False``), the keywords applied on top.
@@ -251,16 +252,16 @@ def export_model(model, meta: ModelMeta | None, output_path, *,
     simplify, depthwise_upsampling, fold_crops = o.simplify, o.depthwise_upsampling, o.fold_crops
     external_data, verify, verify_sizes, atol, rtol = (o.external_data, o.verify, o.verify_sizes,
                                                        o.atol, o.rtol)
-    eval_dataset, eval_limit, threads, progress = o.eval_dataset, o.eval_limit, o.threads, o.progress
+    fp32_reference, threads, progress = o.fp32_reference, o.threads, o.progress
     Tolerance(atol=0.0 if atol is None else atol, rtol=0.0 if rtol is None else rtol)  # before work
     opset, outputs, precision, exporter, shape = _check_options(opset, outputs, precision,
                                                                 exporter, sample_shape)
     output_path = check_output_dir(output_path)
     if output_path.is_dir():
         raise FCNError(f"output path {output_path} is a folder; expected a .onnx file name")
-    if eval_dataset is not None and precision == "fp32":
-        raise FCNError("--eval-dataset measures what FP16 changes against FP32; use it with "
-                       "precision fp16")
+    if fp32_reference is not None and precision == "fp32":
+        raise FCNError("fp32_reference is the FP32 graph to compare an FP16 export with; use it "
+                       "with precision fp16")
     meta = meta if meta is not None else _default_meta(model)
     bar = None
     if progress:
@@ -314,19 +315,12 @@ def export_model(model, meta: ModelMeta | None, output_path, *,
                 check(staged)
             if data_path.is_file():  # a stale weight file from an earlier external-data export
                 data_path.unlink()
-        comparison = None
-        if eval_dataset is not None:
-            with scratch_dir(output_path) as staging:
-                ref_proto = copy.deepcopy(fp32_proto)
-                if outputs in ("labels", "both"):
-                    g.add_label_head(ref_proto, keep_scores=(outputs == "both"))
-                write_meta(ref_proto, final_meta.replace(precision="fp32"))
-                ref_path = staging / "fp32.onnx"
-                save_model(ref_proto, ref_path, external=external)
-                comparison = compare_onnx(ref_path, output_path, eval_dataset, threads=threads,
-                                          limit=eval_limit, progress=progress)
-                comparison.name_a = "fp32"
-                comparison.name_b = precision
+        if fp32_reference is not None:
+            ref_proto = copy.deepcopy(fp32_proto)
+            if outputs in ("labels", "both"):
+                g.add_label_head(ref_proto, keep_scores=(outputs == "both"))
+            write_meta(ref_proto, final_meta.replace(precision="fp32"))
+            save_model(ref_proto, Path(fp32_reference), external=external)
     finally:
         if bar is not None:
             bar.close()
@@ -335,7 +329,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *,
                         ops=info["ops"], optimizations=info["optimizations"],
                         external_data=external, file_bytes=output_path.stat().st_size,
                         seconds=time.perf_counter() - start, verification=report_verify,
-                        comparison=comparison, fp16=info["fp16"])
+                        fp16=info["fp16"])
 
 
 def export_checkpoint(checkpoint_path, output_path, **options) -> ExportReport:

@@ -134,7 +134,7 @@ def _session(path, *, threads: int | None = None, expose: str | None = None):
     import onnx
     import onnxruntime as ort
 
-    from fcn_deploy.runtime.onnxruntime_backend import session_options
+    from fcn_deploy.ortsession import session_options
 
     options = session_options(intra_op_threads=threads or None)
     source: Any = str(path)

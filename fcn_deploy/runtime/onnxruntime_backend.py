@@ -13,10 +13,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from fcn_deploy.cpu import X64_QUANT_PRECISION, Int8Kernels, int8_kernels as resolve_int8_kernels
+from fcn_deploy.cpu import Int8Kernels, int8_kernels as resolve_int8_kernels
 from fcn_deploy.devices import parse_device
 from fcn_deploy.errors import FCNError
 from fcn_deploy.meta import ModelMeta
+from fcn_deploy.ortsession import session_options  # also importable from here, its old home
 from fcn_deploy.runtime.base import Runner, TensorInfo
 
 
@@ -57,53 +58,6 @@ def choose_providers(device: str | None, available: Sequence[str]) -> list[Any]:
                            "instead of onnxruntime, or use device='cpu'")
         return [("CUDAExecutionProvider", {"device_id": parsed.index}), "CPUExecutionProvider"]
     raise FCNError(f"device {device!r} is not understood; use 'cpu', 'cuda' or 'cuda:N'")
-
-
-def session_options(*, intra_op_threads: int | None = None,
-                    graph_optimization_level: str | None = None,
-                    session_config: Mapping[str, str] | None = None,
-                    int8_kernels: str | Int8Kernels | None = None):
-    """``onnxruntime.SessionOptions`` from the runner's options (also used by the benchmark).
-
-    ``int8_kernels`` ("auto" when None, "fast", "exact", or a resolved
-    :class:`~fcn_deploy.cpu.Int8Kernels`): on x86 CPUs without VNNI "auto" adds
-    ``session.x64quantprecision=1`` so that INT8 (Q/DQ) graphs run on exact U8U8 kernels instead
-    of saturating ones (see :mod:`fcn_deploy.cpu`); float graphs are unaffected by the entry.
-    """
-    import onnxruntime as ort
-
-    kernels = (int8_kernels if isinstance(int8_kernels, Int8Kernels)
-               else resolve_int8_kernels(int8_kernels))
-    if X64_QUANT_PRECISION in (session_config or {}):
-        raise FCNError(f"set the int8 kernels with int8_kernels='fast'|'exact' (--int8-kernels), "
-                       f"not the session config entry {X64_QUANT_PRECISION}")
-
-    options = ort.SessionOptions()
-    if intra_op_threads is not None:
-        if intra_op_threads < 0:
-            raise FCNError(f"intra_op_threads must be >= 0 (0 = ONNX Runtime's default), "
-                           f"got {intra_op_threads}")
-        from fcn_deploy.runtime.registry import cap_threads
-
-        options.intra_op_num_threads = int(cap_threads(intra_op_threads))
-    level = graph_optimization_level or "all"
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    if hasattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT"):
-        levels["layout"] = ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT
-    if level not in levels:
-        raise FCNError(f"graph_optimization_level {level!r} is not one of "
-                       f"{', '.join(levels)}")
-    options.graph_optimization_level = levels[level]
-    options.log_severity_level = 3  # errors only; our own messages say what went wrong
-    for key, value in {**kernels.session_config(), **(session_config or {})}.items():
-        try:
-            options.add_session_config_entry(str(key), str(value))
-        except Exception as exc:  # ORT raises its own error types for bad entries
-            raise FCNError(f"ONNX Runtime session config {key}={value} was refused: {exc}") from None
-    return options
 
 
 def _exact_kernels_hint(error: str, kernels: Int8Kernels) -> str:

@@ -9,12 +9,12 @@ import importlib
 import importlib.util
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.ortsession import available_cores, cap_threads  # noqa: F401  (also from here)
 from fcn_deploy.runtime.base import Runner
 
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
@@ -82,35 +82,6 @@ def get_backend(name: str) -> BackendSpec:
     if name not in _REGISTRY:
         raise FCNError(f"unknown backend {name!r}; choose one of {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-_WARNED_THREADS: set[tuple[int, int]] = set()
-
-
-def cap_threads(threads: int | None) -> int | None:
-    """``threads`` capped at the cores available, with one warning naming the core count.
-
-    More compute threads than cores only makes them wait for each other, and inference slows
-    down by orders of magnitude. None and 0 (the library's default) pass through.
-    """
-    if not threads:
-        return threads
-    cores = available_cores()
-    if threads <= cores:
-        return threads
-    if (threads, cores) not in _WARNED_THREADS:
-        _WARNED_THREADS.add((threads, cores))
-        warnings.warn(f"--threads {threads} is more than the {cores} CPU cores available here; "
-                      f"using {cores} threads", stacklevel=2)
-    return cores
 
 
 def thread_options(backend: str, threads: int | None) -> dict[str, int]:

@@ -47,7 +47,7 @@ class TorchRunner(Runner):
         if text != "cpu" and not torch.cuda.is_available():
             raise FCNError(f"device {device!r}: this PyTorch has no usable CUDA; use device='cpu'")
         if threads is not None:
-            from fcn_deploy.runtime.registry import cap_threads
+            from fcn_deploy.ortsession import cap_threads
 
             torch.set_num_threads(cap_threads(max(1, int(threads))))
         self._torch = torch

@@ -7,7 +7,9 @@ import pytest
 from onnx import TensorProto
 
 from fcn_deploy.datasets import SyntheticShapes
-from fcn_deploy.export import compare_onnx, export_model
+from fcn_deploy.errors import FCNError
+from fcn_deploy.evaluate import compare_onnx, export_compared
+from fcn_deploy.export import export_model
 from fcn_deploy.meta import read_onnx_meta
 
 from export_helpers import SAMPLE, SIZES, meta_for, registry_model, run_onnx
@@ -71,11 +73,27 @@ def test_compare_onnx_measures_agreement_and_miou(alexnet_pair):
     assert "label agreement" in result.summary()
 
 
+def test_the_fp32_reference_and_the_comparison_need_fp16(tmp_path):
+    """export_model only writes the FP32 reference graph (for fcn_deploy.evaluate to compare
+    with); it takes no dataset, and neither it nor export_compared accepts FP32."""
+    model = registry_model("fcn32s_vgg16", num_classes=7)
+    with pytest.raises(FCNError, match=r"fp32_reference is the FP32 graph to compare an FP16 "
+                                       r"export with; use it with precision fp16"):
+        export_model(model, meta_for(model), tmp_path / "m.onnx", fp32_reference=tmp_path / "r")
+    with pytest.raises(FCNError, match=r"unknown export option\(s\) eval_dataset"):
+        export_model(model, meta_for(model), tmp_path / "m.onnx", eval_dataset="synthetic:2")
+    with pytest.raises(FCNError, match=r"--eval-dataset measures what FP16 changes against FP32"):
+        export_compared(model, tmp_path / "m.onnx", meta=meta_for(model),
+                        eval_dataset="synthetic:2")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_with_eval_dataset_reports_the_fp16_change(tmp_path):
     model = registry_model("fcn32s_vgg16", num_classes=7)
-    report = export_model(model, meta_for(model), tmp_path / "m.fp16.onnx", precision="fp16",
-                          outputs="labels", sample_shape=SAMPLE, verify_sizes=SIZES[:2],
-                          eval_dataset=SyntheticShapes(num_images=2, min_size=40, max_size=48))
+    report = export_compared(model, tmp_path / "m.fp16.onnx", meta=meta_for(model),
+                             precision="fp16", outputs="labels", sample_shape=SAMPLE,
+                             verify_sizes=SIZES[:2],
+                             eval_dataset=SyntheticShapes(num_images=2, min_size=40, max_size=48))
     assert report.comparison is not None and report.comparison.images == 2
     assert report.comparison.name_a == "fp32" and report.comparison.name_b == "fp16"
     assert report.comparison.agreement > 0.98

@@ -5,7 +5,8 @@ from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
 from fcn_deploy.quantize.speed import optimized_op_counts, profile_by_op, speed_input, summarize
 
 
-def test_every_quantized_conv_runs_as_an_integer_kernel(tiny_onnx, tmp_path, calib_images):
+def test_every_quantized_conv_runs_as_an_integer_kernel(tiny_onnx, tmp_path, calib_images,
+                                                        capsys):
     out = tmp_path / "int8.onnx"
     quantize_onnx(tiny_onnx, out, calib_images, config=QuantizeConfig(progress=False))
     ops = optimized_op_counts(out)
@@ -16,6 +17,14 @@ def test_every_quantized_conv_runs_as_an_integer_kernel(tiny_onnx, tmp_path, cal
     assert optimized_op_counts(tiny_onnx)["QLinearConv"] == 0
     prof = profile_by_op(out, speed_input(40), runs=1, threads=1)
     assert "QLinearConv" in prof and all(ms >= 0 for ms in prof.values())
+    # the command (fcn_deploy/cli/speed.py) on the same pair: scores of both graphs compared
+    from fcn_deploy.cli.speed import main
+
+    assert main(["--compare", str(tiny_onnx), str(out), "--dataset", "synthetic:2",
+                 "--threads", "1"]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"{out} vs {tiny_onnx} on synthetic:2, ")
+    assert "relative RMS of the scores: fast kernels " in line and "Q/DQ float reference" in line
 
 
 def test_summarize():

@@ -280,6 +280,20 @@ def test_every_project_session_gets_the_int8_choice(tiny_onnx):
         assert _x64_entry(session_options()) is None
 
 
+def test_session_options_and_the_thread_cap_live_on_the_ground_floor():
+    """fcn_deploy.ortsession holds them (export and quantize use them without the runtime); the
+    runtime's old names are the same functions."""
+    from fcn_deploy import ortsession
+    from fcn_deploy.runtime import onnxruntime_backend, registry
+
+    assert onnxruntime_backend.session_options is ortsession.session_options
+    assert registry.cap_threads is ortsession.cap_threads
+    assert registry.available_cores is ortsession.available_cores
+    assert ortsession.session_options(intra_op_threads=1).intra_op_num_threads == 1
+    with pytest.raises(FCNError, match=r"intra_op_threads must be >= 0 .* got -1"):
+        ortsession.session_options(intra_op_threads=-1)
+
+
 def test_int8_kernel_errors(tiny_onnx):
     with pytest.raises(FCNError, match="int8 kernels 'turbo' is not one of auto, fast, exact"):
         open_runner(tiny_onnx, int8_kernels="turbo")

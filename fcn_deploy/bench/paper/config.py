@@ -89,7 +89,7 @@ class PaperConfig:
         self.shift_samples = int(pick(self.shift_samples, 2, 4))
         self.calibration_images = int(pick(self.calibration_images, 1, 2))
         self.profile_runs = int(pick(self.profile_runs, 1, 3))
-        from fcn_deploy.runtime.registry import cap_threads
+        from fcn_deploy.ortsession import cap_threads
 
         self.threads = int(cap_threads(self.threads) or os.cpu_count() or 1)
         if min(self.size, *self.scaling_sizes) < 32:
