@@ -16,7 +16,7 @@ import secrets
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from fcn_deploy.errors import FCNError
 
@@ -36,18 +36,43 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
+#: Depth of open critical sections (main thread) and the interrupts that arrived meanwhile.
+_critical_depth = 0
+_deferred: list[Callable[[], None]] = []
+
+
+def defer_interrupt(action: Callable[[], None]) -> bool:
+    """For a signal handler: inside a critical section (a temporary file being created and
+    named), run ``action`` (which raises) when the section ends and return True; else False.
+
+    A blocked signal mask covers only the thread that set it: a SIGTERM delivered to another
+    thread (ONNX Runtime's, torch's) still runs Python's handler in the main thread at the next
+    bytecode, which is why handlers must ask here as well."""
+    if _critical_depth:
+        _deferred.append(action)
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM back meanwhile (they are delivered right after), so a file created
     here is removed or recorded before an interrupt could leave it behind."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    global _critical_depth
+    masked = hasattr(signal, "pthread_sigmask")
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) \
+        if masked else None
+    _critical_depth += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _critical_depth -= 1
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if not _critical_depth and _deferred:
+            action = _deferred[0]
+            _deferred.clear()
+            action()
 
 
 def _probe_writable(folder: Path, *, what: str) -> None:

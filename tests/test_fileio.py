@@ -116,3 +116,28 @@ def test_os_error_reason_words():
     assert fileio.os_error_reason(OSError(errno.ENOSPC, "x")) == \
         "no space left on the device (disk full)"
     assert fileio.os_error_reason(OSError(errno.EACCES, "Permission denied")) == "Permission denied"
+
+
+def test_an_interrupt_inside_a_temp_file_creation_is_raised_after_it(tmp_path):
+    """A signal mask covers one thread only: a SIGTERM that another thread receives still runs
+    the Python handler in the main thread. The command's handler must then wait for the
+    critical section (create + name/remove the temp file) and raise right after it."""
+    import pytest
+
+    from fcn_deploy.cli import common
+    from fcn_deploy.fileio import _signals_deferred
+
+    probe = tmp_path / ".probe"
+    with pytest.raises(common.Terminated):
+        with _signals_deferred():
+            probe.write_text("x")
+            common._raise_terminated(15, None)  # as the handler would run here
+            assert probe.exists()  # not interrupted in the middle
+            probe.unlink()
+    assert not probe.exists()
+    with pytest.raises(KeyboardInterrupt):
+        with _signals_deferred():
+            with _signals_deferred():
+                common._raise_interrupted(2, None)
+            assert True  # still inside the outer section: nothing raised yet
+    common._term_received.clear()

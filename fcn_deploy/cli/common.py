@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from fcn_deploy.errors import FCNError
-from fcn_deploy.fileio import os_error_reason
+from fcn_deploy.fileio import defer_interrupt, os_error_reason
 
 
 class Terminated(KeyboardInterrupt):
@@ -24,9 +24,23 @@ class Terminated(KeyboardInterrupt):
 _term_received = threading.Event()
 
 
+def _terminate() -> None:
+    raise Terminated()
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt()
+
+
 def _raise_terminated(signum, frame) -> None:
     _term_received.set()
-    raise Terminated()
+    if not defer_interrupt(_terminate):  # inside a temp file's creation: raised right after it
+        _terminate()
+
+
+def _raise_interrupted(signum, frame) -> None:
+    if not defer_interrupt(_interrupt):
+        _interrupt()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -36,10 +50,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @contextlib.contextmanager
 def _command_environment():
     """SIGTERM handled like Ctrl-C, warnings as one ``warning:`` line; restored afterwards."""
-    previous = None
+    previous = previous_int = None
     _term_received.clear()
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous_int = signal.signal(signal.SIGINT, _raise_interrupted)
     show = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
@@ -48,6 +64,8 @@ def _command_environment():
         warnings.showwarning = show
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None],
