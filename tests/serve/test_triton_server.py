@@ -233,8 +233,9 @@ def test_restart_hang_and_server_gone(model_files, triton_python_env, local):
         srv.stop()
 
 
-def test_a_killed_parent_leaves_no_server(model_files, triton_python_env):
-    """A test run killed outright (no fixture teardown) must not leave tritonserver running."""
+def test_a_killed_parent_leaves_no_server(model_files, triton_python_env, tmp_path):
+    """A test run killed outright (no fixture teardown) must not leave tritonserver running.
+    (The killed process cannot remove its work folder: TMPDIR keeps it in tmp_path.)"""
     import subprocess
     import sys
 
@@ -244,7 +245,8 @@ def test_a_killed_parent_leaves_no_server(model_files, triton_python_env):
             f"python_env=Path({str(triton_python_env)!r})).start(); "
             "print(s.process.pid, flush=True); os._exit(0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+                         timeout=120, check=True,
+                         env={**os.environ, "TMPDIR": str(tmp_path)}).stdout
     group = int(out.split()[0])  # the server leads its own process group (server + stubs)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
