@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
-from fcn_deploy.fileio import RunFiles, atomic_path, check_output_dir, scratch_dir
+from fcn_deploy.fileio import RunFiles, atomic_path, scratch_dir
 from fcn_deploy.meta import ModelMeta
 from fcn_deploy.onnxgraph import (QDQ_OPS, QUANTIZED_GRAPH_OPS, Graph, half_precision_parts,
                                   load_model, meta_props, read_meta_if_any,

@@ -51,13 +51,11 @@ def choose_providers(device: str | None, available: Sequence[str]) -> list[Any]:
     parsed = parse_device(device)
     if parsed.kind == "cpu":
         return ["CPUExecutionProvider"]
-    if parsed.is_gpu:
-        if "CUDAExecutionProvider" not in available:
-            raise FCNError(f"device {device!r} needs onnxruntime-gpu (the CUDA execution provider); "
-                           f"this onnxruntime has {', '.join(available)}. Install onnxruntime-gpu "
-                           "instead of onnxruntime, or use device='cpu'")
-        return [("CUDAExecutionProvider", {"device_id": parsed.index}), "CPUExecutionProvider"]
-    raise FCNError(f"device {device!r} is not understood; use 'cpu', 'cuda' or 'cuda:N'")
+    if "CUDAExecutionProvider" not in available:  # parse_device allows only cpu or a GPU
+        raise FCNError(f"device {device!r} needs onnxruntime-gpu (the CUDA execution provider); "
+                       f"this onnxruntime has {', '.join(available)}. Install onnxruntime-gpu "
+                       "instead of onnxruntime, or use device='cpu'")
+    return [("CUDAExecutionProvider", {"device_id": parsed.index}), "CPUExecutionProvider"]
 
 
 def _exact_kernels_hint(error: str, kernels: Int8Kernels) -> str:

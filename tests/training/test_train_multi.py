@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from fcn_deploy.datasets import create_dataset
-from fcn_deploy.errors import FCNError
 from fcn_deploy.models import create_model, load_checkpoint, load_model
 from training.cli import main
 from training.data import TorchSegmentation, collate
