@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from fcn_deploy.cli.common import add_device_option, add_seed_option, run_main
 from fcn_deploy.errors import FCNError
 from .recipes import RECIPES, Recipe, default_recipe, get_recipe, recipe_fields
+from .report import format_pct
 
 _HELP = {
     "lr": "base learning rate (biases get lr x bias-lr-mult)",
@@ -200,9 +201,6 @@ def processes_to_launch(nproc: int | None, *, resume: Path | None) -> int:
     return 1
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
@@ -243,11 +241,11 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if result.final is not None:
         f = result.final
-        print(f"final (iteration {f['iteration']}): pixel acc {_pct(f['pixel_accuracy'])} %, "
-              f"mean acc {_pct(f['mean_accuracy'])} %, mean IU {_pct(f['mean_iu'])} %, "
-              f"fw IU {_pct(f['fw_iu'])} %")
+        print(f"final (iteration {f['iteration']}): pixel acc {format_pct(f['pixel_accuracy'])} %, "
+              f"mean acc {format_pct(f['mean_accuracy'])} %, mean IU {format_pct(f['mean_iu'])} %, "
+              f"fw IU {format_pct(f['fw_iu'])} %")
     if result.best is not None:
-        print(f"best mean IU {_pct(result.best['mean_iu'])} % at iteration "
+        print(f"best mean IU {format_pct(result.best['mean_iu'])} % at iteration "
               f"{result.best['iteration']}: {result.best_checkpoint}")
     print(f"last checkpoint: {result.last_checkpoint}; report: {result.report_md}")
     return 0

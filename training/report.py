@@ -67,7 +67,8 @@ def plot_curves(path: Path, losses: Sequence[float], records: Sequence[dict[str,
         fig.savefig(tmp, format="png", dpi=100)
 
 
-def _pct(x: float | None) -> str:
+def format_pct(x: float | None) -> str:
+    """A metric in [0, 1] as a percentage with one decimal; "-" when missing or NaN."""
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
 
@@ -95,19 +96,19 @@ def write_report(out: Path, report: dict[str, Any]) -> tuple[Path, Path]:
         for label, m in (("final", final), ("best", best)):
             if m is not None:
                 lines.append(f"| {label} | {m['iteration']} | " +
-                             " | ".join(_pct(m[k]) for k in METRIC_NAMES) + " |")
+                             " | ".join(format_pct(m[k]) for k in METRIC_NAMES) + " |")
         lines += ["", "Per-class IU (final model):", "", "| class | IU (%) |", "|---|---:|"]
         for i, (name, iu) in enumerate(zip(report["class_names"], final["per_class_iu"])):
-            lines.append(f"| {i} {name} | {_pct(iu)} |")
+            lines.append(f"| {i} {name} | {format_pct(iu)} |")
         lines.append("")
         for head, metrics in final.get("heads", {}).items():
             lines += [f"## Head {head}", "", "| | pixel acc. (%) | mean acc. (%) | mean IU (%) "
                       "| fw IU (%) |", "|---|---:|---:|---:|---:|",
-                      "| final | " + " | ".join(_pct(metrics[k]) for k in METRIC_NAMES) + " |",
+                      "| final | " + " | ".join(format_pct(metrics[k]) for k in METRIC_NAMES) + " |",
                       "", "| class | IU (%) |", "|---|---:|"]
             names = report.get("head_class_names", {}).get(head) or []
             for i, iu in enumerate(metrics["per_class_iu"]):
-                lines.append(f"| {i} {names[i] if i < len(names) else ''} | {_pct(iu)} |")
+                lines.append(f"| {i} {names[i] if i < len(names) else ''} | {format_pct(iu)} |")
             lines.append("")
     atomic_write_text(md_path, "\n".join(lines) + "\n")
     return json_path, md_path

@@ -36,7 +36,7 @@ from .distributed import Collectives, World, rank_seed
 from .losses import segmentation_loss
 from .optim import create_optimizer
 from .recipes import Recipe
-from .report import METRIC_NAMES, plot_curves, write_log, write_report
+from .report import METRIC_NAMES, format_pct, plot_curves, write_log, write_report
 
 STATE_FORMAT = 1
 #: The default validation set of a synthetic run: this many images, seed offset by this much.
@@ -759,8 +759,8 @@ class _Run:
                         interval_start = p.iteration
                         if p.latest is not None and self.main:
                             bar.write(f"iteration {p.iteration}: mean IU "
-                                      f"{_pct(p.latest['mean_iu'])} %, pixel accuracy "
-                                      f"{_pct(p.latest['pixel_accuracy'])} %")
+                                      f"{format_pct(p.latest['mean_iu'])} %, pixel accuracy "
+                                      f"{format_pct(p.latest['pixel_accuracy'])} %")
                     # A stop asked on any rank stops every rank after this same step.
                     if self.comm.any(stop.requested):
                         self.save_last()
@@ -809,9 +809,6 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     random.seed(seed)
 
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
 
 
 def train(config: TrainConfig) -> TrainResult:
