@@ -331,7 +331,7 @@ def evaluate_heads(model, loader, *, heads: dict[str, int], ignore_label: int,
     from fcn_deploy.models.layers import head_scores
 
     matrices = {h: ConfusionMatrix(c, ignore_label=ignore_label) for h, c in heads.items()}
-    extra_inputs = list(getattr(model, "input_channels", {"image": 3}))[1:]
+    names = list(getattr(model, "input_channels", {"image": 3}))
     primary = next(iter(heads))
     was_training = model.training
     model.eval()
@@ -341,9 +341,9 @@ def evaluate_heads(model, loader, *, heads: dict[str, int], ignore_label: int,
                               dynamic_ncols=True):
                 if isinstance(batch, LoadError):
                     raise FCNError(batch.message)
-                inputs = {k: batch.inputs[k].to(device) for k in extra_inputs}
+                x, inputs = model_inputs(names, batch, device)
                 with torch.autocast(device_type=device.type, enabled=amp):
-                    out = head_scores(model(batch.images.to(device), **inputs))
+                    out = head_scores(model(x, **inputs))
                 for head, matrix in matrices.items():
                     labels = batch.labels if head == primary else batch.head_labels[head]
                     preds = out[head].argmax(1).to(torch.uint8).cpu().numpy()
@@ -433,9 +433,18 @@ def _start_model(config: TrainConfig, data, resume_ckpt: dict[str, Any] | None):
     return model
 
 
+def model_inputs(names, batch, device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The model's inputs from a batch, by the model's input names (``input_channels``): the
+    first positional, the others keywords. ``image`` is the batch's images, any other name its
+    modality (an HHA-only net's one input is the HHA image, not the colour image)."""
+    tensors = [(n, (batch.images if n == "image" else batch.inputs[n]).to(device, non_blocking=True))
+               for n in names]
+    return tensors[0][1], dict(tensors[1:])
+
+
 def _io_meta(model, data) -> dict[str, Any]:
-    """The model's inputs/heads for its metadata, each head after the first with its class
-    names from the dataset (the first head's are ``ModelMeta.class_names``)."""
+    """The model's ``inputs`` / ``heads`` fields of its metadata, each head after the first with
+    its class names from the dataset (the first head's are ``ModelMeta.class_names``)."""
     extra = model.io_description()
     for head in extra.get("heads", [])[1:]:
         head["class_names"] = list(data.extra_heads[head["name"]])
@@ -448,7 +457,8 @@ def _check_model_fits_data(model, data, spec: str) -> None:
         raise FCNError(f"{model.arch} has the heads {', '.join(model.head_classes)} but the "
                        f"dataset {spec} labels {', '.join(data.heads)}; train a "
                        f"{'multi' if len(data.heads) > 1 else 'single'}-head net on it")
-    missing = [name for name in list(model.input_channels)[1:] if name not in data.extra_inputs]
+    missing = [name for name in model.input_channels
+               if name != "image" and name not in data.extra_inputs]
     if missing:
         raise FCNError(f"{model.arch} takes the input(s) {', '.join(missing)}, which the dataset "
                        f"{spec} does not carry (it has: image"
@@ -497,7 +507,7 @@ class _Run:
         self.model = _start_model(config, self.train_set, resume_ckpt).to(self.device).train()
         self.heads = dict(self.model.head_classes)
         #: the inputs after the image, as the model names them
-        self.extra_inputs = tuple(self.model.input_channels)[1:]
+        self.input_names = tuple(self.model.input_channels)
         self.net = self.model  # what the training forward calls (the DDP wrapper: wrap())
         if not self.main:  # dropout draws from this rank's own stream (rank 0: the run's seed)
             _seed_everything(rank_seed(config.seed, self.world.rank))
@@ -508,7 +518,7 @@ class _Run:
                               **({"mean": list(self.train_set.mean)}
                                  if self.train_set.mean is not None else {}),
                               arch_kwargs=dict(self.model.arch_kwargs),
-                              extra=_io_meta(self.model, self.train_set))
+                              **_io_meta(self.model, self.train_set))
         self.optimizer = create_optimizer(self.model, lr=recipe.lr, momentum=recipe.momentum,
                                           weight_decay=recipe.weight_decay,
                                           bias_lr_mult=recipe.bias_lr_mult)
@@ -615,9 +625,8 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         loss_value, images = 0.0, 0
         for k, batch in enumerate(batches):
-            x = batch.images.to(device, non_blocking=True)
+            x, inputs = model_inputs(self.input_names, batch, device)
             y = batch.labels.to(device, non_blocking=True)
-            inputs = {k: batch.inputs[k].to(device, non_blocking=True) for k in self.extra_inputs}
             # DDP exchanges the gradients once per step, after the last accumulated batch.
             local = k < len(batches) - 1 and self.world.distributed
             with self.net.no_sync() if local else contextlib.nullcontext():

@@ -606,8 +606,8 @@ def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, 
     names, report.classes_from = resolve_classes(classes, kwargs["num_classes"])
     meta = ModelMeta.default(arch, len(names), class_names=names,
                              extra={"imported_from": {"file": src.name, "format": weights.format,
-                                                      "bytes": src.stat().st_size},
-                                    **model.io_description()})
+                                                      "bytes": src.stat().st_size}},
+                             **model.io_description())
     if out is not None:
         save_checkpoint(out, model=model, meta=meta, metrics={}, training_state=None)
         report.output = out

@@ -159,9 +159,10 @@ class FCNBase(nn.Module):
         return {SINGLE_HEAD: self.num_classes}
 
     def io_description(self) -> dict[str, Any]:
-        """What a multi-input or multi-head net adds to its metadata (``ModelMeta.extra``):
-        ``inputs`` [{name, channels}] and ``heads`` [{name, num_classes}]; empty for the
-        single-input, single-head nets, whose metadata stays as it was."""
+        """What a multi-input or multi-head net adds to its metadata (the ``ModelMeta`` fields
+        ``inputs`` [{name, channels}] and ``heads`` [{name, num_classes}], which ModelMeta
+        completes with each input's preprocessing and each head's names and colours); empty for
+        the single-input, single-head nets, whose metadata stays as it was."""
         out: dict[str, Any] = {}
         if len(self.input_channels) > 1 or "image" not in self.input_channels:
             out["inputs"] = [{"name": k, "channels": c} for k, c in self.input_channels.items()]

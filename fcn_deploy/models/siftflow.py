@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from fcn_deploy.constants import SIFTFLOW_GEO_CLASSES
 from fcn_deploy.models.layers import FCNBase
 from fcn_deploy.models.registry import check_num_classes, register_model
 from fcn_deploy.models.vgg import HEADS, add_head, build_vgg16, run_head, run_vgg16
@@ -60,6 +61,13 @@ class _SiftFlowFCN(FCNBase):
         if geo:
             kwargs["geo_classes"] = int(geo[0])
         return kwargs
+
+    def io_description(self) -> dict[str, Any]:
+        """The heads; the geometric head names SIFT Flow's three classes when it has three."""
+        out = super().io_description()
+        if self.geo_classes == len(SIFTFLOW_GEO_CLASSES):
+            out["heads"][1]["class_names"] = list(SIFTFLOW_GEO_CLASSES)
+        return out
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         f = run_vgg16(self, x)

@@ -85,7 +85,8 @@ def test_inputs_heads_and_defaults(name, inputs, heads):
     if name == "fcn8s_vgg16" or name == "nyud_fcn32s_color":
         assert desc == {}  # single-input single-head metadata stays as it was
     if len(heads) > 1:
-        assert desc["heads"] == [{"name": k, "num_classes": v} for k, v in heads.items()]
+        assert [{"name": h["name"], "num_classes": h["num_classes"]} for h in desc["heads"]] \
+            == [{"name": k, "num_classes": v} for k, v in heads.items()]
     if list(inputs) != ["image"]:
         assert desc["inputs"] == [{"name": k, "channels": v} for k, v in inputs.items()]
 
@@ -252,8 +253,8 @@ def test_import_siftflow_caffemodel_round_trip(tmp_path):
     assert report.arch_kwargs == {"num_classes": 33, "geo_classes": 3, "width": TINY,
                                   "learn_upsampling": False}
     model, meta = load_model(tmp_path / "m.pt")
-    assert meta.class_names[0] == "awning" and meta.extra["heads"][1] == {"name": "geo",
-                                                                        "num_classes": 3}
+    assert meta.class_names[0] == "awning" and meta.heads[1]["name"] == "geo"
+    assert meta.heads[1]["class_names"] == ["horizontal", "vertical", "sky"]
     x = _rand(1, 3, 41, 57, seed=9)
     with torch.inference_mode():
         out = model(x)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from fcn_deploy.constants import NYUD_HHA_MEAN
 from fcn_deploy.datasets import create_dataset
 from fcn_deploy.models import create_model, load_checkpoint, load_model
 from training.cli import main
@@ -31,9 +32,10 @@ def test_two_head_siftflow_trains_with_summed_loss_and_per_head_metrics(tmp_path
     md = (out / "report.md").read_text()
     assert "Head geo" in md and "| 2 angular |" in md
     model, meta = load_model(out / "last.pt")
-    assert meta.extra["heads"] == [
-        {"name": "sem", "num_classes": 4},
-        {"name": "geo", "num_classes": 3, "class_names": ["background", "round", "angular"]}]
+    assert [(h.name, h.num_classes, h.scores_output) for h in meta.head_specs()] == [
+        ("sem", 4, "scores_sem"), ("geo", 3, "scores_geo")]
+    assert meta.heads[1]["class_names"] == ["background", "round", "angular"]
+    assert meta.heads[0]["class_names"] == meta.class_names and "heads" not in meta.extra
     assert model.arch_kwargs["geo_classes"] == 3
     # exact resume holds for the two-head net as for the others
     straight = tmp_path / "straight"
@@ -77,8 +79,11 @@ def test_two_input_late_fusion_trains(tmp_path, capsys):
                  "--max-iters", "2", "--eval-every", "2", "--out", str(out)]) == 0
     assert "final (iteration 2)" in capsys.readouterr().out
     model, meta = load_model(out / "last.pt")
-    assert meta.extra["inputs"] == [{"name": "image", "channels": 3},
-                                    {"name": "hha", "channels": 3}]
+    assert [(i.name, i.channels, i.encoding) for i in meta.input_specs()] == [
+        ("image", 3, "image"), ("hha", 3, "image")]
+    assert meta.input_specs()[0].mean == pytest.approx(meta.mean)
+    assert meta.input_specs()[1].mean == pytest.approx(NYUD_HHA_MEAN)
+    assert meta.input_specs()[1].channel_order == "RGB"
     # the HHA stream learned too: its first conv moved from its initial values
     torch.manual_seed(0)
     fresh = create_model("nyud_fcn16s_color_hha", num_classes=4, width=0.0625)
@@ -129,6 +134,20 @@ def test_siftflow_layout_trains_with_the_reference_mean(tmp_path, capsys):
     model, meta = load_model(out / "last.pt")
     assert meta.mean == pytest.approx(list(SIFTFLOW_MEAN_BGR))
     assert meta.num_classes == 33 and meta.class_names[-1] == "window"
-    assert meta.extra["heads"][1]["class_names"] == ["horizontal", "vertical", "sky"]
+    assert meta.heads[1]["class_names"] == ["horizontal", "vertical", "sky"]
     report = json.loads((out / "report.json").read_text())
     assert report["final"]["heads"]["geo"]["num_pixels"] > 0
+
+
+def test_an_hha_only_net_is_fed_the_hha_image_not_the_colour_image():
+    from types import SimpleNamespace
+
+    from training.trainer import model_inputs
+
+    batch = SimpleNamespace(images=torch.zeros(1, 3, 4, 4),
+                            inputs={"hha": torch.ones(1, 3, 4, 4), "depth": torch.full((1, 1, 4, 4), 2.0)})
+    x, rest = model_inputs(["hha"], batch, torch.device("cpu"))
+    assert torch.equal(x, batch.inputs["hha"]) and rest == {}
+    x, rest = model_inputs(["image", "depth"], batch, torch.device("cpu"))
+    assert torch.equal(x, batch.images) and list(rest) == ["depth"]
+    assert torch.equal(rest["depth"], batch.inputs["depth"])
