@@ -6,6 +6,7 @@ from typing import Sequence
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.meta import InputSpec, ModelMeta
 
 
 def preprocess(image_bgr: np.ndarray, mean: Sequence[float], *, channel_order: str = "BGR") -> np.ndarray:
@@ -32,21 +33,38 @@ def preprocess_batch(images: Sequence[np.ndarray], mean: Sequence[float], *,
     return np.stack([preprocess(im, mean, channel_order=channel_order) for im in images])
 
 
-def preprocess_modality(name: str, data: np.ndarray) -> np.ndarray:
-    """A second input of a multi-input net (NYUDv2's) as the reference's data layer feeds it.
+def preprocess_input(spec: InputSpec, data: np.ndarray) -> np.ndarray:
+    """One network input as the net expects it, from its metadata's :class:`InputSpec`.
 
-    ``hha``: uint8 HxWx3 as read (BGR order of the PNG) -> the PNG's own channel order
-    (disparity, height, angle) minus ``NYUD_HHA_MEAN``, 3xHxW. ``depth``: HxW in the PNG's
-    units (millimetres) -> log(depth) minus ``NYUD_LOG_DEPTH_MEAN``, 1xHxW; missing depth (0)
-    counts as 1 so the log stays finite (the reference assumes filled-in depth).
+    ``image`` encoding: uint8 HxWx3 in BGR as read -> ``spec.channel_order`` minus ``spec.mean``,
+    3xHxW float32 (a colour image; NYUDv2's HHA PNG, whose mean is in the PNG's own channel
+    order, RGB). ``log_depth``: an HxW (or HxWx1) depth map in the PNG's units (millimetres) ->
+    ``log(max(depth, 1))`` minus the mean, 1xHxW; missing depth (0) counts as 1 so the log stays
+    finite (the reference assumes filled-in depth).
     """
-    from fcn_deploy.constants import NYUD_HHA_MEAN, NYUD_LOG_DEPTH_MEAN
-
-    if name == "hha":
-        return preprocess(data, NYUD_HHA_MEAN, channel_order="RGB")
-    if name == "depth":
+    data = np.asarray(data)
+    if spec.encoding == "image":
+        if data.ndim != 3 or data.shape[2] != 3:
+            raise FCNError(f"input {spec.name!r}: expected an HxWx3 image, got shape {data.shape}")
+        return preprocess(data, spec.mean, channel_order=spec.channel_order)
+    if spec.encoding == "log_depth":
+        if data.ndim == 3 and data.shape[2] == 1:
+            data = data[:, :, 0]
         if data.ndim != 2:
-            raise FCNError(f"expected an HxW depth map, got shape {data.shape}")
-        logd = np.log(np.maximum(data.astype(np.float32), 1.0)) - np.float32(NYUD_LOG_DEPTH_MEAN)
+            raise FCNError(f"input {spec.name!r}: expected an HxW depth map, got shape "
+                           f"{data.shape}")
+        if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+            raise FCNError(f"input {spec.name!r}: expected a numeric depth map, got {data.dtype}")
+        logd = np.log(np.maximum(data.astype(np.float32), 1.0)) - np.float32(spec.mean[0])
         return np.ascontiguousarray(logd[None])
-    raise FCNError(f"no preprocessing for an input named {name!r}; known: hha, depth")
+    raise FCNError(f"input {spec.name!r}: no preprocessing for encoding {spec.encoding!r}")
+
+
+def preprocess_modality(name: str, data: np.ndarray) -> np.ndarray:
+    """A second input of a multi-input net (NYUDv2's ``hha`` or ``depth``) as the reference's
+    data layer feeds it: :func:`preprocess_input` with the modality's reference mean."""
+    specs = {s.name: s for s in ModelMeta.default("nyud", 1, inputs=[
+        {"name": "hha", "channels": 3}, {"name": "depth", "channels": 1}]).input_specs()}
+    if name not in specs:
+        raise FCNError(f"no preprocessing for an input named {name!r}; known: hha, depth")
+    return preprocess_input(specs[name], data)

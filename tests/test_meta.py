@@ -85,3 +85,28 @@ def test_checkpoints_that_kept_inputs_and_heads_in_extra_still_load():
                               {"name": "geo", "num_classes": 3}], "note": 1}
     meta = ModelMeta.from_dict(old)
     assert [h.name for h in meta.head_specs()] == ["sem", "geo"] and meta.extra == {"note": 1}
+
+
+def test_each_input_is_preprocessed_by_its_encoding():
+    import numpy as np
+
+    from fcn_deploy.preprocess import preprocess_input
+
+    meta = ModelMeta.default("nyud_fcn32s_color_d", 40, inputs=[
+        {"name": "image", "channels": 3}, {"name": "hha", "channels": 3},
+        {"name": "depth", "channels": 1}])
+    image, hha, depth = meta.input_specs()
+    bgr = np.zeros((2, 3, 3), np.uint8)
+    bgr[..., 0], bgr[..., 2] = 10, 200  # blue 10, red 200
+    x = preprocess_input(image, bgr)
+    assert x.shape == (3, 2, 3) and x[0, 0, 0] == np.float32(10) - np.float32(VGG_MEAN_BGR[0])
+    y = preprocess_input(hha, bgr)  # RGB order: the PNG's red channel first
+    assert y[0, 1, 2] == np.float32(200) - np.float32(NYUD_HHA_MEAN[0])
+    d = preprocess_input(depth, np.array([[0, 1000]], np.uint16))
+    assert d.shape == (1, 1, 2) and d.dtype == np.float32
+    assert d[0, 0, 0] == -np.float32(NYUD_LOG_DEPTH_MEAN)  # missing depth counts as 1 mm
+    assert d[0, 0, 1] == pytest.approx(np.log(1000) - NYUD_LOG_DEPTH_MEAN, abs=1e-6)
+    with pytest.raises(FCNError, match="input 'depth': expected an HxW depth map"):
+        preprocess_input(depth, bgr)
+    with pytest.raises(FCNError, match="input 'hha': expected an HxWx3 image"):
+        preprocess_input(hha, np.zeros((2, 3), np.uint8))

@@ -161,11 +161,18 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
         raise FCNError(f"the {exporter} exporter wrote opset {got}, not the requested {opset}; "
                        f"choose another opset in {MIN_OPSET}..{MAX_OPSET}")
     step("exported")
-    scores_dims = proto.graph.output[0].type.tensor_type.shape.dim
-    if len(scores_dims) != 4 or scores_dims[1].dim_value != meta.num_classes:
-        shape = [d.dim_value or d.dim_param for d in scores_dims]
-        raise FCNError(f"the model's output has shape {shape}; expected N x {meta.num_classes} x "
-                       "H x W (num_classes from the metadata)")
+    heads = meta.head_specs()
+    got_names = [o.name for o in proto.graph.output]
+    if got_names != [h.scores_output for h in heads]:
+        raise FCNError(f"the model's outputs are {got_names}; its metadata describes "
+                       f"{[h.scores_output for h in heads]} (one per head)")
+    for head, output in zip(heads, proto.graph.output):
+        scores_dims = output.type.tensor_type.shape.dim
+        if len(scores_dims) != 4 or scores_dims[1].dim_value != head.num_classes:
+            shape = [d.dim_value or d.dim_param for d in scores_dims]
+            raise FCNError(f"the model's output {output.name} has shape {shape}; expected N x "
+                           f"{head.num_classes} x H x W (the classes of head {head.name!r} in "
+                           "the metadata)")
     counts = {"exported": g.node_count(proto)}
     if simplify:
         proto = g.simplify(proto)
@@ -182,14 +189,28 @@ def build_graph(model, meta: ModelMeta, *, opset: int, outputs: str, precision: 
     fp16_info: dict[str, Any] = {}
     if precision == "fp16":
         proto, fp16_info = convert_to_fp16(copy.deepcopy(proto))
-    if outputs in ("labels", "both"):
-        g.add_label_head(proto, keep_scores=(outputs == "both"))
+    add_label_heads(proto, meta, outputs)
     name_dynamic_dims(proto)
     counts["final"] = g.node_count(proto)
     step("converted" if precision == "fp16" else "finished")
     info = {"node_counts": counts, "optimizations": optimizations, "fp16": fp16_info,
             "ops": g.op_histogram(proto)}
     return proto, fp32, info
+
+
+def add_label_heads(proto, meta: ModelMeta, outputs: str) -> None:
+    """Add each head's ``labels`` output (argmax in the graph) when ``outputs`` asks for labels;
+    with "labels" alone the scores outputs go. The graph's outputs then follow
+    ``meta.output_names(outputs)``: every head's scores, then every head's labels."""
+    if outputs not in ("labels", "both"):
+        return
+    for head in meta.head_specs():
+        g.add_label_head(proto, scores=head.scores_output, labels=head.labels_output,
+                         keep_scores=(outputs == "both"))
+    order = {name: k for k, name in enumerate(meta.output_names(outputs))}
+    ordered = sorted(proto.graph.output, key=lambda o: order.get(o.name, len(order)))
+    del proto.graph.output[:]
+    proto.graph.output.extend(ordered)
 
 
 @dataclass
@@ -317,8 +338,7 @@ def export_model(model, meta: ModelMeta | None, output_path, *,
                 data_path.unlink()
         if fp32_reference is not None:
             ref_proto = copy.deepcopy(fp32_proto)
-            if outputs in ("labels", "both"):
-                g.add_label_head(ref_proto, keep_scores=(outputs == "both"))
+            add_label_heads(ref_proto, meta, outputs)
             write_meta(ref_proto, final_meta.replace(precision="fp32"))
             save_model(ref_proto, Path(fp32_reference), external=external)
     finally:

@@ -1,4 +1,6 @@
-"""PyTorch -> ONNX: one input "image" [N,3,H,W] and one output "scores" [N,C,H,W], N/H/W dynamic.
+"""PyTorch -> ONNX: one input per modality ("image" [N,3,H,W]; NYUDv2's nets add "hha" / "depth")
+and one output per head ("scores" [N,C,H,W]; a multi-head net's "scores_<head>"), N/H/W dynamic
+and shared by every input and output.
 
 Two exporters are supported. The default is the TorchScript-based ("legacy") exporter:
 
@@ -34,11 +36,45 @@ DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 EXPORTERS = ("legacy", "dynamo")
 
 
+def io_names(model: Any) -> tuple[dict[str, int], list[str]]:
+    """({input name: channels}, [output names]) of a model in forward order: the model's
+    ``input_channels`` (default one 3-channel ``image``) and one ``scores`` output, or
+    ``scores_<head>`` per head of a multi-head net (``head_names``)."""
+    inputs = dict(getattr(model, "input_channels", None) or {INPUT_NAME: 3})
+    heads = tuple(getattr(model, "head_names", ()) or ())
+    outputs = [f"{SCORES_NAME}_{h}" for h in heads] if heads else [SCORES_NAME]
+    return inputs, outputs
+
+
+def _positional(model: Any):
+    """``model`` as a module taking every input positionally and returning a tuple of scores
+    (what the exporters trace): ``forward(image, hha)`` -> ``(scores_sem, scores_geo)``."""
+    import torch
+
+    inputs, _ = io_names(model)
+    names = list(inputs)
+    heads = tuple(getattr(model, "head_names", ()) or ())
+    if len(names) == 1 and not heads:
+        return model
+
+    class Positional(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *xs):
+            out = self.inner(xs[0], **dict(zip(names[1:], xs[1:])))
+            return tuple(out[h] for h in heads) if heads else out
+
+    return Positional(model)
+
+
 def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: int,
                  exporter: str = "legacy",
                  work_dir: str | os.PathLike | None = None) -> "onnx.ModelProto":  # noqa: F821
-    """Trace ``model`` (already in eval mode) on a zero input of ``sample_shape`` and return the
-    ONNX model in memory, weights included (loaded back if the exporter wrote them aside).
+    """Trace ``model`` (already in eval mode) on zero inputs of ``sample_shape`` (N, H, W from
+    it; each input's own channels, see :func:`io_names`) and return the ONNX model in memory,
+    weights included (loaded back if the exporter wrote them aside).
 
     The exporter's scratch files go to a temporary folder in ``work_dir`` (default: the system's
     temporary folder), removed on every exit path."""
@@ -47,25 +83,29 @@ def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: 
 
     if exporter not in EXPORTERS:
         raise FCNError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
-    sample = torch.zeros(sample_shape, dtype=torch.float32)
+    inputs, outputs = io_names(model)
+    n, _, h, w = sample_shape
+    samples = tuple(torch.zeros((n, c, h, w), dtype=torch.float32) for c in inputs.values())
+    traced = _positional(model)
     with tempfile.TemporaryDirectory(prefix=".fcn-export-", dir=work_dir) as tmp, _native_lrn(model, exporter):
         path = Path(tmp) / "raw.onnx"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and friends
             if exporter == "legacy":
-                axes = {INPUT_NAME: DYNAMIC_AXES, SCORES_NAME: DYNAMIC_AXES}
-                torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=opset,
-                                  input_names=[INPUT_NAME], output_names=[SCORES_NAME],
+                axes = {name: DYNAMIC_AXES for name in [*inputs, *outputs]}
+                torch.onnx.export(traced, samples, str(path), dynamo=False, opset_version=opset,
+                                  input_names=list(inputs), output_names=outputs,
                                   dynamic_axes=axes, do_constant_folding=True,
                                   training=torch.onnx.TrainingMode.EVAL)
             else:
                 from torch.export import Dim
 
-                shapes = ({i: Dim(name) for i, name in DYNAMIC_AXES.items()},)
+                dims = {i: Dim(name) for i, name in DYNAMIC_AXES.items()}  # one set, shared
+                shapes = tuple(dict(dims) for _ in inputs)
                 try:
                     program = torch.onnx.export(
-                        model, (sample,), dynamo=True, opset_version=opset,
-                        input_names=[INPUT_NAME], output_names=[SCORES_NAME],
+                        traced, samples, dynamo=True, opset_version=opset,
+                        input_names=list(inputs), output_names=outputs,
                         dynamic_shapes=shapes, optimize=True, verbose=False)
                 except Exception as exc:  # torch.export cannot prove the dynamic shapes
                     last = [ln for ln in str(exc).splitlines() if ln.strip()]

@@ -194,19 +194,47 @@ def _linearised_copy(model: nn.Module) -> nn.Module:
     return probe.to(_PROBE_DTYPE).eval()
 
 
+def _probe_inputs(probe: nn.Module, shape: tuple[int, ...]) -> tuple[torch.Tensor, dict]:
+    """(zeros of ``shape`` (N, H, W) for the first input, requiring grad; zeros for the others).
+
+    A multi-input net's other inputs take the same geometry as its first (one trunk, or
+    streams of the same trunk), so the support is measured through the first input alone."""
+    channels = dict(getattr(probe, "input_channels", None) or {"image": 3})
+    first, *others = channels
+    n, *size = shape
+    x = torch.zeros((n, channels[first], *size), dtype=_PROBE_DTYPE, requires_grad=True)
+    return x, {name: torch.zeros((n, channels[name], *size), dtype=_PROBE_DTYPE)
+               for name in others}
+
+
+def _first_scores(out) -> torch.Tensor:
+    """A model's scores, or a multi-head net's first head's (every head has the trunk's
+    geometry)."""
+    return next(iter(out.values())) if isinstance(out, dict) else out
+
+
+def coarse_score_layer(model: nn.Module) -> str:
+    """The layer whose output is the coarse score map: ``score_fr``, or the first head's /
+    stream's (``score_fr_sem``, ``color.score_fr``)."""
+    names = [name for name, _ in model.named_modules()]
+    if "score_fr" in names:
+        return "score_fr"
+    return next((n for n in names if n.split(".")[-1].startswith("score_fr")), "score_fr")
+
+
 def _support(probe: nn.Module, layer: nn.Module, shape: tuple[int, int],
              axis: int) -> tuple[list[tuple[int, int]], int, int]:
     """Input-pixel support along ``axis`` (2 = H, 3 = W) of two neighbouring units (``mid`` and
     ``mid + 1``) in the middle of ``layer``'s output (the other axis taken in its middle).
     Returns ([(first, last), (first, last)], mid, map size along ``axis``)."""
-    x = torch.zeros((1, 3) + shape, dtype=_PROBE_DTYPE, requires_grad=True)
+    x, rest = _probe_inputs(probe, (1,) + shape)
 
     def stop(module, inputs, output):
         raise _Stop(output)
 
     handle = layer.register_forward_hook(stop)
     try:
-        probe(x)
+        probe(x, **rest)
         raise RuntimeError("the probed layer did not run")
     except _Stop as s:
         out = s.output
@@ -285,12 +313,12 @@ def receptive_field(model: nn.Module, *, layer: str = "score_fr",
 
 def _output_context(model: nn.Module, max_size: int) -> TileGeometry:
     probe = _linearised_copy(model)
-    stride = score_geometry(model).stride
+    stride = score_geometry(model, layer=coarse_score_layer(model)).stride
     size = 512
     while True:
         # strip 0 backpropagates the first pixel of a stride cell, strip 1 the cell's last one
-        x = torch.zeros((2, 3, size, 1), dtype=_PROBE_DTYPE, requires_grad=True)
-        out = probe(x)
+        x, rest = _probe_inputs(probe, (2, size, 1))
+        out = _first_scores(probe(x, **rest))
         first_px = size // 2 // stride * stride
         last_px = first_px + stride - 1
         (grad,) = torch.autograd.grad(out[0, :, first_px, 0].sum() + out[1, :, last_px, 0].sum(),

@@ -99,4 +99,4 @@ def run_onnx(path_or_model, x: np.ndarray) -> dict[str, np.ndarray]:
         path_or_model.SerializeToString())
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {"image": x})))
+    return dict(zip(names, session.run(None, {session.get_inputs()[0].name: x})))

@@ -29,7 +29,8 @@ def test_every_registered_model_exports_and_verifies(name, tmp_path):
     assert all(c.max_ref > 0 and c.max_rel < 1e-4 for c in ver.cases)  # non-trivial scores
 
     graph = onnx.load(str(out))
-    assert [i.name for i in graph.graph.input] == ["image"]
+    # one input, named after the net's modality: "image", or "hha" for the HHA-only NYUD net
+    assert [i.name for i in graph.graph.input] == list(model.input_channels)
     assert _dims(graph.graph.input[0]) == ["batch", 3, "height", "width"]
     outs = {o.name: o for o in graph.graph.output}
     assert _dims(outs["scores"]) == ["batch", 5, "height", "width"]
