@@ -301,6 +301,7 @@ class ImportReport:
     arch_reason: str = ""
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     classes_from: str = ""
+    mean: tuple[float, ...] = ()
     matched: list[MatchedRow] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     geometry_checked: list[str] = field(default_factory=list)
@@ -326,7 +327,9 @@ class ImportReport:
             return self.noop
         lines = [f"source: {self.source} ({self.source_format})",
                  f"architecture: {self.arch} {self.arch_kwargs} ({self.arch_reason})",
-                 f"classes: {self.classes_from}", self.table()]
+                 f"classes: {self.classes_from}",
+                 f"mean (BGR): {', '.join(f'{m:g}' for m in self.mean)} (the reference's for "
+                 f"{self.arch})", self.table()]
         if self.unused:
             lines.append(f"unused source weights (allowed): {', '.join(self.unused)}")
         for what in self.geometry_checked:
@@ -602,9 +605,11 @@ def import_weights(source: str | os.PathLike, output: str | os.PathLike | None, 
                            f"{src.name} overflow")
     expected = (1, kwargs["num_classes"], size, size)
     report.check_shape = expected
+    report.mean = tuple(float(m) for m in model.reference_mean)
 
     names, report.classes_from = resolve_classes(classes, kwargs["num_classes"])
     meta = ModelMeta.default(arch, len(names), class_names=names,
+                             mean=[float(m) for m in model.reference_mean],
                              extra={"imported_from": {"file": src.name, "format": weights.format,
                                                       "bytes": src.stat().st_size}},
                              **model.io_description())

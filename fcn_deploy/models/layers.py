@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from fcn_deploy.constants import VGG_MEAN_BGR
+
 
 def bilinear_kernel(k: int, channels: int) -> torch.Tensor:
     """Bilinear upsampling weights for a ``ConvTranspose2d(channels, channels, k)``.
@@ -140,6 +142,10 @@ class FCNBase(nn.Module):
     #: (``("color.", "hha.")`` for the late-fusion nets' two streams).
     backbone: str = ""
     backbone_prefixes: tuple[str, ...] = ("",)
+    #: The BGR mean the published weights of this net were trained with (the reference's data
+    #: layer: ImageNet's VGG mean for the PASCAL nets, the dataset's own for SIFT Flow and
+    #: NYUDv2); fcn-import writes it into the metadata, so the runtime preprocesses as trained.
+    reference_mean: tuple[float, float, float] = VGG_MEAN_BGR
 
     def __init__(self, *, num_classes: int, width: float, learn_upsampling: bool) -> None:
         super().__init__()

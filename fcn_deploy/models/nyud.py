@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fcn_deploy.constants import NYUD_MEAN_BGR
 from fcn_deploy.models.layers import FCNBase, color_d_filters, crop
 from fcn_deploy.models.registry import register_model
 from fcn_deploy.models.vgg import HEADS, FCN32sVGG16, build_vgg16, run_vgg16
@@ -35,6 +36,7 @@ class NYUDFCN32sColor(FCN32sVGG16):
     """FCN-32s on the RGB image, 40 classes (nyud-fcn32s-color)."""
 
     arch = "nyud_fcn32s_color"
+    reference_mean = NYUD_MEAN_BGR
     # The same layers as fcn32s_vgg16: the importer picks this net by the file name.
     source_file_hint = r"nyud.*colou?r"
 
@@ -48,6 +50,7 @@ class NYUDFCN32sHHA(FCN32sVGG16):
     """FCN-32s on the 3-channel HHA image, 40 classes (nyud-fcn32s-hha); its input is ``hha``."""
 
     arch = "nyud_fcn32s_hha"
+    reference_mean = NYUD_MEAN_BGR
     source_file_hint = r"nyud.*hha"
     input_channels = {"hha": 3}
 
@@ -64,6 +67,7 @@ class NYUDFCN32sColorD(FCN32sVGG16):
     """
 
     arch = "nyud_fcn32s_color_d"
+    reference_mean = NYUD_MEAN_BGR
     input_channels = {"image": 3, "depth": 1}
     source_layer_renames = {"conv1_1_bgrd": "conv1_1"}
 
@@ -158,6 +162,7 @@ class NYUDFCN32sColorHHA(_LateFusion):
     """RGB-HHA late fusion at stride 32 (nyud-fcn32s-color-hha): score_fused -> upscore k64 s32."""
 
     arch = "nyud_fcn32s_color_hha"
+    reference_mean = NYUD_MEAN_BGR
     variant = "32s"
 
     def __init__(self, *, num_classes: int = NYUD_CLASSES_COUNT, width: float = 1.0,
@@ -170,6 +175,7 @@ class NYUDFCN16sColorHHA(_LateFusion):
     """RGB-HHA late fusion at stride 16 (the paper's best NYUD net, 34.0 mean IU)."""
 
     arch = "nyud_fcn16s_color_hha"
+    reference_mean = NYUD_MEAN_BGR
     variant = "16s"
 
     def __init__(self, *, num_classes: int = NYUD_CLASSES_COUNT, width: float = 1.0,

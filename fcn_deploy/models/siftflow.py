@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from fcn_deploy.constants import SIFTFLOW_GEO_CLASSES
+from fcn_deploy.constants import SIFTFLOW_GEO_CLASSES, SIFTFLOW_MEAN_BGR
 from fcn_deploy.models.layers import FCNBase
 from fcn_deploy.models.registry import check_num_classes, register_model
 from fcn_deploy.models.vgg import HEADS, add_head, build_vgg16, run_head, run_vgg16
@@ -27,6 +27,7 @@ class _SiftFlowFCN(FCNBase):
     variant = "32s"
     backbone = "vgg16"
     head_names = tuple(SIFTFLOW_HEADS)
+    reference_mean = SIFTFLOW_MEAN_BGR
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -213,9 +213,10 @@ def test_summary_lists_every_layer_with_shapes_and_source(tmp_path):
     text = import_weights(src, tmp_path / "m.pt").summary()
     assert "architecture: fcn8s_atonce_vgg16" in text
     rows = text.splitlines()
-    assert rows[3].split() == ["parameter", "shape", "source"]
-    assert rows[4].split() == ["conv1_1.weight", "4x3x3x3", "conv1_1", "blob", "0", "(Convolution)"]
-    assert rows[5].split() == ["conv1_1.bias", "4", "conv1_1", "blob", "1", "(Convolution)"]
+    assert rows[3] == "mean (BGR): 104.007, 116.669, 122.679 (the reference's for fcn8s_atonce_vgg16)"
+    assert rows[4].split() == ["parameter", "shape", "source"]
+    assert rows[5].split() == ["conv1_1.weight", "4x3x3x3", "conv1_1", "blob", "0", "(Convolution)"]
+    assert rows[6].split() == ["conv1_1.bias", "4", "conv1_1", "blob", "1", "(Convolution)"]
     assert "upscore8.weight 21x21x16x16 upscore8 blob 0 (Deconvolution)" in [
         " ".join(r.split()) for r in rows]
     scale = [" ".join(r.split()) for r in rows if r.startswith("scale_pool4")]

@@ -255,6 +255,9 @@ def test_import_siftflow_caffemodel_round_trip(tmp_path):
     model, meta = load_model(tmp_path / "m.pt")
     assert meta.class_names[0] == "awning" and meta.heads[1]["name"] == "geo"
     assert meta.heads[1]["class_names"] == ["horizontal", "vertical", "sky"]
+    # the reference trained SIFT Flow on its own mean, so the runtime must subtract that one
+    assert meta.mean == pytest.approx([114.578, 115.294, 108.353]) and report.mean == tuple(meta.mean)
+    assert "mean (BGR): 114.578, 115.294, 108.353" in report.summary()
     x = _rand(1, 3, 41, 57, seed=9)
     with torch.inference_mode():
         out = model(x)
@@ -282,11 +285,15 @@ def test_import_color_hha_caffemodel_round_trip(tmp_path):
 
 def test_nyud_single_stream_nets_are_chosen_by_file_name(tmp_path):
     layers = reference_net("fcn32s", num_classes=40, seed=31)
-    for file, arch in (("nyud-fcn32s-color-heavy.caffemodel", "nyud_fcn32s_color"),
-                       ("nyud-fcn32s-hha-heavy.caffemodel", "nyud_fcn32s_hha"),
-                       ("fcn32s-heavy-pascal.caffemodel", "fcn32s_vgg16")):
+    for file, arch, mean in (
+            ("nyud-fcn32s-color-heavy.caffemodel", "nyud_fcn32s_color", (116.190, 97.203, 92.318)),
+            ("nyud-fcn32s-hha-heavy.caffemodel", "nyud_fcn32s_hha", (116.190, 97.203, 92.318)),
+            ("fcn32s-heavy-pascal.caffemodel", "fcn32s_vgg16",
+             (104.00698793, 116.66876762, 122.67891434))):
         src = caffe.write_caffemodel(tmp_path / file, layers)
-        assert import_weights(src, None).arch == arch
+        report = import_weights(src, tmp_path / "m.pt")
+        assert report.arch == arch and report.mean == pytest.approx(mean)
+        assert load_model(tmp_path / "m.pt")[1].mean == pytest.approx(list(mean))
 
 
 def test_imagenet_weights_fill_every_stream_and_widen_the_rgbd_conv():
