@@ -59,9 +59,14 @@ def _run_on_meta(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     tensors = {name: torch.empty_like(t, device="meta") for name, t in
                itertools.chain(model.named_parameters(remove_duplicate=False),
                                model.named_buffers(remove_duplicate=False))}
-    x = torch.empty(_check_shape(input_shape), device="meta")
+    shape = _check_shape(input_shape)
+    x = torch.empty(shape, device="meta")
+    # a multi-input net's other inputs: their own channels at the first input's N, H, W
+    channels = dict(getattr(model, "input_channels", None) or {"image": 3})
+    rest = {name: torch.empty((shape[0], c, *shape[2:]), device="meta")
+            for name, c in list(channels.items())[1:]}
     with torch.no_grad():
-        return functional_call(model, tensors, (x,), tie_weights=False, strict=False)
+        return functional_call(model, tensors, (x,), rest, tie_weights=False, strict=False)
 
 
 def _module_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
@@ -415,7 +420,7 @@ def model_summary(name: str, *, num_classes: int = 21, input_size: int = 500) ->
     """
     with torch.device("meta"):
         model = create_model(name, num_classes=num_classes)
-    rf, stride = receptive_field(model)
+    rf, stride = receptive_field(model, layer=coarse_score_layer(model))
     return {
         "arch": name,
         "parameters": count_parameters(model),
@@ -431,8 +436,7 @@ def summary_table(archs: Sequence[str] | None = None) -> str:
     """:func:`model_summary` of each registered FCN (default: all) as a Markdown table."""
     lines = ["| arch | parameters | trainable | conv layers | GMAC @500x500 | RF | max stride |",
              "|---|---|---|---|---|---|---|"]
-    # default: one input, one head (the multi nets: docs/models.md)
-    for arch in archs if archs is not None else list_models(multi=False):
+    for arch in archs if archs is not None else list_models():
         s = model_summary(arch)
         lines.append(f"| {arch} | {s['parameters']:,} | {s['trainable_parameters']:,} | "
                      f"{s['conv_layers']} | {s['gmacs']:.1f} | {s['receptive_field']} | "

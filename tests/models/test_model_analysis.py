@@ -194,7 +194,7 @@ def test_tile_geometry_of_every_registered_net():
     from fcn_deploy.models.analysis import tile_geometry_of_arch
 
     got = {name: tile_geometry_of_arch(name).to_dict()
-           for name in list_models(multi=False)}
+           for name in list_models()}
     assert all(g["stride"] == 32 and g["context_before"] > 0 and g["context_after"] > 0
                for g in got.values())
     vgg = {"stride": 32, "context_before": 221, "context_after": 215}
@@ -205,3 +205,17 @@ def test_tile_geometry_of_every_registered_net():
     assert {name: got[name] for name in published} == published
     with pytest.raises(FCNError, match="'nope' is not registered"):
         tile_geometry_of_arch("nope")
+
+
+def test_model_summary_counts_every_input_and_stream_of_the_nyud_nets():
+    color = model_summary("nyud_fcn32s_color", num_classes=40)
+    rgbd = model_summary("nyud_fcn32s_color_d", num_classes=40)
+    # conv1_1 takes a 4th (depth) channel: 64 x 3 x 3 more weights, run at 698 x 698 (pad 100)
+    assert rgbd["parameters"] == color["parameters"] + 64 * 3 * 3
+    assert rgbd["gmacs"] * 1e9 == pytest.approx(color["gmacs"] * 1e9 + 64 * 9 * 698 * 698)
+    fused = model_summary("nyud_fcn32s_color_hha", num_classes=40)
+    upscore = 40 * 40 * 64 * 64  # one k64 upsampling after the sum, shared by both streams
+    assert fused["parameters"] == 2 * (color["parameters"] - upscore) + upscore
+    assert (fused["receptive_field"], fused["max_stride"]) == (404, 32)
+    sift = model_summary("siftflow_fcn16s", num_classes=33)
+    assert (sift["receptive_field"], sift["max_stride"], sift["conv_layers"]) == (404, 32, 16)
