@@ -54,6 +54,21 @@ def _dataset_option(text: str) -> tuple[str, Any]:
     return key.strip(), _option_value(value.strip())
 
 
+def _stream_sources(items: Sequence[str]) -> dict[str, Path]:
+    """``["color=a.pt", "hha=b.pt"]`` -> {stream: checkpoint}; a malformed or repeated stream
+    is an FCNError."""
+    out: dict[str, Path] = {}
+    for item in items:
+        stream, sep, path = item.partition("=")
+        if not sep or not stream or not path:
+            raise FCNError(f"--init-stream {item!r}: expected STREAM=CHECKPOINT, e.g. "
+                           "color=runs/rgb/best.pt")
+        if stream in out:
+            raise FCNError(f"--init-stream {stream} is given twice")
+        out[stream] = Path(path)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fcn-train", description="Train an FCN with the reference recipes (see --list-recipes).")
@@ -81,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "torchvision vgg16.pth) whose fc layers become convolutions")
     start.add_argument("--init-from", type=Path, help="a trained coarser FCN checkpoint "
                        "(FCN-32s -> 16s -> 8s); new score layers start at zero")
+    start.add_argument("--init-stream", action="append", default=[], metavar="STREAM=CHECKPOINT",
+                       help="a late-fusion net's stream from a trained single-stream net, e.g. "
+                       "--init-stream color=runs/rgb/best.pt --init-stream hha=runs/hha/best.pt "
+                       "(the reference's RGB-HHA recipe); repeat per stream")
     start.add_argument("--resume", nargs="?", const="", default=None, metavar="LAST_PT",
                        help="continue a run from its last.pt (default: <out>/last.pt); every "
                        "option that changes the result (data, recipe, seed, width, --val-limit, "
@@ -181,6 +200,7 @@ def config_from_args(args: argparse.Namespace, *, world=None):
         width=pick(args.width, "width", 1.0),
         learn_upsampling=pick(args.learn_upsampling, "learn_upsampling", False),
         num_classes=args.num_classes, init_from=args.init_from, imagenet=args.imagenet,
+        init_streams=_stream_sources(args.init_stream),
         resume=resume, overwrite=args.overwrite, seed=pick(args.seed, "seed", 0),
         workers=args.workers, device=pick(args.device, "device", None),
         amp=pick(args.amp, "amp", False), threads=pick(args.threads, "threads", None),

@@ -52,8 +52,9 @@ class TrainConfig:
     ``dataset_options`` keyword options for both (e.g. ``year``, ``min_size``). With no
     ``val_dataset`` a synthetic training set is validated on 50 synthetic images of another seed;
     other sets are then trained without evaluation (no ``best.pt``). ``init_from`` starts from a
-    coarser trained net (FCN-32s -> 16s -> 8s), ``imagenet`` from an ImageNet classifier;
-    ``resume`` continues a run from its ``last.pt``. ``on_iteration(iteration, loss)`` is called
+    coarser trained net (FCN-32s -> 16s -> 8s), ``imagenet`` from an ImageNet classifier,
+    ``init_streams`` ({stream: checkpoint}) a late-fusion net's streams from trained
+    single-stream nets (the reference's RGB-HHA recipe); ``resume`` continues a run from its ``last.pt``. ``on_iteration(iteration, loss)`` is called
     after every step (for embedding and tests).
     """
 
@@ -68,6 +69,7 @@ class TrainConfig:
     num_classes: int | None = None
     init_from: Path | None = None
     imagenet: Path | None = None
+    init_streams: dict[str, Path] = field(default_factory=dict)
     resume: Path | None = None
     overwrite: bool = False
     seed: int = 0
@@ -430,6 +432,14 @@ def _start_model(config: TrainConfig, data, resume_ckpt: dict[str, Any] | None):
             load_imagenet_weights(model, config.imagenet)
         except FCNError as exc:
             raise FCNError(f"--imagenet {config.imagenet}: {exc}") from None
+    elif config.init_streams:
+        from fcn_deploy.models.surgery import transplant_streams
+
+        flags = " ".join(f"--init-stream {k}={v}" for k, v in config.init_streams.items())
+        try:
+            transplant_streams(model, config.init_streams)
+        except FCNError as exc:
+            raise FCNError(f"{flags}: {exc}") from None
     return model
 
 
@@ -485,17 +495,20 @@ class _Run:
             from fcn_deploy.ortsession import cap_threads
 
             torch.set_num_threads(cap_threads(config.threads))
-        starts = [x for x in (config.resume, config.init_from, config.imagenet) if x is not None]
+        starts = [x for x in (config.resume, config.init_from, config.imagenet,
+                              config.init_streams or None) if x is not None]
         if len(starts) > 1:
-            raise FCNError("--resume, --init-from and --imagenet are exclusive: pick one "
-                           "starting point")
+            raise FCNError("--resume, --init-from, --imagenet and --init-stream are "
+                           "exclusive: pick one starting point")
         resume_ckpt = _load_resume_checkpoint(Path(config.resume)) if config.resume else None
         self.train_set, self.val_set, self.val_spec = _open_datasets(config)
         if self.main:
             self.out = prepare_output(Path(config.out), resume=resume_ckpt is not None,
                                       overwrite=config.overwrite,
                                       inputs=[("--init-from checkpoint", config.init_from),
-                                              ("--imagenet weights", config.imagenet)],
+                                              ("--imagenet weights", config.imagenet),
+                                              *[(f"--init-stream {k}", v)
+                                                for k, v in config.init_streams.items()]],
                                       folders=_data_folders(self.train_set, self.val_set))
         else:
             self.out = Path(config.out)

@@ -261,3 +261,54 @@ def load_pretrained(model: nn.Module, source: StateSource, *,
         return _transfer(model, source, copy_head=False, allow_new_head=True,
                          what="load_pretrained")
     return _transfer(model, source, copy_head=True, allow_new_head=False, what="load_pretrained")
+
+
+def transplant_streams(model: nn.Module, sources: Mapping[str, StateSource]) -> SurgeryReport:
+    """Fill the streams of a late-fusion net from trained single-stream nets (the reference's
+    ``surgery.transplant(net, color_net, suffix='color')`` in nyud-fcn32s-color-hha/solve.py).
+
+    ``sources`` maps a stream (``color``, ``hha``) to a trained single-stream FCN of the same
+    width and class count (``nyud_fcn32s_color`` / ``nyud_fcn32s_hha``: a model, a state_dict
+    or a checkpoint file). Each stream's layers are copied by name (``color.conv1_1.weight`` <-
+    ``conv1_1.weight``); a stream's score layer the source lacks (FCN-16s' ``score_pool4``) starts
+    at zero; the fused upsampling is not a stream's and keeps its bilinear weights. Streams not
+    in ``sources`` keep their weights. FCNError on an unknown stream or a shape that differs.
+    """
+    streams = [name for name, child in model.named_children()
+               if name in {p.rstrip(".") for p in getattr(model, "backbone_prefixes", ())}]
+    if not streams or streams == [""]:
+        raise FCNError(f"{getattr(model, 'arch', type(model).__name__)} has no streams to "
+                       "transplant into; only the late-fusion nets (nyud_*_color_hha) have")
+    unknown = sorted(set(sources) - set(streams))
+    if unknown:
+        raise FCNError(f"no stream {', '.join(unknown)} in {model.arch}; its streams are "
+                       f"{', '.join(streams)}")
+    score = set(getattr(model, "score_layers", ()))
+    copied, initialized, ignored = [], [], []
+    updates: dict[str, torch.Tensor] = {}
+    for stream, source in sources.items():
+        src = _as_state_dict(source)
+        target = model.get_submodule(stream).state_dict()
+        used = set()
+        for key, tensor in target.items():
+            full = f"{stream}.{key}"
+            if key not in src:
+                if full.rpartition(".")[0] in score:
+                    initialized.append(full)
+                    continue
+                raise FCNError(f"stream {stream}: the source lacks {key}, which {model.arch} "
+                               "needs; transplant a single-stream net of the same family "
+                               "(nyud_fcn32s_color / nyud_fcn32s_hha)")
+            if _shape(src[key]) != _shape(tensor):
+                raise FCNError(f"stream {stream}: {key} has shape {_shape(src[key])} in the "
+                               f"source, {model.arch} (width {model.width:g}, "
+                               f"{model.num_classes} classes) expects {_shape(tensor)}")
+            updates[full] = src[key]
+            copied.append(full)
+            used.add(key)
+        ignored += [f"{stream}: {k}" for k in src if k not in used]
+    _apply(model, updates)
+    for layer in {k.rpartition(".")[0] for k in initialized}:
+        _zero(model.get_submodule(layer))
+    return SurgeryReport(copied=copied, initialized=sorted(initialized), ignored=sorted(ignored))
+

@@ -7,6 +7,7 @@ import torch
 
 from fcn_deploy.constants import NYUD_HHA_MEAN
 from fcn_deploy.datasets import create_dataset
+from fcn_deploy.errors import FCNError
 from fcn_deploy.models import create_model, load_checkpoint, load_model
 from training.cli import main
 from training.data import TorchSegmentation, collate
@@ -151,3 +152,56 @@ def test_an_hha_only_net_is_fed_the_hha_image_not_the_colour_image():
     x, rest = model_inputs(["image", "depth"], batch, torch.device("cpu"))
     assert torch.equal(x, batch.images) and list(rest) == ["depth"]
     assert torch.equal(rest["depth"], batch.inputs["depth"])
+
+
+def test_late_fusion_streams_start_from_trained_single_stream_nets(tmp_path, capsys):
+    """The reference's RGB-HHA recipe: train RGB and HHA FCN-32s, transplant them into the two
+    streams (--init-stream), then train the fused net."""
+    from fcn_deploy.models.checkpoint import save_checkpoint
+    from fcn_deploy.meta import ModelMeta
+    from fcn_deploy.models.surgery import transplant_streams
+
+    torch.manual_seed(1)
+    rgb = create_model("nyud_fcn32s_color", num_classes=4, width=0.0625)
+    hha = create_model("nyud_fcn32s_hha", num_classes=4, width=0.0625)
+    for net in (rgb, hha):
+        with torch.no_grad():  # random trunk and scores; the upsampling stays bilinear
+            for name, p in net.named_parameters():
+                if not name.startswith("upscore"):
+                    p.normal_(0, 0.1)
+    paths = {}
+    for name, net in (("color", rgb), ("hha", hha)):
+        paths[name] = tmp_path / f"{name}.pt"
+        save_checkpoint(paths[name], model=net, meta=ModelMeta.default(net.arch, 4), metrics={},
+                        training_state=None)
+    fused = create_model("nyud_fcn16s_color_hha", num_classes=4, width=0.0625)
+    bilinear = fused.upscore2.weight.clone()
+    report = transplant_streams(fused, paths)
+    assert torch.equal(fused.color.conv1_1.weight, rgb.conv1_1.weight)
+    assert torch.equal(fused.hha.score_fr.weight, hha.score_fr.weight)
+    assert "color.score_pool4.weight" in report.initialized  # 16s' new score layer: zero
+    assert not fused.color.score_pool4.weight.any()
+    assert torch.equal(fused.upscore2.weight, bilinear) and "color: upscore.weight" in report.ignored
+    # the fused 32s net (no score_pool4) at init is exactly the sum of the two nets' scores
+    fused32 = create_model("nyud_fcn32s_color_hha", num_classes=4, width=0.0625)
+    transplant_streams(fused32, {"color": rgb, "hha": hha})
+    for net in (fused32, rgb, hha):
+        net.eval()  # no dropout
+    x, h = torch.randn(1, 3, 40, 40), torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        assert torch.allclose(fused32(x, hha=h), rgb(x) + hha(h), atol=1e-5)
+    with pytest.raises(FCNError, match="no stream depth in nyud_fcn16s_color_hha"):
+        transplant_streams(fused, {"depth": rgb})
+    wide = create_model("nyud_fcn32s_color", num_classes=5, width=0.0625)
+    with pytest.raises(FCNError, match=r"stream color: score_fr.weight has shape \(5, "):
+        transplant_streams(fused, {"color": wide})
+
+    out = tmp_path / "fused"
+    assert main(["--arch", "nyud_fcn16s_color_hha", "--dataset", "synthetic-rgbd:4", *SMALL,
+                 "--max-iters", "1", "--eval-every", "1", "--out", str(out),
+                 "--init-stream", f"color={paths['color']}",
+                 "--init-stream", f"hha={paths['hha']}"]) == 0
+    capsys.readouterr()
+    assert main(["--arch", "nyud_fcn16s_color_hha", "--dataset", "synthetic-rgbd:4", *SMALL,
+                 "--out", str(tmp_path / "x"), "--init-stream", "color"]) == 2
+    assert "--init-stream 'color': expected STREAM=CHECKPOINT" in capsys.readouterr().err
