@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fcn_deploy.errors", "fcn_deploy.constants", "fcn_deploy.meta", "fcn_deploy.fileio",
      "fcn_deploy.imageio", "fcn_deploy.preprocess", "fcn_deploy.metrics", "fcn_deploy.cuda",
      "fcn_deploy.cpu", "fcn_deploy.devices", "fcn_deploy.contract", "fcn_deploy.tiling",
-     "fcn_deploy.ortsession"),
+     "fcn_deploy.ortsession", "fcn_deploy.timing"),
     ("fcn_deploy.onnxgraph",),
     ("fcn_deploy.models", "fcn_deploy.datasets", "fcn_deploy.export", "fcn_deploy.quantize"),
     ("fcn_deploy.engine", "fcn_deploy.tensorrt"),

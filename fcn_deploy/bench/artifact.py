@@ -8,7 +8,6 @@ weights and the pixels do not change the arithmetic an FCN does, so timings hold
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -18,8 +17,8 @@ import numpy as np
 from fcn_deploy.bench.flops import MacCount
 from fcn_deploy.bench.peak import PeakResult
 from fcn_deploy.bench.pipeline import STAGES, StagePipeline
-from fcn_deploy.bench.stats import TimingStats, check_counts, summarize
 from fcn_deploy.errors import FCNError
+from fcn_deploy.timing import TimingStats, check_counts, summarize, time_interleaved_calls
 
 DEFAULT_SHAPE = (1, 3, 500, 500)
 
@@ -235,11 +234,8 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
     images = random_images(shape, seed=seed)
     n, _, h, w = shape
     names = list(pipelines)
-    totals: dict[str, list[float]] = {k: [] for k in names}
-    computes: dict[str, list[float]] = {k: [] for k in names}
-    stage_sums = {k: {s: 0.0 for s in STAGES} for k in names}
-    cpu = {k: 0.0 for k in names}
-    wall = {k: 0.0 for k in names}
+    # every call's stage times (warm-ups first); the timer measures wall and CPU around the call
+    stages: dict[str, list[dict[str, float]]] = {k: [] for k in names}
     labels: dict[str, np.ndarray] = {}
     bar = None
     if progress:
@@ -247,33 +243,27 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
 
         bar = tqdm(total=(warmup + runs) * len(names), desc=label or "x".join(map(str, shape)),
                    unit="run", leave=False, dynamic_ncols=True)
+
+    def call(name: str) -> Callable[[], None]:
+        def run() -> None:
+            labels[name], times = pipelines[name].run(images)
+            stages[name].append(times)
+            if bar is not None:
+                prefix = f"{name}: " if len(names) > 1 else ""
+                if len(stages[name]) <= warmup:
+                    bar.set_postfix_str(f"warm-up {name}" if len(names) > 1 else "warm-up")
+                else:
+                    totals = [sum(t.values()) for t in stages[name][warmup:]]
+                    bar.set_postfix_str(f"{prefix}last {totals[-1] * 1e3:.1f} ms, mean "
+                                        f"{np.mean(totals) * 1e3:.1f} ms")
+                bar.update(1)
+        return run
+
     if settle_s is None:
         settle_s = 0.02 if len(names) > 1 else 0.0
     try:
-        for name in names:
-            for _ in range(warmup):
-                labels[name], _ = pipelines[name].run(images)
-                if bar is not None:
-                    bar.set_postfix_str(f"warm-up {name}" if len(names) > 1 else "warm-up")
-                    bar.update(1)
-        for _ in range(runs):
-            for name in names:
-                if settle_s:
-                    time.sleep(settle_s)
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-                labels[name], times = pipelines[name].run(images)
-                cpu[name] += time.process_time() - cpu0
-                wall[name] += time.perf_counter() - wall0
-                totals[name].append(sum(times.values()))
-                computes[name].append(times["compute"])
-                for s in STAGES:
-                    stage_sums[name][s] += times.get(s, 0.0)
-                if bar is not None:
-                    bar.set_postfix_str(
-                        (f"{name}: " if len(names) > 1 else "")
-                        + f"last {totals[name][-1] * 1e3:.1f} ms, mean "
-                        f"{np.mean(totals[name]) * 1e3:.1f} ms")
-                    bar.update(1)
+        timed = time_interleaved_calls({name: call(name) for name in names}, warmup=warmup,
+                                       runs=runs, settle_s=settle_s)
     finally:
         if bar is not None:
             bar.close()
@@ -283,10 +273,12 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
         if tuple(got.shape) != (n, h, w):
             raise FCNError(f"the network returned labels of shape {tuple(got.shape)} for input "
                            f"{'x'.join(map(str, shape))}; expected {(n, h, w)}")
-        means = {s: v / runs * 1e3 for s, v in stage_sums[name].items()}
-        out[name] = PipelineTiming(summarize(totals[name], items=n),
-                                   summarize(computes[name], items=n), means,
-                                   cpu[name] / max(wall[name], 1e-9))
+        runs_stages = stages[name][warmup:]
+        means = {s: sum(t.get(s, 0.0) for t in runs_stages) / runs * 1e3 for s in STAGES}
+        walls, cpu = timed[name]
+        out[name] = PipelineTiming(summarize([sum(t.values()) for t in runs_stages], items=n),
+                                   summarize([t["compute"] for t in runs_stages], items=n),
+                                   means, cpu / max(sum(walls), 1e-9))
     return out
 
 

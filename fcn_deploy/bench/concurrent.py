@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from fcn_deploy.bench.stats import TimingStats, check_counts, summarize
 from fcn_deploy.errors import FCNError
+from fcn_deploy.timing import TimingStats, check_counts, summarize
 
 
 @dataclass

@@ -17,8 +17,8 @@ import numpy as np
 
 from fcn_deploy.cli.common import run_main
 from fcn_deploy.quantize.speed import (
-    time_sessions_interleaved, cpu_session, int8_score_errors, optimized_op_counts, prepare_pair,
-    profile_by_op, relative_rms, speed_input, summarize)
+    cpu_session, int8_score_errors, optimized_op_counts, prepare_pair, profile_by_op, relative_rms,
+    speed_input, time_sessions)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,10 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "int8 exact": cpu_session(pair.int8, threads=args.threads,
                                               int8_kernels="exact")}
         outs: dict[str, np.ndarray] = {}
-        times = time_sessions_interleaved(sessions, x, warmup=max(args.warmup, 1), runs=args.runs,
-                                  outputs=outs)
-        fp, q, qx = (summarize(times[k]) for k in ("fp32", "int8", "int8 exact"))
-        ratio = fp["median_ms"] / q["median_ms"]
+        stats = time_sessions(sessions, x, warmup=max(args.warmup, 1), runs=args.runs,
+                              outputs=outs)
+        fp, q, qx = (stats[k] for k in ("fp32", "int8", "int8 exact"))
+        ratio = fp.median / q.median
         del sessions
         # the Q/DQ graph without integer kernels (evaluated in float): what exact kernels match
         reference = cpu_session(pair.int8, threads=args.threads, opt_level="disable").run(
@@ -88,11 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{arch} (width {args.width:g}) at {args.size}x{args.size}: prepared in {prep:.0f} s;"
               f" {pair.quantized_layers} conv layers INT8, float: {pair.float_layers}")
         print(f"  ORT runs: {dict(sorted(ops.items()))}")
-        print(f"  fp32 median {fp['median_ms']:.0f} ms (min {fp['min_ms']:.0f}, cv {fp['cv']:.3f}); "
-              f"int8 median {q['median_ms']:.0f} ms (min {q['min_ms']:.0f}, cv {q['cv']:.3f}); "
+        print(f"  fp32 median {fp.median:.0f} ms (min {fp.min:.0f}, cv {fp.cv:.3f}); "
+              f"int8 median {q.median:.0f} ms (min {q.min:.0f}, cv {q.cv:.3f}); "
               f"INT8/FP32 speed-up {ratio:.2f}x over {args.runs} interleaved runs", flush=True)
-        print(f"  int8 exact median {qx['median_ms']:.0f} ms (min {qx['min_ms']:.0f}), speed-up "
-              f"{fp['median_ms'] / qx['median_ms']:.2f}x; relative RMS of the scores vs FP32: "
+        print(f"  int8 exact median {qx.median:.0f} ms (min {qx.min:.0f}), speed-up "
+              f"{fp.median / qx.median:.2f}x; relative RMS of the scores vs FP32: "
               f"int8 {rms['int8']:.4f}, int8 exact {rms['int8 exact']:.4f}, Q/DQ float reference "
               f"{rms['reference']:.4f}", flush=True)
         if args.profile:
@@ -105,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           "speed-up | rel. RMS vs FP32 (INT8 / exact / reference) |\n"
           "|---|---:|---:|---:|---:|---:|---|")
     for arch, fp, q, ratio, qx, rms in rows:
-        print(f"| {arch} | {fp['median_ms']:.0f} | {q['median_ms']:.0f} | {ratio:.2f}x | "
-              f"{qx['median_ms']:.0f} | {fp['median_ms'] / qx['median_ms']:.2f}x | "
+        print(f"| {arch} | {fp.median:.0f} | {q.median:.0f} | {ratio:.2f}x | "
+              f"{qx.median:.0f} | {fp.median / qx.median:.2f}x | "
               f"{rms['int8']:.4f} / {rms['int8 exact']:.4f} / {rms['reference']:.4f} |")
     return 0
 

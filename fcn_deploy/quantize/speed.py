@@ -14,16 +14,16 @@ test suite.
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+
+from fcn_deploy.timing import TimingStats, summarize, time_interleaved_calls
 
 
 @dataclass
@@ -138,13 +138,6 @@ def speed_input(size: int, *, seed: int = 0) -> np.ndarray:
     return (rng.integers(0, 256, (1, 3, size, size)) - 117.0).astype(np.float32)
 
 
-def summarize(times: Sequence[float]) -> dict[str, float]:
-    ts = sorted(times)
-    return {"min_ms": 1e3 * ts[0], "median_ms": 1e3 * statistics.median(ts),
-            "mean_ms": 1e3 * statistics.fmean(ts), "runs": len(ts),
-            "cv": statistics.pstdev(ts) / statistics.fmean(ts) if len(ts) > 1 else 0.0}
-
-
 # -- the measurement (not used by tests) -----------------------------------------------------------
 def relative_rms(got: np.ndarray, want: np.ndarray) -> float:
     """RMS of ``got - want`` over the RMS of ``want``: how far INT8 scores are from FP32's."""
@@ -180,21 +173,19 @@ def int8_score_errors(fp32: str | os.PathLike, int8: str | os.PathLike, dataset:
     return {k: float(np.sqrt(v / max(total, 1e-30))) for k, v in err.items()}
 
 
-def time_sessions_interleaved(sessions: dict[str, Any], x: np.ndarray, *, warmup: int,
-                      runs: int, outputs: dict[str, np.ndarray] | None = None
-                      ) -> dict[str, list[float]]:
-    """Alternate the sessions run by run so that load from other processes hits both alike.
-    ``outputs`` (if given) receives each session's first output from its warm-up."""
+def time_sessions(sessions: dict[str, Any], x: np.ndarray, *, warmup: int, runs: int,
+                  outputs: dict[str, np.ndarray] | None = None) -> dict[str, TimingStats]:
+    """Time ONNX Runtime sessions on ``x`` side by side (:func:`fcn_deploy.timing.
+    time_interleaved_calls`: run by run, so that load from other processes hits all alike).
+    ``outputs`` (if given) receives each session's first output (of its last run)."""
     feeds = {name: {s.get_inputs()[0].name: x} for name, s in sessions.items()}
-    for _ in range(warmup):
-        for name, s in sessions.items():
-            first = s.run(None, feeds[name])[0]
-            if outputs is not None:
-                outputs[name] = first
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(runs):
-        for name, s in sessions.items():
-            t0 = time.perf_counter()
-            s.run(None, feeds[name])
-            times[name].append(time.perf_counter() - t0)
-    return times
+    got: dict[str, np.ndarray] = {} if outputs is None else outputs
+
+    def call(name: str):
+        def run() -> None:
+            got[name] = sessions[name].run(None, feeds[name])[0]
+        return run
+
+    timed = time_interleaved_calls({name: call(name) for name in sessions}, warmup=warmup,
+                                   runs=runs)
+    return {name: summarize(samples) for name, (samples, _) in timed.items()}

@@ -1,8 +1,13 @@
-"""The timing-independent speed pieces: what ONNX Runtime runs for the default INT8 layout."""
+"""The speed pieces: what ONNX Runtime runs for the default INT8 layout, and the side-by-side
+timing of sessions (with the one timer, fcn_deploy.timing)."""
 from __future__ import annotations
 
+import numpy as np
+
 from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
-from fcn_deploy.quantize.speed import optimized_op_counts, profile_by_op, speed_input, summarize
+from fcn_deploy.quantize.speed import (cpu_session, optimized_op_counts, profile_by_op, speed_input,
+                                     time_sessions)
+from fcn_deploy.timing import TimingStats
 
 
 def test_every_quantized_conv_runs_as_an_integer_kernel(tiny_onnx, tmp_path, calib_images,
@@ -27,7 +32,12 @@ def test_every_quantized_conv_runs_as_an_integer_kernel(tiny_onnx, tmp_path, cal
     assert "relative RMS of the scores: fast kernels " in line and "Q/DQ float reference" in line
 
 
-def test_summarize():
-    s = summarize([0.3, 0.1, 0.2])
-    assert s["min_ms"] == 100.0 and s["median_ms"] == 200.0 and s["runs"] == 3
-    assert abs(s["mean_ms"] - 200.0) < 1e-9
+def test_sessions_are_timed_side_by_side_with_the_one_timer(tiny_onnx):
+    x = speed_input(40)
+    sessions = {"a": cpu_session(tiny_onnx, threads=1), "b": cpu_session(tiny_onnx, threads=1)}
+    outs: dict = {}
+    stats = time_sessions(sessions, x, warmup=1, runs=3, outputs=outs)
+    assert set(stats) == {"a", "b"} and all(isinstance(s, TimingStats) for s in stats.values())
+    assert stats["a"].n == stats["b"].n == 3 and 0 <= stats["a"].min <= stats["a"].median
+    want = sessions["a"].run(None, {"image": x})[0]
+    assert outs["a"].shape == want.shape and np.array_equal(outs["a"], want)

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Sequence
 
 from fcn_deploy.bench.paper.facts import TABLE1_MODELS
-from fcn_deploy.bench.stats import check_counts
 from fcn_deploy.errors import FCNError
+from fcn_deploy.timing import check_counts
 
 SECTIONS = ("table1", "patchwise", "backends", "export", "scaling")
 #: Models the backend and export comparisons run on (when they are among ``models``).

@@ -17,9 +17,9 @@ from typing import Any, Callable
 import numpy as np
 
 from fcn_deploy.bench.paper.facts import ALEXNET_PATCH, ALEXNET_STRIDE, PAPER_PATCHWISE
-from fcn_deploy.bench.stats import TimingStats, summarize, time_interleaved_calls
 from fcn_deploy.constants import VGG_MEAN_BGR
 from fcn_deploy.errors import FCNError
+from fcn_deploy.timing import TimingStats, summarize, time_interleaved_calls
 
 
 def _executor(model: Any, backend: str, *, threads: int, work_dir: Path, name: str,

@@ -20,9 +20,9 @@ from fcn_deploy.bench.flops import MacCount
 from fcn_deploy.bench.paper.config import COMPARISON_MODELS, SCALING_MODELS, PaperConfig
 from fcn_deploy.bench.paper.facts import DISPLAY, paper_row
 from fcn_deploy.bench.pipeline import STAGES
-from fcn_deploy.bench.stats import TimingStats
 from fcn_deploy.errors import FCNError
 from fcn_deploy.onnxgraph import read_meta
+from fcn_deploy.timing import TimingStats
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
 
