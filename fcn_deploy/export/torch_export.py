@@ -14,7 +14,8 @@ Two exporters are supported. The default is the TorchScript-based ("legacy") exp
 * where both work, both graphs match PyTorch at every size we verify (see tests/export).
 
 The legacy exporter is deprecated upstream (it warns); ``exporter="dynamo"`` is the way forward
-and is exercised by the tests, so switching the default is a one-word change.
+and is exercised by the tests, so switching the default is a one-word change. Each exporter is
+one function registered with ``@register_exporter(name)``; fcn-export offers every registered one.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fcn_deploy.errors import FCNError
 
@@ -31,7 +32,26 @@ INPUT_NAME = "image"
 SCORES_NAME = "scores"
 LABELS_NAME = "labels"
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
-EXPORTERS = ("legacy", "dynamo")
+#: The registered exporters by name (``register_exporter``): ``fn(model, sample, path, *, opset)``
+#: writes the ONNX graph of ``model`` traced on ``sample`` to ``path``.
+EXPORTERS: dict[str, Callable[..., None]] = {}
+
+
+def register_exporter(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: make ``export_torch(..., exporter=name)`` (fcn-export ``--exporter``) use it."""
+    def decorator(fn: Callable[..., None]) -> Callable[..., None]:
+        if name in EXPORTERS and EXPORTERS[name] is not fn:
+            raise ValueError(f"exporter name {name!r} is already registered")
+        EXPORTERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def get_exporter(name: str) -> Callable[..., None]:
+    if name not in EXPORTERS:
+        raise FCNError(f"unknown exporter {name!r}; valid: {', '.join(EXPORTERS)}")
+    return EXPORTERS[name]
 
 
 def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: int,
@@ -45,39 +65,48 @@ def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: 
     import onnx
     import torch
 
-    if exporter not in EXPORTERS:
-        raise FCNError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
+    export = get_exporter(exporter)
     sample = torch.zeros(sample_shape, dtype=torch.float32)
     with tempfile.TemporaryDirectory(prefix=".fcn-export-", dir=work_dir) as tmp, _native_lrn(model, exporter):
         path = Path(tmp) / "raw.onnx"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and friends
-            if exporter == "legacy":
-                axes = {INPUT_NAME: DYNAMIC_AXES, SCORES_NAME: DYNAMIC_AXES}
-                torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=opset,
-                                  input_names=[INPUT_NAME], output_names=[SCORES_NAME],
-                                  dynamic_axes=axes, do_constant_folding=True,
-                                  training=torch.onnx.TrainingMode.EVAL)
-            else:
-                from torch.export import Dim
-
-                shapes = ({i: Dim(name) for i, name in DYNAMIC_AXES.items()},)
-                try:
-                    program = torch.onnx.export(
-                        model, (sample,), dynamo=True, opset_version=opset,
-                        input_names=[INPUT_NAME], output_names=[SCORES_NAME],
-                        dynamic_shapes=shapes, optimize=True, verbose=False)
-                except Exception as exc:  # torch.export cannot prove the dynamic shapes
-                    last = [ln for ln in str(exc).splitlines() if ln.strip()]
-                    why = next((ln for ln in last if "Error" in ln and ":" in ln), last[0])
-                    raise FCNError(f"the dynamo exporter cannot export "
-                                   f"{getattr(model, 'arch', type(model).__name__)} with dynamic "
-                                   f"height/width ({why.strip()[:300]}); use exporter 'legacy'"
-                                   ) from None
-                program.save(str(path), external_data=True)
+            export(model, sample, path, opset=opset)
         proto = onnx.load(str(path), load_external_data=True)
     name_dynamic_dims(proto)
     return proto
+
+
+@register_exporter("legacy")
+def _export_legacy(model: Any, sample: Any, path: Path, *, opset: int) -> None:
+    import torch
+
+    axes = {INPUT_NAME: DYNAMIC_AXES, SCORES_NAME: DYNAMIC_AXES}
+    torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=opset,
+                      input_names=[INPUT_NAME], output_names=[SCORES_NAME],
+                      dynamic_axes=axes, do_constant_folding=True,
+                      training=torch.onnx.TrainingMode.EVAL)
+
+
+@register_exporter("dynamo")
+def _export_dynamo(model: Any, sample: Any, path: Path, *, opset: int) -> None:
+    import torch
+    from torch.export import Dim
+
+    shapes = ({i: Dim(name) for i, name in DYNAMIC_AXES.items()},)
+    try:
+        program = torch.onnx.export(
+            model, (sample,), dynamo=True, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[SCORES_NAME],
+            dynamic_shapes=shapes, optimize=True, verbose=False)
+    except Exception as exc:  # torch.export cannot prove the dynamic shapes
+        last = [ln for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in last if "Error" in ln and ":" in ln), last[0])
+        raise FCNError(f"the dynamo exporter cannot export "
+                       f"{getattr(model, 'arch', type(model).__name__)} with dynamic "
+                       f"height/width ({why.strip()[:300]}); use exporter 'legacy'"
+                       ) from None
+    program.save(str(path), external_data=True)
 
 
 @contextlib.contextmanager

@@ -7,19 +7,21 @@ graph the way the measurement does; ``optimized_op_counts`` shows what ONNX Runt
 after its graph optimizations (how many convolutions became integer QLinearConv, which stayed
 float, how many Q/DQ remain), which is what explains the ratio.
 
-The command ``python -m fcn_deploy.cli.speed`` (:mod:`fcn_deploy.cli.speed`) does one timing pass
-with these pieces; it is heavy (FCN-8s at 500x500 is ~181 GMAC per image) and is kept out of the
-test suite.
+``measure_speed`` is the measurement ``python -m fcn_deploy.cli.speed`` runs: each architecture's
+FP32 graph and its INT8 graph (fast and exact int8 kernels) timed side by side with the one timer
+(:mod:`fcn_deploy.timing`), plus the INT8 scores' error against FP32's. At the reference sizes
+it is heavy (FCN-8s at 500x500 is ~181 GMAC per image); the tests run it on a tiny net.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -189,3 +191,98 @@ def time_sessions(sessions: dict[str, Any], x: np.ndarray, *, warmup: int, runs:
     timed = time_interleaved_calls({name: call(name) for name in sessions}, warmup=warmup,
                                    runs=runs)
     return {name: summarize(samples) for name, (samples, _) in timed.items()}
+
+
+@dataclass
+class SpeedRow:
+    """One architecture's result: timings of the FP32 graph and of the INT8 graph with ONNX
+    Runtime's fast and exact int8 kernels, and the relative RMS of the INT8 scores against FP32's
+    (keys ``int8``, ``int8 exact``, ``reference``: the Q/DQ graph evaluated in float)."""
+
+    arch: str
+    fp32: TimingStats
+    int8: TimingStats
+    int8_exact: TimingStats
+    rms: dict[str, float]
+    pair: SpeedPair
+
+    @property
+    def speedup(self) -> float:
+        """INT8 (fast kernels) over FP32, median against median."""
+        return self.fp32.median / self.int8.median
+
+    @property
+    def speedup_exact(self) -> float:
+        return self.fp32.median / self.int8_exact.median
+
+
+def measure_speed(archs: Sequence[str], *, size: int = 500, width: float = 1.0, runs: int = 5,
+                  warmup: int = 1, threads: int | None = None,
+                  work_dir: str | os.PathLike | None = None,
+                  keep_float: Sequence[str] | None = None, profile: bool = False,
+                  log: Callable[[str], None] = print) -> list[SpeedRow]:
+    """Prepare each architecture's FP32/INT8 pair (:func:`prepare_pair`, random weights) and time
+    the FP32 and INT8 sessions side by side on a ``size`` x ``size`` input; ``log`` receives a
+    few lines per architecture as it goes (op counts, medians, errors; with ``profile``, the INT8
+    time by op type). ``work_dir`` None: a temporary folder, removed when this returns or fails.
+    """
+    from fcn_deploy.cpu import cpu_features
+    from fcn_deploy.quantize.ptq import QuantizeConfig
+
+    cpu = cpu_features()
+    log(f"CPU: {cpu.name} ({cpu.describe_int8()}); int8 = ONNX Runtime's fast kernels, "
+        "int8 exact = session.x64quantprecision=1 (U8U8)")
+    x = speed_input(size)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fcn-speed.") as tmp:
+        work = Path(work_dir) if work_dir is not None else Path(tmp)
+        for arch in archs:
+            config = QuantizeConfig(progress=False, exclude_kinds=keep_float)
+            t0 = time.perf_counter()
+            pair = prepare_pair(arch, work, width=width, config=config)
+            prep = time.perf_counter() - t0
+            ops = optimized_op_counts(pair.int8)
+            sessions = {"fp32": cpu_session(pair.fp32, threads=threads),
+                        "int8": cpu_session(pair.int8, threads=threads, int8_kernels="fast"),
+                        "int8 exact": cpu_session(pair.int8, threads=threads,
+                                                  int8_kernels="exact")}
+            outs: dict[str, np.ndarray] = {}
+            stats = time_sessions(sessions, x, warmup=max(warmup, 1), runs=runs, outputs=outs)
+            del sessions
+            # the Q/DQ graph without integer kernels (evaluated in float): what exact kernels match
+            reference = cpu_session(pair.int8, threads=threads, opt_level="disable").run(
+                None, {"image": x})[0]
+            rms = {k: relative_rms(outs[k], outs["fp32"]) for k in ("int8", "int8 exact")}
+            rms["reference"] = relative_rms(reference, outs["fp32"])
+            row = SpeedRow(arch, stats["fp32"], stats["int8"], stats["int8 exact"], rms, pair)
+            rows.append(row)
+            fp, q, qx = row.fp32, row.int8, row.int8_exact
+            log(f"{arch} (width {width:g}) at {size}x{size}: prepared in {prep:.0f} s;"
+                f" {pair.quantized_layers} conv layers INT8, float: {pair.float_layers}")
+            log(f"  ORT runs: {dict(sorted(ops.items()))}")
+            log(f"  fp32 median {fp.median:.0f} ms (min {fp.min:.0f}, cv {fp.cv:.3f}); "
+                f"int8 median {q.median:.0f} ms (min {q.min:.0f}, cv {q.cv:.3f}); "
+                f"INT8/FP32 speed-up {row.speedup:.2f}x over {runs} interleaved runs")
+            log(f"  int8 exact median {qx.median:.0f} ms (min {qx.min:.0f}), speed-up "
+                f"{row.speedup_exact:.2f}x; relative RMS of the scores vs FP32: "
+                f"int8 {rms['int8']:.4f}, int8 exact {rms['int8 exact']:.4f}, Q/DQ float reference "
+                f"{rms['reference']:.4f}")
+            if profile:
+                prof = profile_by_op(pair.int8, x, threads=threads)
+                total = sum(prof.values())
+                log("  INT8 time by op: " + ", ".join(
+                    f"{op} {ms:.0f} ms ({100 * ms / total:.0f}%)" for op, ms in prof.items()
+                    if ms >= 0.005 * total))
+    return rows
+
+
+def speed_table(rows: Sequence[SpeedRow]) -> str:
+    """The Markdown table of :func:`measure_speed`'s rows (medians in ms, speed-ups, errors)."""
+    lines = ["| model | FP32 median ms | INT8 median ms | speed-up | INT8 exact median ms | "
+             "speed-up | rel. RMS vs FP32 (INT8 / exact / reference) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.arch} | {r.fp32.median:.0f} | {r.int8.median:.0f} | {r.speedup:.2f}x | "
+                     f"{r.int8_exact.median:.0f} | {r.speedup_exact:.2f}x | {r.rms['int8']:.4f} / "
+                     f"{r.rms['int8 exact']:.4f} / {r.rms['reference']:.4f} |")
+    return "\n".join(lines)

@@ -3,10 +3,11 @@ timing of sessions (with the one timer, fcn_deploy.timing)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
-from fcn_deploy.quantize.speed import (cpu_session, optimized_op_counts, profile_by_op, speed_input,
-                                     time_sessions)
+from fcn_deploy.quantize.speed import (cpu_session, measure_speed, optimized_op_counts,
+                                     profile_by_op, speed_input, speed_table, time_sessions)
 from fcn_deploy.timing import TimingStats
 
 
@@ -41,3 +42,26 @@ def test_sessions_are_timed_side_by_side_with_the_one_timer(tiny_onnx):
     assert stats["a"].n == stats["b"].n == 3 and 0 <= stats["a"].min <= stats["a"].median
     want = sessions["a"].run(None, {"image": x})[0]
     assert outs["a"].shape == want.shape and np.array_equal(outs["a"], want)
+
+
+def test_measure_speed_times_a_tiny_pair_and_the_command_prints_its_table(tmp_path, capsys):
+    from fcn_deploy.cli.speed import main
+
+    lines: list[str] = []
+    rows = measure_speed(["fcn32s_vgg16"], size=48, width=0.0625, runs=2, threads=1,
+                         work_dir=tmp_path, log=lines.append)
+    (row,) = rows
+    assert row.arch == "fcn32s_vgg16" and row.pair.int8.is_file()
+    assert row.fp32.n == row.int8.n == row.int8_exact.n == 2
+    assert row.speedup == row.fp32.median / row.int8.median
+    # the Q/DQ graph in float is what the integer kernels compute: all three errors agree
+    assert set(row.rms) == {"int8", "int8 exact", "reference"}
+    assert row.rms["int8 exact"] == pytest.approx(row.rms["reference"], rel=1e-3, abs=1e-4)
+    assert lines[0].startswith("CPU: ") and lines[1].startswith("fcn32s_vgg16 (width 0.0625) at 48x48")
+    table = speed_table(rows).splitlines()
+    assert table[0].startswith("| model | FP32 median ms") and table[2].startswith("| fcn32s_vgg16 |")
+    # the command: the same measurement (graphs reused from the work folder), then the table
+    assert main(["--arch", "fcn32s_vgg16", "--size", "48", "--width", "0.0625", "--runs", "1",
+                 "--threads", "1", "--work-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("| fcn32s_vgg16 | ") and out[-1].count("|") == 8
