@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from fcn_deploy import __version__
 from fcn_deploy.constants import IGNORE_LABEL, VGG_MEAN_BGR, VOC_CLASSES, voc_palette
 from fcn_deploy.errors import FCNError
 from fcn_deploy.tiling import TileGeometry
@@ -23,8 +24,6 @@ OUTPUT_KINDS = ("scores", "labels", "both")
 
 
 def _version() -> str:
-    from fcn_deploy import __version__
-
     return __version__
 
 

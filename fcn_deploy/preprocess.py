@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
+from fcn_deploy.constants import NYUD_HHA_MEAN, NYUD_LOG_DEPTH_MEAN
 from fcn_deploy.errors import FCNError
 
 
@@ -40,8 +41,6 @@ def preprocess_modality(name: str, data: np.ndarray) -> np.ndarray:
     units (millimetres) -> log(depth) minus ``NYUD_LOG_DEPTH_MEAN``, 1xHxW; missing depth (0)
     counts as 1 so the log stays finite (the reference assumes filled-in depth).
     """
-    from fcn_deploy.constants import NYUD_HHA_MEAN, NYUD_LOG_DEPTH_MEAN
-
     if name == "hha":
         return preprocess(data, NYUD_HHA_MEAN, channel_order="RGB")
     if name == "depth":

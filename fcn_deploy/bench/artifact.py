@@ -14,10 +14,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from fcn_deploy.bench.flops import MacCount
-from fcn_deploy.bench.peak import PeakResult
-from fcn_deploy.bench.pipeline import STAGES, StagePipeline
+from fcn_deploy.bench.flops import MacCount, artifact_macs
+from fcn_deploy.bench.peak import PeakResult, measure_peak
+from fcn_deploy.bench.pipeline import STAGES, StagePipeline, pipeline_for_runner
+from fcn_deploy.bench.report import Column, environment, markdown_table
 from fcn_deploy.errors import FCNError
+from fcn_deploy.ortsession import cap_threads
+from fcn_deploy.runtime import open_runner
+from fcn_deploy.runtime.registry import default_backend, int8_kernel_options, thread_options
 from fcn_deploy.timing import TimingStats, check_counts, summarize, time_interleaved_calls
 
 DEFAULT_SHAPE = (1, 3, 500, 500)
@@ -58,8 +62,6 @@ class BenchConfig:
         self.shapes = shapes
         if self.threads is not None and self.threads < 1:
             raise FCNError(f"--threads must be >= 1, got {self.threads}")
-        from fcn_deploy.ortsession import cap_threads
-
         self.threads = cap_threads(self.threads)  # reports show the threads actually used
 
 
@@ -144,8 +146,6 @@ class ArtifactBenchmark:
         return rows
 
     def markdown(self) -> str:
-        from fcn_deploy.bench.report import markdown_table
-
         env = self.environment
         lines = [f"# fcn-bench: {self.path.name}", "",
                  f"{self.arch}, {self.precision}, backend {self.backend} ({self.compute_mode}), "
@@ -170,8 +170,6 @@ def _fmt(spec: str) -> Callable[[Any], str]:
 
 
 def _timing_columns():
-    from fcn_deploy.bench.report import Column
-
     cols = [Column("shape", "shape")]
     for key, head in (("e2e", "e2e"), ("compute", "compute")):
         cols += [Column(f"{key}_min_ms", f"{head} min", _fmt(".1f")),
@@ -286,8 +284,6 @@ def _runner_options(backend: str, config: BenchConfig) -> dict[str, Any]:
     options = dict(config.backend_options)
     if config.device is not None:
         options.setdefault("device", config.device)
-    from fcn_deploy.runtime.registry import int8_kernel_options, thread_options
-
     for key, value in thread_options(backend, config.threads).items():
         options.setdefault(key, value)
     for key, value in int8_kernel_options(backend, config.int8_kernels).items():
@@ -297,19 +293,11 @@ def _runner_options(backend: str, config: BenchConfig) -> dict[str, Any]:
 
 def bench_artifact(path: str | os.PathLike, config: BenchConfig | None = None) -> ArtifactBenchmark:
     """Time ``path`` at every shape of ``config``; optionally measure the machine's FP32 peak."""
-    from fcn_deploy.bench.flops import artifact_macs
-    from fcn_deploy.bench.pipeline import pipeline_for_runner
-    from fcn_deploy.bench.report import environment
-    from fcn_deploy.runtime import open_runner
-    from fcn_deploy.runtime.registry import default_backend
-
     config = config or BenchConfig()
     path = Path(path)
     backend = config.backend or default_backend(path)
     peak = None
     if config.peak:  # before the runner exists: its thread pool must not compete with the product
-        from fcn_deploy.bench.peak import measure_peak
-
         peak = measure_peak(threads=config.threads, repeats=5)
     runner = open_runner(path, backend=backend, **_runner_options(backend, config))
     try:

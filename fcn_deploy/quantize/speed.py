@@ -25,6 +25,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from fcn_deploy.cpu import cpu_features
+from fcn_deploy.datasets import SyntheticShapes, create_dataset
+from fcn_deploy.export import export_model
+from fcn_deploy.meta import read_onnx_meta
+from fcn_deploy.ortsession import session_options
+from fcn_deploy.preprocess import preprocess
+from fcn_deploy.quantize.ptq import QuantizeConfig, quantize_onnx
 from fcn_deploy.timing import TimingStats, summarize, time_interleaved_calls
 
 
@@ -43,10 +50,8 @@ def prepare_pair(arch: str, work_dir: str | os.PathLike, *, width: float = 1.0,
     """Export ``arch`` with random weights to ``work_dir`` and quantize it; reuse files there."""
     import torch
 
-    from fcn_deploy.datasets import SyntheticShapes
-    from fcn_deploy.export import export_model
+    # lazy: fcn_deploy.models imports torch; timing existing graphs does not need it
     from fcn_deploy.models import create_model
-    from fcn_deploy.quantize.ptq import QuantizeConfig, quantize_onnx
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -78,8 +83,6 @@ def cpu_session(path: str | os.PathLike, *, threads: int | None = None,
     ``int8_kernels`` auto/fast/exact as the runtime takes it (None = auto)."""
     import onnxruntime as ort
 
-    from fcn_deploy.ortsession import session_options
-
     opts = session_options(intra_op_threads=threads or None, graph_optimization_level=opt_level,
                            int8_kernels=int8_kernels)
     if optimized_path is not None:
@@ -109,8 +112,6 @@ def profile_by_op(path: str | os.PathLike, x: np.ndarray, *, runs: int = 1,
     import json
 
     import onnxruntime as ort
-
-    from fcn_deploy.ortsession import session_options
 
     opts = session_options(intra_op_threads=threads or None)
     opts.enable_profiling = True
@@ -153,10 +154,6 @@ def int8_score_errors(fp32: str | os.PathLike, int8: str | os.PathLike, dataset:
     """Relative RMS of an INT8 graph's scores against its FP32 graph's over a dataset's images,
     with ONNX Runtime's fast int8 kernels, its exact U8U8 kernels, and without integer kernels
     (the Q/DQ graph evaluated in float: the reference the exact kernels should match)."""
-    from fcn_deploy.datasets import create_dataset
-    from fcn_deploy.meta import read_onnx_meta
-    from fcn_deploy.preprocess import preprocess
-
     meta = read_onnx_meta(fp32)
     sessions = {"int8": cpu_session(int8, threads=threads, int8_kernels="fast"),
                 "int8 exact": cpu_session(int8, threads=threads, int8_kernels="exact"),
@@ -226,9 +223,6 @@ def measure_speed(archs: Sequence[str], *, size: int = 500, width: float = 1.0, 
     few lines per architecture as it goes (op counts, medians, errors; with ``profile``, the INT8
     time by op type). ``work_dir`` None: a temporary folder, removed when this returns or fails.
     """
-    from fcn_deploy.cpu import cpu_features
-    from fcn_deploy.quantize.ptq import QuantizeConfig
-
     cpu = cpu_features()
     log(f"CPU: {cpu.name} ({cpu.describe_int8()}); int8 = ONNX Runtime's fast kernels, "
         "int8 exact = session.x64quantprecision=1 (U8U8)")
