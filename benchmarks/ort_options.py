@@ -27,7 +27,7 @@ import numpy as np
 from fcn_deploy.bench.pipeline import make_ort_session
 from fcn_deploy.cpu import int8_kernels
 from fcn_deploy.bench.report import Column, markdown_table, write_text
-from fcn_deploy.bench.stats import summarize
+from fcn_deploy.timing import summarize
 
 #: name -> (graph optimization level, session config entries, threads override, options)
 VARIANTS = {

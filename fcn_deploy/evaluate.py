@@ -20,7 +20,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fcn_deploy.cpu import cpu_features
+from fcn_deploy.datasets import create_dataset
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import RunFiles, atomic_write_text, check_output_dir, scratch_dir
+from fcn_deploy.metrics import ConfusionMatrix
+from fcn_deploy.preprocess import preprocess
+from fcn_deploy.runtime import open_runner
+from fcn_deploy.runtime.registry import default_backend, int8_kernel_options, thread_options
 
 
 @dataclass
@@ -109,8 +116,6 @@ class ComparisonReport:
     def write(self, path: str | os.PathLike) -> tuple[Path, Path]:
         """Write the Markdown to ``path`` and the JSON next to it (same name, ``.json``); for a
         ``.json`` path, the JSON there and the Markdown beside it (``.md``)."""
-        from fcn_deploy.fileio import RunFiles, atomic_write_text
-
         md, js = report_paths(path)
         plan = RunFiles("ComparisonReport.write")
         for r in self.results:
@@ -145,8 +150,6 @@ def _pct(x: float | None, *, signed: bool = False, digits: int = 2) -> str:
 
 
 def _cpu_line() -> str:
-    from fcn_deploy.cpu import cpu_features
-
     cpu = cpu_features()
     return f"{cpu.name}, {cpu.describe_int8()}"
 
@@ -179,8 +182,6 @@ class _Predictor:
                                                               else out_names[0])
 
     def predict(self, image_bgr: np.ndarray) -> np.ndarray:
-        from fcn_deploy.preprocess import preprocess
-
         x = preprocess(image_bgr, self.meta.mean, channel_order=self.meta.channel_order)[None]
         out = self.runner.infer({self.input_name: x})[self.output]
         label = out[0] if self.output == "labels" else np.argmax(out[0], axis=0)
@@ -195,9 +196,6 @@ class _Predictor:
 
 def _open(path: Path, *, backend: str | None, threads: int | None, device: str | None,
           int8_kernels: str | None = None):
-    from fcn_deploy.runtime import open_runner
-    from fcn_deploy.runtime.registry import default_backend, int8_kernel_options, thread_options
-
     name = backend or default_backend(path)
     options: dict[str, Any] = {}
     if device is not None:
@@ -212,8 +210,6 @@ def _open_dataset(dataset: Any, *, seed: int | None, meta=None):
     """``(spec, dataset)``; a ``folder:`` spec takes its classes from ``meta`` (the reference
     model's metadata), since plain folders of masks do not name their classes."""
     if isinstance(dataset, str):
-        from fcn_deploy.datasets import create_dataset
-
         scheme = dataset.partition(":")[0].strip().lower()
         kwargs: dict[str, Any] = {}
         if seed is not None and scheme == "synthetic":
@@ -230,8 +226,6 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
          seed: int | None, device: str | None = None,
          int8_kernels: str | None = None) -> ComparisonReport:
     from tqdm import tqdm
-
-    from fcn_deploy.metrics import ConfusionMatrix
 
     if not paths:
         raise FCNError("no model to evaluate; expected at least one .onnx or model.pt path")
@@ -318,6 +312,7 @@ def compare_onnx(a, b, dataset: Any, *, threads: int | None = None, limit: int |
     reference; this keeps the two-graph summary the export report prints.
     Moved from ``fcn_deploy.export`` (which does not evaluate).
     """
+    # lazy: the fcn_deploy.export package imports onnx; evaluating runtimes does not need it
     from fcn_deploy.export.compare import CompareReport
 
     report = compare_models([a, b], dataset, backend="onnxruntime", device="cpu",
@@ -340,8 +335,8 @@ def export_compared(source: Any, output_path: str | os.PathLike, *, eval_dataset
     ``eval_limit`` images) by :func:`compare_onnx`, and removed; the returned ``ExportReport``
     carries the comparison (named "fp32" and the precision) in ``comparison``.
     """
+    # lazy: fcn_deploy.export imports onnx (and exporting, torch)
     from fcn_deploy.export import ExportOptions, export_checkpoint, export_model
-    from fcn_deploy.fileio import check_output_dir, scratch_dir
 
     o = (options or ExportOptions()).with_changes(**changes)
     if (o.precision or "fp32") == "fp32":

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import atomic_path, atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: A file with one of these suffixes lists image paths, one per line (relative to its folder).
@@ -207,8 +208,6 @@ def write_label_png(path: str | os.PathLike, label: np.ndarray, palette) -> None
     """Write a label map as a VOC-style palette PNG, atomically."""
     from PIL import Image
 
-    from fcn_deploy.fileio import atomic_path
-
     flat = [v for rgb in palette for v in rgb][:768]
     flat += [0] * (768 - len(flat))
     img = Image.fromarray(np.asarray(label, dtype=np.uint8), mode="P")
@@ -232,6 +231,4 @@ def write_image(path: str | os.PathLike, image_bgr: np.ndarray) -> None:
         h, w = image_bgr.shape[:2]
         raise FCNError(f"could not encode {path} ({h}x{w} pixels); use .png or .jpg (JPEG and "
                        "WebP take at most 65500 pixels a side)")
-    from fcn_deploy.fileio import atomic_write_bytes
-
     atomic_write_bytes(path, buf.tobytes())

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from fcn_deploy import __version__
 from fcn_deploy.constants import (IGNORE_LABEL, NYUD_HHA_MEAN, NYUD_LOG_DEPTH_MEAN, VGG_MEAN_BGR,
                                   VOC_CLASSES, voc_palette)
 from fcn_deploy.errors import FCNError
@@ -64,8 +65,6 @@ _MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _version() -> str:
-    from fcn_deploy import __version__
-
     return __version__
 
 

@@ -2,11 +2,15 @@
 
 Every module is parsed (not imported), function-local imports included, so a lazy import
 cannot hide an upward arrow or a cycle. Lazy imports remain allowed for heavy optional
-third-party dependencies; this test only looks at imports of fcn_deploy's own modules.
+third-party dependencies, and for a project module only where importing it at the top would
+load a heavy dependency the importing module does not load yet (``test_own_imports_are_lazy_
+only_to_keep_heavy_dependencies_out``).
 """
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fcn_deploy.errors", "fcn_deploy.constants", "fcn_deploy.meta", "fcn_deploy.fileio",
      "fcn_deploy.imageio", "fcn_deploy.preprocess", "fcn_deploy.metrics", "fcn_deploy.cuda",
      "fcn_deploy.cpu", "fcn_deploy.devices", "fcn_deploy.contract", "fcn_deploy.tiling",
-     "fcn_deploy.ortsession"),
+     "fcn_deploy.ortsession", "fcn_deploy.timing"),
     ("fcn_deploy.onnxgraph",),
     ("fcn_deploy.models", "fcn_deploy.datasets", "fcn_deploy.export", "fcn_deploy.quantize"),
     ("fcn_deploy.engine", "fcn_deploy.tensorrt"),
@@ -50,6 +54,15 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def from_target(node: ast.ImportFrom, package: str) -> str:
+    """The module a ``from ... import`` statement in ``package`` reads (relative ones resolved)."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def own_imports(path: Path) -> set[str]:
     """The fcn_deploy modules ``path`` imports anywhere in its body (relative imports resolved)."""
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -60,12 +73,7 @@ def own_imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "fcn_deploy")
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = from_target(node, package)
             if target.split(".")[0] != "fcn_deploy":
                 continue
             for alias in node.names:  # "from fcn_deploy.export import graph" names a module
@@ -188,3 +196,155 @@ def test_the_checker_sees_local_and_relative_imports(tmp_path, monkeypatch):
     assert own_imports(mod) == {"fcn_deploy.cli", "fcn_deploy.runtime.base"}
     assert floor("fcn_deploy.cli") > floor("fcn_deploy.runtime.thing")
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# -- function-local imports of the project's own modules ------------------------------------------
+REPO = ROOT.parent
+#: Third-party packages slow enough to import (or optional enough) that a module which does not
+#: need them at import time must not load them: torch (~1-2 s), onnx and onnxruntime (the ONNX
+#: path must not load torch, the runtime path not even onnx), and the optional GPU / serving /
+#: plotting stacks.
+HEAVY = frozenset({"torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "tensorrt",
+                   "cuda", "ray", "tritonclient", "matplotlib"})
+#: Function-local imports of our own modules kept for a reason other than a heavy dependency.
+LAZY_OWN: dict[tuple[str, str], str] = {
+    ("fcn_deploy.meta", "fcn_deploy.onnxgraph"):
+        "compatibility alias (PEP 562 __getattr__): onnxgraph imports meta, so meta cannot "
+        "import onnxgraph at its top",
+}
+
+
+def _module_file(name: str) -> Path | None:
+    rel = Path(*name.split("."))
+    for path in ((REPO / rel).with_suffix(".py"), REPO / rel / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _own(name: str) -> bool:
+    return name.split(".")[0] in ("fcn_deploy", "training")
+
+
+def _import_targets(node: ast.AST, package: str) -> tuple[set[str], set[str]]:
+    """(own modules, third-party top-level names) one import statement loads."""
+    own: set[str] = set()
+    third: set[str] = set()
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            (own if _own(alias.name) else third).add(alias.name if _own(alias.name)
+                                                     else alias.name.split(".")[0])
+    elif isinstance(node, ast.ImportFrom):
+        target = from_target(node, package)
+        if not _own(target):
+            third.add(target.split(".")[0])
+        else:
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                own.add(sub if _module_file(sub) else target)
+    return own, third
+
+
+def _scan(path: Path, name: str) -> tuple[set[str], set[str], list[tuple[int, str]]]:
+    """(own modules imported at import time, third-party names imported at import time,
+    [(line, own module) imported inside a function])."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    top_own: set[str] = set()
+    top_third: set[str] = set()
+    local: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if (isinstance(child, ast.If) and isinstance(child.test, ast.Name)
+                    and child.test.id == "TYPE_CHECKING"):
+                continue  # never executed
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                own, third = _import_targets(child, package)
+                if in_function:
+                    local.extend((child.lineno, t) for t in sorted(own))
+                else:
+                    top_own.update(own)
+                    top_third.update(third)
+            visit(child, in_function or isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(ast.parse(path.read_text(), filename=str(path)), False)
+    top_own.discard(name)
+    return top_own, top_third, local
+
+
+def _with_parents(name: str) -> list[str]:
+    """Importing ``a.b.c`` runs ``a``, ``a.b`` and ``a.b.c``."""
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _source_modules() -> dict[str, Path]:
+    found = {}
+    for top in ("fcn_deploy", "training"):
+        for path in sorted((REPO / top).rglob("*.py")):
+            parts = list(path.relative_to(REPO).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+SOURCES = _source_modules()
+SCANNED = {name: _scan(path, name) for name, path in SOURCES.items()}
+
+
+def heavy_loaded(name: str) -> frozenset[str]:
+    """The HEAVY packages importing module ``name`` loads: everything reachable through
+    import-time imports, parent packages included (importing ``a.b`` runs ``a/__init__``)."""
+    seen: set[str] = set()
+    todo = _with_parents(name)
+    got: set[str] = set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen or mod not in SCANNED:
+            continue
+        seen.add(mod)
+        top_own, top_third, _ = SCANNED[mod]
+        got.update(top_third & HEAVY)
+        for dep in top_own:
+            todo.extend(_with_parents(dep))
+    return frozenset(got)
+
+
+def unjustified_local_imports() -> list[str]:
+    bad = []
+    for name, (_, _, local) in SCANNED.items():
+        mine = heavy_loaded(name)
+        for line, target in local:
+            if (name, target) in LAZY_OWN:
+                continue
+            extra = heavy_loaded(target) - mine
+            if not extra:
+                bad.append(f"{SOURCES[name].relative_to(REPO)}:{line} imports {target} inside a "
+                           f"function, though it loads nothing heavy {name} does not load already")
+    return bad
+
+
+def test_own_imports_are_lazy_only_to_keep_heavy_dependencies_out():
+    """A project module is imported inside a function only where importing it at the top would
+    load torch/onnx/... into a module that does not load them (e.g. fcn_deploy.runtime, the
+    commands' start-up); anything else goes to the module's top, where the structure shows."""
+    bad = unjustified_local_imports()
+    assert bad == [], "import at module top:\n  " + "\n  ".join(bad)
+
+
+@pytest.mark.parametrize("module", ["fcn_deploy.runtime", "fcn_deploy.cli.segment",
+                                    "fcn_deploy.export.verify"])
+def test_the_heavy_import_analysis_sees_what_python_loads(module):
+    """The analysis agrees with a fresh interpreter, on light paths and on an ONNX one."""
+    code = (f"import sys, {module}\n"
+            f"print(' '.join(sorted(h for h in {sorted(HEAVY)!r} if h in sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=REPO).stdout.split()
+    assert set(loaded) == heavy_loaded(module)
+    assert ("onnx" in loaded) == (module == "fcn_deploy.export.verify") and "torch" not in loaded
+
+
+def test_lazy_exceptions_are_still_lazy_imports():
+    assert set(LAZY_OWN) <= {(n, t) for n, (_, _, local) in SCANNED.items() for _, t in local}

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from fcn_deploy.cli.common import add_device_option, add_seed_option, run_main
 from fcn_deploy.errors import FCNError
+from .distributed import ReportedByRankZero, World, launch, world_from_env
 from .recipes import RECIPES, Recipe, default_recipe, get_recipe, recipe_fields
 from .report import format_pct
 
@@ -155,7 +156,7 @@ def format_recipes() -> str:
 
 def config_from_args(args: argparse.Namespace, *, world=None):
     """Turn parsed options into a TrainConfig, filling a resumed run's settings from its checkpoint."""
-    from .distributed import World
+    # lazy: the trainer imports torch; --help and --list-recipes do not need it
     from .trainer import TrainConfig, resume_settings
 
     resume = None
@@ -215,6 +216,7 @@ def processes_to_launch(nproc: int | None, *, resume: Path | None) -> int:
             raise FCNError(f"--nproc must be >= 1, got {nproc}")
         return nproc
     if resume is not None:
+        # lazy: the trainer imports torch (see config_from_args)
         from .trainer import resume_settings
 
         return int(resume_settings(resume).get("world_size", 1))
@@ -227,8 +229,6 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.list_recipes:
         print(format_recipes())
         return 0
-    from .distributed import ReportedByRankZero, launch, world_from_env
-
     world = world_from_env()
     under_torchrun = "LOCAL_WORLD_SIZE" in os.environ
     if under_torchrun and args.nproc is not None \
@@ -241,6 +241,7 @@ def _main(argv: Sequence[str] | None) -> int:
         nproc = processes_to_launch(args.nproc, resume=config.resume)
         if nproc > 1:  # the launched processes see torchrun's variables and train
             return launch(list(sys.argv[1:] if argv is None else argv), nproc=nproc)
+    # lazy: the trainer imports torch (see config_from_args)
     from .trainer import train
 
     r = config.recipe

@@ -2,12 +2,14 @@
 
 A recipe is everything that decides *how* a model is optimized (not where the data lies or
 which device runs it). Every field can be overridden (``Recipe.replace`` / ``fcn-train --lr ...``).
+A recipe is added with one call, ``register_recipe(Recipe(...), default_for=(arch, ...))``, in
+this module or any module imported before ``fcn-train`` parses its options.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from fcn_deploy.errors import FCNError
 
@@ -88,52 +90,72 @@ def recipe_fields() -> dict[str, type]:
 _REF = "reference solver (fcn.berkeleyvision.org)"
 _PAPER = "paper section 4.3"
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in [
-    # Reference VGG16 solvers: summed loss, batch 1, huge momentum and tiny fixed rates.
+#: The registry: every recipe ``fcn-train --recipe`` accepts, by name, in registration order.
+RECIPES: dict[str, Recipe] = {}
+#: The recipe each architecture trains with by default (on real data): arch -> recipe name.
+DEFAULT_RECIPES: dict[str, str] = {}
+
+
+def register_recipe(recipe: Recipe, *, default_for: Sequence[str] = ()) -> Recipe:
+    """The one way to add a recipe: ``get_recipe(recipe.name)`` (``fcn-train --recipe``) finds
+    it, and each architecture in ``default_for`` trains with it unless told otherwise.
+
+    Registering the same recipe again only adds defaults; another recipe under a taken name, or
+    a second default for an architecture, is an error (a bug in the registering module)."""
+    if recipe.name in RECIPES and RECIPES[recipe.name] != recipe:
+        raise ValueError(f"recipe name {recipe.name!r} is already registered")
+    taken = [a for a in default_for if DEFAULT_RECIPES.get(a, recipe.name) != recipe.name]
+    if taken:
+        raise ValueError(f"architecture(s) {', '.join(taken)} already have a default recipe "
+                         f"({', '.join(DEFAULT_RECIPES[a] for a in taken)})")
+    RECIPES[recipe.name] = recipe
+    for arch in default_for:
+        DEFAULT_RECIPES[arch] = recipe.name
+    return recipe
+
+
+# Reference VGG16 solvers: summed loss, batch 1, huge momentum and tiny fixed rates. The paper's
+# other nets (SIFT Flow, NYUDv2) default to the VOC recipe of the same output stride.
+register_recipe(
     Recipe("fcn32s", lr=1e-10, momentum=0.99, weight_decay=5e-4, normalize_loss=False,
            max_iters=100_000, description=f"{_REF}: FCN-32s from ImageNet VGG16"),
+    default_for=("fcn32s_vgg16", "siftflow_fcn32s", "nyud_fcn32s_color", "nyud_fcn32s_hha",
+                 "nyud_fcn32s_color_d", "nyud_fcn32s_color_hha"))
+register_recipe(
     Recipe("fcn16s", lr=1e-12, momentum=0.99, weight_decay=5e-4, normalize_loss=False,
            max_iters=100_000, description=f"{_REF}: FCN-16s from a trained FCN-32s"),
+    default_for=("fcn16s_vgg16", "siftflow_fcn16s", "nyud_fcn16s_color_hha"))
+register_recipe(
     Recipe("fcn8s", lr=1e-14, momentum=0.99, weight_decay=5e-4, normalize_loss=False,
            max_iters=100_000, description=f"{_REF}: FCN-8s from a trained FCN-16s"),
+    default_for=("fcn8s_vgg16", "siftflow_fcn8s"))
+register_recipe(
     Recipe("fcn8s-atonce", lr=1e-10, momentum=0.99, weight_decay=5e-4, normalize_loss=False,
            max_iters=300_000, description=f"{_REF}: FCN-8s at once from ImageNet VGG16"),
+    default_for=("fcn8s_atonce_vgg16",))
+register_recipe(
     Recipe("fcn-alexnet", lr=1e-4, momentum=0.9, weight_decay=5e-4, normalize_loss=True,
            accumulate=20, max_iters=100_000,
            description=f"{_REF}: FCN-AlexNet, normalized loss, 20 images per step"),
-    # The paper: minibatch of 20 images (accumulated, images keep their sizes), momentum 0.9.
-    # The paper gives no iteration count; 100k steps is our choice.
-    Recipe("paper-alexnet", lr=1e-3, momentum=0.9, weight_decay=5e-4, normalize_loss=True,
-           accumulate=20, max_iters=100_000, description=f"{_PAPER}: FCN-AlexNet"),
-    Recipe("paper-vgg16", lr=1e-4, momentum=0.9, weight_decay=5e-4, normalize_loss=True,
-           accumulate=20, max_iters=100_000, description=f"{_PAPER}: FCN-VGG16"),
+    default_for=("fcn_alexnet",))
+# The paper: minibatch of 20 images (accumulated, images keep their sizes), momentum 0.9.
+# The paper gives no iteration count; 100k steps is our choice.
+register_recipe(Recipe("paper-alexnet", lr=1e-3, momentum=0.9, weight_decay=5e-4,
+                       normalize_loss=True, accumulate=20, max_iters=100_000,
+                       description=f"{_PAPER}: FCN-AlexNet"))
+register_recipe(Recipe("paper-vgg16", lr=1e-4, momentum=0.9, weight_decay=5e-4,
+                       normalize_loss=True, accumulate=20, max_iters=100_000,
+                       description=f"{_PAPER}: FCN-VGG16"))
+register_recipe(
     Recipe("paper-googlenet", lr=5e-5, momentum=0.9, weight_decay=5e-4, normalize_loss=True,
            accumulate=20, max_iters=100_000, description=f"{_PAPER}: FCN-GoogLeNet"),
-    # From scratch on raw pixels: clipping lets a narrow net train at a usable rate (measured on
-    # FCN-8s at 1/16 width: 41 % mean IU on held-out synthetic images after 1000 steps).
-    Recipe("synthetic-demo", lr=0.01, momentum=0.9, weight_decay=5e-4, normalize_loss=True,
-           batch_size=4, max_iters=1000, eval_every=100, mirror=True, clip_grad_norm=2.0,
-           description="CPU demo: narrow FCN from scratch on the synthetic shapes"),
-]}
-
-#: The recipe each architecture trains with by default (on real data).
-DEFAULT_RECIPES: dict[str, str] = {
-    "fcn32s_vgg16": "fcn32s",
-    "fcn16s_vgg16": "fcn16s",
-    "fcn8s_vgg16": "fcn8s",
-    "fcn8s_atonce_vgg16": "fcn8s-atonce",
-    "fcn_alexnet": "fcn-alexnet",
-    "fcn_googlenet": "paper-googlenet",
-    # The paper's other nets: the VOC recipe of the same output stride.
-    "siftflow_fcn32s": "fcn32s",
-    "siftflow_fcn16s": "fcn16s",
-    "siftflow_fcn8s": "fcn8s",
-    "nyud_fcn32s_color": "fcn32s",
-    "nyud_fcn32s_hha": "fcn32s",
-    "nyud_fcn32s_color_d": "fcn32s",
-    "nyud_fcn32s_color_hha": "fcn32s",
-    "nyud_fcn16s_color_hha": "fcn16s",
-}
+    default_for=("fcn_googlenet",))
+# From scratch on raw pixels: clipping lets a narrow net train at a usable rate (measured on
+# FCN-8s at 1/16 width: 41 % mean IU on held-out synthetic images after 1000 steps).
+register_recipe(Recipe("synthetic-demo", lr=0.01, momentum=0.9, weight_decay=5e-4,
+                       normalize_loss=True, batch_size=4, max_iters=1000, eval_every=100,
+                       mirror=True, clip_grad_norm=2.0,
+                       description="CPU demo: narrow FCN from scratch on the synthetic shapes"))
 
 #: Recipe used by default on the synthetic data set, whatever the architecture.
 SYNTHETIC_RECIPE = "synthetic-demo"

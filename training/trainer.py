@@ -29,8 +29,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from fcn_deploy.datasets import create_dataset
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import RunFiles
 from fcn_deploy.meta import ModelMeta
+from fcn_deploy.metrics import ConfusionMatrix
+from fcn_deploy.models import (capture_rng_state, create_model, load_checkpoint, restore_rng_state,
+                               save_checkpoint)
+from fcn_deploy.models.layers import SINGLE_HEAD, head_scores
+from fcn_deploy.models.surgery import init_from_coarser, load_imagenet_weights
+from fcn_deploy.ortsession import cap_threads
 from .data import LoadError, ResumableBatchSampler, TorchSegmentation, make_loader
 from .distributed import Collectives, World, rank_seed
 from .losses import segmentation_loss
@@ -162,8 +170,6 @@ def prepare_output(out: Path, *, resume: bool, overwrite: bool,
     """Create (and probe) the output folder; refuse to clobber another run's checkpoints unless
     asked, and always refuse when a run file would overwrite one of ``inputs`` (--init-from...)
     or land in one of the data ``folders`` (curves.png would become a training image)."""
-    from fcn_deploy.fileio import RunFiles
-
     out = Path(out)
     plan = RunFiles("fcn-train")
     for what, path in inputs:
@@ -183,8 +189,6 @@ def prepare_output(out: Path, *, resume: bool, overwrite: bool,
 
 
 def _open_datasets(config: TrainConfig):
-    from fcn_deploy.datasets import create_dataset
-
     options = dict(config.dataset_options)
     train_set = create_dataset(config.dataset, **options)
     val_spec, val_options = config.val_dataset, options
@@ -227,8 +231,6 @@ def _check_checkpoint_compatible(path: Path, ckpt: dict[str, Any], model) -> Non
 
 
 def _load_resume_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any]:
-    from fcn_deploy.models import load_checkpoint
-
     ckpt = load_checkpoint(path, mmap=mmap)
     state = ckpt.get("training_state")
     if not state:
@@ -312,8 +314,6 @@ def evaluate(model, loader, *, num_classes: int, ignore_label: int, device: torc
 
     ``reduce`` maps the counts before the metrics are computed (several processes: their sum).
     """
-    from fcn_deploy.models.layers import SINGLE_HEAD
-
     return evaluate_heads(model, loader, heads={SINGLE_HEAD: num_classes},
                           ignore_label=ignore_label, device=device, amp=amp, progress=progress,
                           reduce=reduce)[SINGLE_HEAD]
@@ -328,9 +328,6 @@ def evaluate_heads(model, loader, *, heads: dict[str, int], ignore_label: int,
     ``Batch.head_labels``; the batch's ``inputs`` the model takes go to it as keywords.
     """
     from tqdm import tqdm
-
-    from fcn_deploy.metrics import ConfusionMatrix
-    from fcn_deploy.models.layers import head_scores
 
     matrices = {h: ConfusionMatrix(c, ignore_label=ignore_label) for h, c in heads.items()}
     names = list(getattr(model, "input_channels", {"image": 3}))
@@ -406,8 +403,6 @@ def _start_model(config: TrainConfig, data, resume_ckpt: dict[str, Any] | None):
     A head after the first takes its class count from the set as ``<head>_classes`` (SIFT
     Flow's ``geo_classes``); the model's heads and extra inputs must be the set's.
     """
-    from fcn_deploy.models import create_model
-
     _seed_everything(config.seed)
     with torch.device("meta"):  # names only, before the class counts are passed
         _check_model_fits_data(create_model(config.arch, width=config.width), data,
@@ -419,15 +414,11 @@ def _start_model(config: TrainConfig, data, resume_ckpt: dict[str, Any] | None):
         _check_checkpoint_compatible(Path(config.resume), resume_ckpt, model)
         model.load_state_dict(resume_ckpt["state_dict"])
     elif config.init_from is not None:
-        from fcn_deploy.models.surgery import init_from_coarser
-
         try:
             init_from_coarser(model, config.init_from)
         except FCNError as exc:
             raise FCNError(f"--init-from {config.init_from}: {exc}") from None
     elif config.imagenet is not None:
-        from fcn_deploy.models.surgery import load_imagenet_weights
-
         try:
             load_imagenet_weights(model, config.imagenet)
         except FCNError as exc:
@@ -483,8 +474,6 @@ class _Run:
     """
 
     def __init__(self, config: TrainConfig, comm: Collectives) -> None:
-        from fcn_deploy.models import restore_rng_state
-
         self.config, self.comm, self.world = config, comm, comm.world
         self.main = self.world.main
         self.recipe = recipe = config.recipe
@@ -492,8 +481,6 @@ class _Run:
         if config.threads is not None:
             if config.threads < 1:
                 raise FCNError(f"--threads must be >= 1, got {config.threads}")
-            from fcn_deploy.ortsession import cap_threads
-
             torch.set_num_threads(cap_threads(config.threads))
         starts = [x for x in (config.resume, config.init_from, config.imagenet,
                               config.init_streams or None) if x is not None]
@@ -710,8 +697,6 @@ class _Run:
 
     def save_last(self) -> None:
         """Write last.pt (rank 0) with every rank's random state (gathered from all ranks)."""
-        from fcn_deploy.models import capture_rng_state, save_checkpoint
-
         rngs = self.comm.gather(capture_rng_state())
         if not self.main:
             return
@@ -730,8 +715,6 @@ class _Run:
 
     def evaluate_and_save(self, interval_loss: float) -> None:
         """Evaluate; write last.pt, best.pt (when the mean IU improved), log.jsonl, curves.png."""
-        from fcn_deploy.models import save_checkpoint
-
         p = self.progress
         metrics = self.evaluate()
         record: dict[str, Any] = {"iteration": p.iteration, "train_loss": interval_loss,

@@ -13,7 +13,7 @@ from fcn_deploy.bench.pipeline import (STAGES, OrtPipeline, RunnerPipeline, Stag
                                        TorchPipeline, pipeline_for_runner)
 from fcn_deploy.bench.profile import OpProfile, ort_profile
 from fcn_deploy.bench.report import read_json, write_csv, write_json
-from fcn_deploy.bench.stats import STAT_FIELDS, TimingStats, summarize, time_runs
+from fcn_deploy.timing import STAT_FIELDS, TimingStats, summarize, time_runs
 
 __all__ = [
     "ArtifactBenchmark", "BenchConfig", "MacCount", "OpProfile", "OrtPipeline", "PeakResult",

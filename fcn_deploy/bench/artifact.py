@@ -8,18 +8,21 @@ weights and the pixels do not change the arithmetic an FCN does, so timings hold
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from fcn_deploy.bench.flops import MacCount
-from fcn_deploy.bench.peak import PeakResult
-from fcn_deploy.bench.pipeline import STAGES, StagePipeline
-from fcn_deploy.bench.stats import TimingStats, check_counts, summarize
+from fcn_deploy.bench.flops import MacCount, artifact_macs
+from fcn_deploy.bench.peak import PeakResult, measure_peak
+from fcn_deploy.bench.pipeline import STAGES, StagePipeline, pipeline_for_runner
+from fcn_deploy.bench.report import Column, environment, markdown_table
 from fcn_deploy.errors import FCNError
+from fcn_deploy.ortsession import cap_threads
+from fcn_deploy.runtime import open_runner
+from fcn_deploy.runtime.registry import default_backend, int8_kernel_options, thread_options
+from fcn_deploy.timing import TimingStats, check_counts, summarize, time_interleaved_calls
 
 DEFAULT_SHAPE = (1, 3, 500, 500)
 
@@ -59,8 +62,6 @@ class BenchConfig:
         self.shapes = shapes
         if self.threads is not None and self.threads < 1:
             raise FCNError(f"--threads must be >= 1, got {self.threads}")
-        from fcn_deploy.ortsession import cap_threads
-
         self.threads = cap_threads(self.threads)  # reports show the threads actually used
 
 
@@ -145,8 +146,6 @@ class ArtifactBenchmark:
         return rows
 
     def markdown(self) -> str:
-        from fcn_deploy.bench.report import markdown_table
-
         env = self.environment
         lines = [f"# fcn-bench: {self.path.name}", "",
                  f"{self.arch}, {self.precision}, backend {self.backend} ({self.compute_mode}), "
@@ -171,8 +170,6 @@ def _fmt(spec: str) -> Callable[[Any], str]:
 
 
 def _timing_columns():
-    from fcn_deploy.bench.report import Column
-
     cols = [Column("shape", "shape")]
     for key, head in (("e2e", "e2e"), ("compute", "compute")):
         cols += [Column(f"{key}_min_ms", f"{head} min", _fmt(".1f")),
@@ -235,11 +232,8 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
     images = random_images(shape, seed=seed)
     n, _, h, w = shape
     names = list(pipelines)
-    totals: dict[str, list[float]] = {k: [] for k in names}
-    computes: dict[str, list[float]] = {k: [] for k in names}
-    stage_sums = {k: {s: 0.0 for s in STAGES} for k in names}
-    cpu = {k: 0.0 for k in names}
-    wall = {k: 0.0 for k in names}
+    # every call's stage times (warm-ups first); the timer measures wall and CPU around the call
+    stages: dict[str, list[dict[str, float]]] = {k: [] for k in names}
     labels: dict[str, np.ndarray] = {}
     bar = None
     if progress:
@@ -247,33 +241,27 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
 
         bar = tqdm(total=(warmup + runs) * len(names), desc=label or "x".join(map(str, shape)),
                    unit="run", leave=False, dynamic_ncols=True)
+
+    def call(name: str) -> Callable[[], None]:
+        def run() -> None:
+            labels[name], times = pipelines[name].run(images)
+            stages[name].append(times)
+            if bar is not None:
+                prefix = f"{name}: " if len(names) > 1 else ""
+                if len(stages[name]) <= warmup:
+                    bar.set_postfix_str(f"warm-up {name}" if len(names) > 1 else "warm-up")
+                else:
+                    totals = [sum(t.values()) for t in stages[name][warmup:]]
+                    bar.set_postfix_str(f"{prefix}last {totals[-1] * 1e3:.1f} ms, mean "
+                                        f"{np.mean(totals) * 1e3:.1f} ms")
+                bar.update(1)
+        return run
+
     if settle_s is None:
         settle_s = 0.02 if len(names) > 1 else 0.0
     try:
-        for name in names:
-            for _ in range(warmup):
-                labels[name], _ = pipelines[name].run(images)
-                if bar is not None:
-                    bar.set_postfix_str(f"warm-up {name}" if len(names) > 1 else "warm-up")
-                    bar.update(1)
-        for _ in range(runs):
-            for name in names:
-                if settle_s:
-                    time.sleep(settle_s)
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-                labels[name], times = pipelines[name].run(images)
-                cpu[name] += time.process_time() - cpu0
-                wall[name] += time.perf_counter() - wall0
-                totals[name].append(sum(times.values()))
-                computes[name].append(times["compute"])
-                for s in STAGES:
-                    stage_sums[name][s] += times.get(s, 0.0)
-                if bar is not None:
-                    bar.set_postfix_str(
-                        (f"{name}: " if len(names) > 1 else "")
-                        + f"last {totals[name][-1] * 1e3:.1f} ms, mean "
-                        f"{np.mean(totals[name]) * 1e3:.1f} ms")
-                    bar.update(1)
+        timed = time_interleaved_calls({name: call(name) for name in names}, warmup=warmup,
+                                       runs=runs, settle_s=settle_s)
     finally:
         if bar is not None:
             bar.close()
@@ -283,10 +271,12 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
         if tuple(got.shape) != (n, h, w):
             raise FCNError(f"the network returned labels of shape {tuple(got.shape)} for input "
                            f"{'x'.join(map(str, shape))}; expected {(n, h, w)}")
-        means = {s: v / runs * 1e3 for s, v in stage_sums[name].items()}
-        out[name] = PipelineTiming(summarize(totals[name], items=n),
-                                   summarize(computes[name], items=n), means,
-                                   cpu[name] / max(wall[name], 1e-9))
+        runs_stages = stages[name][warmup:]
+        means = {s: sum(t.get(s, 0.0) for t in runs_stages) / runs * 1e3 for s in STAGES}
+        walls, cpu = timed[name]
+        out[name] = PipelineTiming(summarize([sum(t.values()) for t in runs_stages], items=n),
+                                   summarize([t["compute"] for t in runs_stages], items=n),
+                                   means, cpu / max(sum(walls), 1e-9))
     return out
 
 
@@ -294,8 +284,6 @@ def _runner_options(backend: str, config: BenchConfig) -> dict[str, Any]:
     options = dict(config.backend_options)
     if config.device is not None:
         options.setdefault("device", config.device)
-    from fcn_deploy.runtime.registry import int8_kernel_options, thread_options
-
     for key, value in thread_options(backend, config.threads).items():
         options.setdefault(key, value)
     for key, value in int8_kernel_options(backend, config.int8_kernels).items():
@@ -305,19 +293,11 @@ def _runner_options(backend: str, config: BenchConfig) -> dict[str, Any]:
 
 def bench_artifact(path: str | os.PathLike, config: BenchConfig | None = None) -> ArtifactBenchmark:
     """Time ``path`` at every shape of ``config``; optionally measure the machine's FP32 peak."""
-    from fcn_deploy.bench.flops import artifact_macs
-    from fcn_deploy.bench.pipeline import pipeline_for_runner
-    from fcn_deploy.bench.report import environment
-    from fcn_deploy.runtime import open_runner
-    from fcn_deploy.runtime.registry import default_backend
-
     config = config or BenchConfig()
     path = Path(path)
     backend = config.backend or default_backend(path)
     peak = None
     if config.peak:  # before the runner exists: its thread pool must not compete with the product
-        from fcn_deploy.bench.peak import measure_peak
-
         peak = measure_peak(threads=config.threads, repeats=5)
     runner = open_runner(path, backend=backend, **_runner_options(backend, config))
     try:

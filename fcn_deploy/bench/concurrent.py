@@ -15,8 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from fcn_deploy.bench.stats import TimingStats, check_counts, summarize
+from fcn_deploy.bench.artifact import random_images
+from fcn_deploy.bench.report import environment
 from fcn_deploy.errors import FCNError
+from fcn_deploy.runtime.registry import default_backend
+from fcn_deploy.runtime.segmenter import Segmenter
+from fcn_deploy.timing import TimingStats, check_counts, summarize
 
 
 @dataclass
@@ -59,11 +63,6 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
                      requests: int, warmup: int = 1, backend: str | None = None,
                      options: dict[str, Any] | None = None, seed: int = 0) -> ConcurrentResult:
     """Time ``requests`` predictions of ``shape`` (NxCxHxW) sent by ``concurrency`` threads."""
-    from fcn_deploy.bench.artifact import random_images
-    from fcn_deploy.bench.report import environment
-    from fcn_deploy.runtime.registry import default_backend
-    from fcn_deploy.runtime.segmenter import Segmenter
-
     check_counts(warmup=warmup, runs=requests)
     if concurrency < 1:
         raise FCNError(f"--concurrency must be >= 1, got {concurrency}")

@@ -137,6 +137,7 @@ def torch_macs(model: Any, input_shape: Sequence[int]) -> MacCount:
     """MACs of a PyTorch model (``fcn_deploy.models.analysis.count_macs``), split by layer kind."""
     from torch import nn
 
+    # lazy: fcn_deploy.models imports torch, which importing fcn_deploy.bench must not load
     from fcn_deploy.models.analysis import count_macs
 
     shape = tuple(int(d) for d in input_shape)
@@ -159,6 +160,7 @@ def arch_macs(meta: Any, input_shape: Sequence[int]) -> MacCount:
     """MACs of ``meta.arch`` rebuilt with ``create_model`` (weights never touch memory)."""
     import torch
 
+    # lazy: fcn_deploy.models imports torch, which importing fcn_deploy.bench must not load
     from fcn_deploy.models import create_model, list_models
 
     if meta is None or meta.arch not in list_models():

@@ -18,6 +18,10 @@ from typing import Any, Sequence
 
 from fcn_deploy.bench.report import Column, markdown_table
 from fcn_deploy.errors import FCNError
+from fcn_deploy.runtime.memory import peak_rss_bytes
+from fcn_deploy.runtime.registry import default_backend, thread_options
+from fcn_deploy.runtime.segmenter import Segmenter
+from fcn_deploy.tiling import plan_tiles
 
 
 @dataclass
@@ -73,11 +77,6 @@ def memory_markdown(records: Sequence[MemoryRecord]) -> str:
 def _child(job: dict[str, Any]) -> MemoryRecord:
     import numpy as np
 
-    from fcn_deploy.runtime.memory import peak_rss_bytes
-    from fcn_deploy.runtime.registry import default_backend, thread_options
-    from fcn_deploy.runtime.segmenter import Segmenter
-    from fcn_deploy.tiling import plan_tiles
-
     backend = job["backend"] or default_backend(Path(job["path"]))
     seg = Segmenter.open(job["path"], backend=backend, device=job["device"],
                          **thread_options(backend, job["threads"]))
@@ -103,8 +102,6 @@ def _child(job: dict[str, Any]) -> MemoryRecord:
 def _current_rss() -> int:
     """Resident memory now (Linux /proc; the peak so far elsewhere)."""
     import os
-
-    from fcn_deploy.runtime.memory import peak_rss_bytes
 
     try:
         with open("/proc/self/statm", encoding="ascii") as f:

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.ortsession import session_options
 
 CONV_OPS = ("Conv", "FusedConv", "QLinearConv", "ConvInteger", "NhwcConv")
 
@@ -73,8 +74,6 @@ def ort_profile(path: str | os.PathLike, shape: Sequence[int], *, threads: int |
     are dropped, keeping everything from the first timed pass's ``model_run`` event on.
     """
     import onnxruntime as ort
-
-    from fcn_deploy.ortsession import session_options
 
     if runs < 1:
         raise FCNError(f"profile runs must be >= 1, got {runs}")

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from fcn_deploy import __version__
 from fcn_deploy.cpu import cpu_features
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import atomic_write_text, check_output_dir, ensure_output_folder
 
 Record = dict[str, Any]
 
@@ -82,8 +84,6 @@ def markdown_table(records: Sequence[Mapping[str, Any]], columns: Sequence[Colum
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write atomically (fails with FCNError when the folder does not exist)."""
-    from fcn_deploy.fileio import atomic_write_text, check_output_dir
-
     return atomic_write_text(check_output_dir(path), text)
 
 
@@ -108,8 +108,6 @@ def read_json(path: str | os.PathLike) -> list[Record]:
 
 def prepare_output_dir(path: str | os.PathLike) -> Path:
     """Create the report folder (its parent must exist: we never guess folders)."""
-    from fcn_deploy.fileio import ensure_output_folder
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FCNError(f"output folder {path} is a file; expected a folder for the reports")
@@ -126,8 +124,6 @@ def environment(*, threads: int | None = None) -> Record:
     import sys
 
     import numpy
-
-    from fcn_deploy import __version__
 
     cpu = cpu_features()
     env: Record = {

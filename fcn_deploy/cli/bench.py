@@ -19,14 +19,18 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from fcn_deploy.bench.artifact import BenchConfig, bench_artifact
+from fcn_deploy.bench.concurrent import bench_concurrent
+from fcn_deploy.bench.memory import measure_memory, memory_markdown
+from fcn_deploy.bench.report import prepare_output_dir, write_json, write_text
 from fcn_deploy.cli.common import (add_device_option, add_int8_kernels_option, add_threads_option,
                                    model_location, parse_shape, run_main)
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import RunFiles
+from fcn_deploy.runtime.registry import default_backend, list_backends, thread_options, url_scheme
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fcn_deploy.runtime.registry import list_backends
-
     p = argparse.ArgumentParser(
         prog="fcn-bench", allow_abbrev=False,
         description="Benchmark an FCN artifact (model.pt, .onnx, .plan), or reproduce the "
@@ -131,10 +135,6 @@ def _main(argv: Sequence[str] | None) -> int:
 def _output_dir(args: argparse.Namespace, name: str) -> Path:
     """The report folder, after checking that ``<name>.json``/``.md`` overwrite no input (the
     model file, or its external weights) before any work or folder is made."""
-    from fcn_deploy.bench.report import prepare_output_dir
-    from fcn_deploy.fileio import RunFiles
-    from fcn_deploy.runtime.registry import url_scheme
-
     out_dir = args.output_dir or Path(".")
     plan = RunFiles("fcn-bench")
     if not url_scheme(args.engine):
@@ -149,9 +149,6 @@ def _output_dir(args: argparse.Namespace, name: str) -> Path:
 
 
 def _concurrent(args: argparse.Namespace) -> int:
-    from fcn_deploy.bench.concurrent import bench_concurrent
-    from fcn_deploy.runtime.registry import default_backend, thread_options, url_scheme
-
     concurrency = 1 if args.concurrency is None else args.concurrency
     if concurrency < 1:
         raise FCNError(f"--concurrency must be >= 1, got {concurrency}")
@@ -178,8 +175,6 @@ def _concurrent(args: argparse.Namespace) -> int:
 
 def _report(result, out: Path, name: str) -> int:
     """Write ``<name>.json`` (flat records) and ``<name>.md``; print the table."""
-    from fcn_deploy.bench.report import write_json, write_text
-
     markdown = result.markdown()
     json_path = write_json(out / f"{name}.json", result.records())
     md_path = write_text(out / f"{name}.md", markdown)
@@ -189,14 +184,10 @@ def _report(result, out: Path, name: str) -> int:
 
 
 def _one(args: argparse.Namespace) -> int:
-    from fcn_deploy.runtime.registry import url_scheme
-
     if args.memory or args.tile is not None:
         return _memory(args)
     if args.concurrency is not None or url_scheme(args.engine):
         return _concurrent(args)
-    from fcn_deploy.bench.artifact import BenchConfig, bench_artifact
-
     config = BenchConfig(shapes=args.shape, warmup=2 if args.warmup is None else args.warmup,
                          runs=20 if args.runs is None else args.runs, threads=args.threads,
                          backend=args.backend, device=args.device, output=args.output,
@@ -212,9 +203,6 @@ def _one(args: argparse.Namespace) -> int:
 
 
 def _memory(args: argparse.Namespace) -> int:
-    from fcn_deploy.bench.memory import measure_memory, memory_markdown
-    from fcn_deploy.bench.report import write_json, write_text
-
     if not args.memory:
         raise FCNError("--tile sets the tile size of --memory; add --memory")
     tile = 1024 if args.tile is None else args.tile

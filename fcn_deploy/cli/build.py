@@ -15,6 +15,7 @@ from typing import Sequence
 
 from fcn_deploy.cli.common import run_main
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import atomic_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    # lazy: fcn_deploy.engine imports onnx; fcn-build --help does not need it
     from fcn_deploy.engine.build import (BuildOptions, build_engine, build_run_files, parse_size,
                                          prepare_build)
     from fcn_deploy.engine.cache import EngineCache, plan_is_current
@@ -87,8 +89,6 @@ def _main(argv: Sequence[str] | None) -> int:
     if cache is not None:
         result = cache.get_or_build(args.onnx, options, rebuild=args.force, log=print)
         if result.plan_path.resolve() != output.resolve():
-            from fcn_deploy.fileio import atomic_path
-
             with atomic_path(output) as tmp:
                 shutil.copyfile(result.plan_path, tmp)
             with atomic_path(sidecar_path(output)) as tmp:

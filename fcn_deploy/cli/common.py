@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 
 from fcn_deploy.errors import FCNError
 from fcn_deploy.fileio import defer_interrupt, os_error_reason
+from fcn_deploy.runtime.registry import url_scheme
+from fcn_deploy.tiling import DEFAULT_MAX_PIXELS
 
 
 class Terminated(KeyboardInterrupt):
@@ -144,15 +146,11 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 def model_location(text: str) -> Path | str:
     """argparse type of --engine: a model file, or a served model's URL (triton://host/name)
     kept as text (a Path would fold its '//')."""
-    from fcn_deploy.runtime.registry import url_scheme
-
     return text if url_scheme(text) else Path(text)
 
 
 def add_tile_options(parser: argparse.ArgumentParser) -> None:
     """--tile / --max-pixels: exact tiled inference for large images (fcn_deploy/tiling.py)."""
-    from fcn_deploy.tiling import DEFAULT_MAX_PIXELS
-
     parser.add_argument("--tile", type=int, default=None, metavar="N",
                         help="segment in tiles of N x N output pixels (rounded down to the "
                              "network's stride; same result as one pass, in bounded memory); 0 "

@@ -7,6 +7,8 @@ from typing import Sequence
 
 from fcn_deploy.cli.common import (add_device_option, add_int8_kernels_option, add_quiet_option,
                                    add_seed_option, add_threads_option, run_main)
+from fcn_deploy.evaluate import compare_models, report_paths
+from fcn_deploy.fileio import RunFiles
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,9 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from fcn_deploy.evaluate import compare_models, report_paths
-    from fcn_deploy.fileio import RunFiles
-
     args = build_parser().parse_args(argv)
     if args.output:  # checked before the (long) evaluation, not after it
         plan = RunFiles("fcn-eval")

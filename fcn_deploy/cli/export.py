@@ -9,6 +9,7 @@ from fcn_deploy.cli.common import add_quiet_option, add_threads_option, parse_sh
 from fcn_deploy.evaluate import export_compared
 from fcn_deploy.export import (DEFAULT_EXPORTER, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET,
                                ExportOptions, export_checkpoint)
+from fcn_deploy.export.torch_export import EXPORTERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "engines); default fp32")
     p.add_argument("--opset", type=int, default=None,
                    help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
-    p.add_argument("--exporter", choices=("legacy", "dynamo"), default=None,
+    p.add_argument("--exporter", choices=tuple(EXPORTERS), default=None,
                    help=f"PyTorch exporter (default {DEFAULT_EXPORTER}; dynamo cannot export "
                         "FCN-AlexNet with dynamic sizes in torch 2.13)")
     p.add_argument("--sample-shape", type=parse_shape, default=None, metavar="NxCxHxW",

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    # lazy: imports torch, after the arguments are checked
     from fcn_deploy.models.importing import import_weights
 
     report = import_weights(args.source, args.output, arch=args.arch, classes=args.classes,

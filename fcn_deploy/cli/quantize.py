@@ -9,6 +9,7 @@ from fcn_deploy.cli.common import add_quiet_option, add_seed_option, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # lazy: fcn_deploy.quantize imports onnx (importing the command module stays light)
     from fcn_deploy.quantize.calibration import SOURCE_HELP
     from fcn_deploy.quantize.ptq import DEFAULT_EXCLUDE, KINDS, METHODS
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: Sequence[str] | None) -> int:
     import warnings
 
+    # lazy: fcn_deploy.quantize imports onnx
     from fcn_deploy.quantize.ptq import QuantizeConfig, quantize_onnx
 
     args = build_parser().parse_args(argv)

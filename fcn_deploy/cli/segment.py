@@ -21,12 +21,14 @@ from fcn_deploy.cli.common import (add_device_option, add_int8_kernels_option, a
                                    run_main)
 from fcn_deploy.cli.segment_ray import add_ray_options, maybe_run_ray, normalize_ray_argv
 from fcn_deploy.errors import FCNError
-from fcn_deploy.imageio import collect_images  # the library's; importable from here as before
+from fcn_deploy.imageio import collect_images, read_image  # collect_images: still importable here
+from fcn_deploy.runtime.outputs import SegmentOutputs
+from fcn_deploy.runtime.registry import (default_backend, int8_kernel_options, list_backends,
+                                         thread_options, url_scheme)
+from fcn_deploy.runtime.segmenter import Segmenter
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fcn_deploy.runtime.registry import list_backends
-
     p = argparse.ArgumentParser(
         prog="fcn-segment", allow_abbrev=False,
         description="Segment images with an FCN model (model.pt, .onnx or TensorRT .plan).")
@@ -54,12 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     from tqdm import tqdm
-
-    from fcn_deploy.imageio import read_image
-    from fcn_deploy.runtime.outputs import SegmentOutputs
-    from fcn_deploy.runtime.registry import (default_backend, int8_kernel_options,
-                                             thread_options, url_scheme)
-    from fcn_deploy.runtime.segmenter import Segmenter
 
     args = build_parser().parse_args(normalize_ray_argv(argv))
     check_tile_options(args)

@@ -9,6 +9,10 @@ import argparse
 import sys
 from typing import Sequence
 
+from fcn_deploy.errors import FCNError
+from fcn_deploy.runtime.outputs import SegmentOutputs
+from fcn_deploy.serve.ray_segment import RaySegmentOptions, looks_like_ray_address, ray_segment
+
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Ray (batch segmentation on a cluster)")
@@ -30,8 +34,6 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
 def normalize_ray_argv(argv: Sequence[str] | None) -> list[str]:
     """``--ray photos/`` means --ray without an address followed by an input, not address
     'photos/': only a value that looks like an address (auto, ray://..., host:port) is one."""
-    from fcn_deploy.serve.ray_segment import looks_like_ray_address
-
     args = list(sys.argv[1:] if argv is None else argv)
     for i, token in enumerate(args[:-1]):
         if token == "--ray" and not looks_like_ray_address(args[i + 1]):
@@ -46,8 +48,6 @@ _RAY_ONLY = {"actors": 1, "cpus_per_actor": 1.0, "gpus_per_actor": None, "batch_
 def maybe_run_ray(args: argparse.Namespace) -> int | None:
     """With --ray: run on Ray and return the exit status; without: None (after checking that no
     Ray-only option was given, since it would be silently ignored)."""
-    from fcn_deploy.errors import FCNError
-
     if args.ray is not None:
         return run_ray(args)
     used = [k for k, default in _RAY_ONLY.items() if getattr(args, k) != default]
@@ -58,9 +58,6 @@ def maybe_run_ray(args: argparse.Namespace) -> int | None:
 
 def run_ray(args: argparse.Namespace) -> int:
     """Run fcn-segment's parsed arguments on Ray; exit status as the local run's."""
-    from fcn_deploy.runtime.outputs import SegmentOutputs
-    from fcn_deploy.serve.ray_segment import RaySegmentOptions, ray_segment
-
     outputs = SegmentOutputs(overlay=args.overlay, opacity=args.opacity,
                              legend=not args.no_legend, scores=args.scores)
     options = RaySegmentOptions(

@@ -19,6 +19,7 @@ from typing import Sequence
 
 from fcn_deploy.cli.common import run_main
 from fcn_deploy.errors import FCNError
+from fcn_deploy.serve.repository import TritonRepoOptions, write_triton_repository
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -71,8 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from fcn_deploy.serve.repository import TritonRepoOptions, write_triton_repository
-
     args = build_parser().parse_args(argv)
     options = TritonRepoOptions(
         name=args.name, version=args.version, backend=args.backend,

@@ -15,6 +15,7 @@ import numpy as np
 
 from fcn_deploy.constants import IGNORE_LABEL, VOC_CLASSES, voc_palette
 from fcn_deploy.errors import FCNError
+from fcn_deploy.imageio import read_image
 
 
 @dataclass
@@ -221,8 +222,6 @@ class SegmentationDataset:
     def load_pair(self, image_path: Path, label: np.ndarray | None, label_path: Path | None,
                   name: str) -> Sample:
         """Read ``image_path``, validate ``label`` against it and return the Sample."""
-        from fcn_deploy.imageio import read_image
-
         image = read_image(image_path)
         if label is not None:
             label = self.check_label(label, source=f"label {label_path}")

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from fcn_deploy.datasets.base import SegmentationDataset, Sample, format_missing
 from fcn_deploy.errors import FCNError
-from fcn_deploy.imageio import IMAGE_EXTENSIONS
+from fcn_deploy.imageio import IMAGE_EXTENSIONS, read_label
 
 
 def list_images(images_dir: str | os.PathLike) -> list[Path]:
@@ -76,8 +76,6 @@ class FolderDataset(SegmentationDataset):
         return len(self.images)
 
     def _load(self, index: int) -> Sample:
-        from fcn_deploy.imageio import read_label
-
         image_path, mask_path = self.images[index], self.masks[index]
         label = read_label(mask_path) if mask_path is not None else None
         return self.load_pair(image_path, label, mask_path, image_path.stem)

@@ -22,6 +22,7 @@ from fcn_deploy.constants import NYUD40_CLASSES, NYUD_MEAN_BGR
 from fcn_deploy.datasets.base import (IdListDataset, Sample, check_same_size, read_mat_labels,
                                       shift_void)
 from fcn_deploy.errors import FCNError
+from fcn_deploy.imageio import read_depth, read_image
 
 NYUD_MODALITIES = ("hha", "depth")
 
@@ -80,8 +81,6 @@ class NYUDSegmentation(IdListDataset):
         return shift_void(read_mat_labels(path, "segmentation", what="NYUDv2 label"), void=(0,))
 
     def _load(self, index: int) -> Sample:
-        from fcn_deploy.imageio import read_depth, read_image
-
         sample = super()._load(index)
         for modality in self.extra_inputs:
             path = self.modality_path(modality, sample.name)

@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from fcn_deploy.constants import voc_palette
 from fcn_deploy.datasets.base import SegmentationDataset, Sample
 from fcn_deploy.errors import FCNError
 
@@ -177,8 +178,6 @@ class SyntheticShapes(SegmentationDataset):
         if not 2 <= num_classes <= MAX_CLASSES:
             raise FCNError(f"SyntheticShapes num_classes={num_classes} is out of range; expected "
                            f"2..{MAX_CLASSES} (background + up to {len(SHAPES)} shapes)")
-        from fcn_deploy.constants import voc_palette
-
         super().__init__(num_classes=num_classes,
                          class_names=["background", *SHAPES[:num_classes - 1]],
                          palette=[list(c) for c in voc_palette(num_classes)])

@@ -14,8 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
+from fcn_deploy.constants import voc_palette
 from fcn_deploy.datasets.base import IdListDataset, SegmentationDataset
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import atomic_write_bytes, atomic_write_text
+from fcn_deploy.imageio import read_label, write_label_png
 
 
 def resolve_voc_root(root: str | os.PathLike, *, year: str | int = "2012") -> Path:
@@ -62,8 +65,6 @@ class VOCSegmentation(IdListDataset):
         self._read_ids()
 
     def read_label(self, path: Path) -> np.ndarray:
-        from fcn_deploy.imageio import read_label
-
         return read_label(path)
 
 
@@ -78,10 +79,6 @@ def write_voc_layout(root: str | os.PathLike, dataset: SegmentationDataset, *,
     ``VOC<year>`` folder. Every sample needs a label.
     """
     import cv2
-
-    from fcn_deploy.constants import voc_palette
-    from fcn_deploy.fileio import atomic_write_bytes, atomic_write_text
-    from fcn_deploy.imageio import write_label_png
 
     image_set = image_set or "train"
     year_dir = Path(root) / f"VOC{year or '2012'}"

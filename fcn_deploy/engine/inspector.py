@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fcn_deploy.engine.cuda import import_tensorrt, trt_call
 from fcn_deploy.errors import FCNError
 
 #: Substrings of TensorRT's "Format/Datatype" text, checked in this order (the short form is
@@ -99,8 +100,6 @@ def count_layer_precisions(info_json: str) -> LayerPrecisions:
 
 def inspect_plan(plan_path: str | os.PathLike) -> LayerPrecisions:
     """Deserialize ``plan_path`` and read its layers' precisions (needs TensorRT and a GPU)."""
-    from fcn_deploy.engine.cuda import import_tensorrt, trt_call
-
     trt = import_tensorrt()
     path = Path(plan_path)
     logger = trt.Logger(trt.Logger.WARNING)

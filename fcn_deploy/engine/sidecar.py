@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fcn_deploy import __version__
 from fcn_deploy.engine.cuda import GpuInfo
 from fcn_deploy.engine.profiles import Profile, describe_profiles
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import atomic_write_text
 from fcn_deploy.meta import ModelMeta
 
 SIDECAR_FORMAT = 1
@@ -44,7 +46,7 @@ class EngineInfo:
     cache_key: str = ""
     built_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
                           .isoformat(timespec="seconds"))
-    toolkit_version: str = field(default_factory=lambda: __import__("fcn_deploy").__version__)
+    toolkit_version: str = field(default_factory=lambda: __version__)
 
     def model_meta(self) -> ModelMeta:
         return ModelMeta.from_dict(self.meta)
@@ -107,8 +109,6 @@ class EngineInfo:
 
 def write_sidecar(plan_path: str | os.PathLike, info: EngineInfo) -> Path:
     """Write ``<plan>.json`` atomically."""
-    from fcn_deploy.fileio import atomic_write_text
-
     path = sidecar_path(plan_path)
     atomic_write_text(path, json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
     return path

@@ -130,6 +130,7 @@ def _default_meta(model) -> ModelMeta:
 def _tiling_of(model) -> dict[str, int]:
     """The model's tiling geometry for the metadata; empty when it cannot be measured (a custom
     module without a ``score_fr`` layer), so tiled inference refuses it with a clear error."""
+    # lazy: fcn_deploy.models imports torch; export's import stays torch-free
     from fcn_deploy.models.analysis import tile_geometry
 
     try:
@@ -372,6 +373,7 @@ def load_checkpoint_model(checkpoint_path):
     path = Path(checkpoint_path)
     if not path.is_file():
         raise FCNError(f"checkpoint {path} does not exist")
+    # lazy: fcn_deploy.models imports torch; export's import stays torch-free
     from fcn_deploy.models.checkpoint import load_model
 
     try:

@@ -16,16 +16,18 @@ Two exporters are supported. The default is the TorchScript-based ("legacy") exp
 * where both work, both graphs match PyTorch at every size we verify (see tests/export).
 
 The legacy exporter is deprecated upstream (it warns); ``exporter="dynamo"`` is the way forward
-and is exercised by the tests, so switching the default is a one-word change.
+and is exercised by the tests, so switching the default is a one-word change. Each exporter is
+one function registered with ``@register_exporter(name)``; fcn-export offers every registered one.
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fcn_deploy.errors import FCNError
 
@@ -33,7 +35,27 @@ INPUT_NAME = "image"
 SCORES_NAME = "scores"
 LABELS_NAME = "labels"
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
-EXPORTERS = ("legacy", "dynamo")
+#: The registered exporters by name (``register_exporter``): ``fn(model, samples, path, *, opset,
+#: input_names, output_names)`` writes the ONNX graph of ``model`` traced on the tuple of input
+#: tensors ``samples`` to ``path``, every dim in ``DYNAMIC_AXES`` dynamic.
+EXPORTERS: dict[str, Callable[..., None]] = {}
+
+
+def register_exporter(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: make ``export_torch(..., exporter=name)`` (fcn-export ``--exporter``) use it."""
+    def decorator(fn: Callable[..., None]) -> Callable[..., None]:
+        if name in EXPORTERS and EXPORTERS[name] is not fn:
+            raise ValueError(f"exporter name {name!r} is already registered")
+        EXPORTERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def get_exporter(name: str) -> Callable[..., None]:
+    if name not in EXPORTERS:
+        raise FCNError(f"unknown exporter {name!r}; valid: {', '.join(EXPORTERS)}")
+    return EXPORTERS[name]
 
 
 def io_names(model: Any) -> tuple[dict[str, int], list[str]]:
@@ -81,8 +103,7 @@ def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: 
     import onnx
     import torch
 
-    if exporter not in EXPORTERS:
-        raise FCNError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
+    export = get_exporter(exporter)
     inputs, outputs = io_names(model)
     n, _, h, w = sample_shape
     samples = tuple(torch.zeros((n, c, h, w), dtype=torch.float32) for c in inputs.values())
@@ -91,33 +112,49 @@ def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: 
         path = Path(tmp) / "raw.onnx"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and friends
-            if exporter == "legacy":
-                axes = {name: DYNAMIC_AXES for name in [*inputs, *outputs]}
-                torch.onnx.export(traced, samples, str(path), dynamo=False, opset_version=opset,
-                                  input_names=list(inputs), output_names=outputs,
-                                  dynamic_axes=axes, do_constant_folding=True,
-                                  training=torch.onnx.TrainingMode.EVAL)
-            else:
-                from torch.export import Dim
-
-                dims = {i: Dim(name) for i, name in DYNAMIC_AXES.items()}  # one set, shared
-                shapes = tuple(dict(dims) for _ in inputs)
-                try:
-                    program = torch.onnx.export(
-                        traced, samples, dynamo=True, opset_version=opset,
-                        input_names=list(inputs), output_names=outputs,
-                        dynamic_shapes=shapes, optimize=True, verbose=False)
-                except Exception as exc:  # torch.export cannot prove the dynamic shapes
-                    last = [ln for ln in str(exc).splitlines() if ln.strip()]
-                    why = next((ln for ln in last if "Error" in ln and ":" in ln), last[0])
-                    raise FCNError(f"the dynamo exporter cannot export "
-                                   f"{getattr(model, 'arch', type(model).__name__)} with dynamic "
-                                   f"height/width ({why.strip()[:300]}); use exporter 'legacy'"
-                                   ) from None
-                program.save(str(path), external_data=True)
+            export(traced, samples, path, opset=opset, input_names=list(inputs),
+                   output_names=outputs)
         proto = onnx.load(str(path), load_external_data=True)
     name_dynamic_dims(proto)
     return proto
+
+
+@register_exporter("legacy")
+def _export_legacy(model: Any, samples: tuple, path: Path, *, opset: int,
+                   input_names: list[str], output_names: list[str]) -> None:
+    import torch
+
+    axes = {name: DYNAMIC_AXES for name in [*input_names, *output_names]}
+    torch.onnx.export(model, samples, str(path), dynamo=False, opset_version=opset,
+                      input_names=input_names, output_names=output_names,
+                      dynamic_axes=axes, do_constant_folding=True,
+                      training=torch.onnx.TrainingMode.EVAL)
+
+
+@register_exporter("dynamo")
+def _export_dynamo(model: Any, samples: tuple, path: Path, *, opset: int,
+                   input_names: list[str], output_names: list[str]) -> None:
+    import torch
+    from torch.export import Dim
+
+    dims = {i: Dim(name) for i, name in DYNAMIC_AXES.items()}  # one set, shared by every input
+    shapes: tuple = tuple(dict(dims) for _ in input_names)
+    params = inspect.signature(model.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        shapes = (shapes,)  # _positional's forward(*xs): one argument, the tuple of inputs
+    try:
+        program = torch.onnx.export(
+            model, samples, dynamo=True, opset_version=opset,
+            input_names=input_names, output_names=output_names,
+            dynamic_shapes=shapes, optimize=True, verbose=False)
+    except Exception as exc:  # torch.export cannot prove the dynamic shapes
+        last = [ln for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in last if "Error" in ln and ":" in ln), last[0])
+        raise FCNError(f"the dynamo exporter cannot export "
+                       f"{getattr(model, 'arch', type(model).__name__)} with dynamic "
+                       f"height/width ({why.strip()[:300]}); use exporter 'legacy'"
+                       ) from None
+    program.save(str(path), external_data=True)
 
 
 @contextlib.contextmanager

@@ -18,9 +18,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fcn_deploy.constants import VGG_MEAN_BGR
 from fcn_deploy.errors import FCNError
 from fcn_deploy.export.graph import label_source
 from fcn_deploy.onnxgraph import load_model, meta_props
+from fcn_deploy.ortsession import session_options
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,6 @@ def _session(path, *, threads: int | None = None, expose: str | None = None):
     import onnx
     import onnxruntime as ort
 
-    from fcn_deploy.ortsession import session_options
-
     options = session_options(intra_op_threads=threads or None)
     source: Any = str(path)
     if expose is not None:
@@ -169,8 +169,6 @@ def verify_onnx(onnx_path, model, *, sizes: Sequence[Sequence[int]] | None = Non
     not raise on a mismatch (see ``VerificationReport.passed``).
     """
     import torch
-
-    from fcn_deploy.constants import VGG_MEAN_BGR
 
     path = Path(onnx_path)
     if not path.is_file():

@@ -353,8 +353,6 @@ def tile_geometry(model: nn.Module, *, max_size: int = 8192) -> TileGeometry:
     arch = getattr(model, "arch", None)
     kwargs = getattr(model, "arch_kwargs", None)
     if arch and kwargs is not None:
-        from fcn_deploy.models.registry import list_models
-
         if arch in list_models():
             key = json.dumps({k: v for k, v in kwargs.items()
                               if k not in ("width", "num_classes")}, sort_keys=True)
@@ -364,8 +362,6 @@ def tile_geometry(model: nn.Module, *, max_size: int = 8192) -> TileGeometry:
 
 def tile_geometry_of_arch(arch: str, arch_kwargs: dict | None = None) -> TileGeometry:
     """:func:`tile_geometry` of a registered architecture by name (old artifacts' fallback)."""
-    from fcn_deploy.models.registry import list_models
-
     if arch not in list_models():
         raise FCNError(f"architecture {arch!r} is not registered here, so its tiling geometry "
                        f"is unknown; re-export the model with this version of fcn-export")
@@ -375,8 +371,6 @@ def tile_geometry_of_arch(arch: str, arch_kwargs: dict | None = None) -> TileGeo
 
 @functools.lru_cache(maxsize=None)
 def _cached_tile_geometry(arch: str, kwargs_json: str, max_size: int) -> TileGeometry:
-    from fcn_deploy.models.registry import create_model
-
     kwargs = json.loads(kwargs_json)
     kwargs["width"] = 1 / 64
     model = create_model(arch, **kwargs)

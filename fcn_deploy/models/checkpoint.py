@@ -26,6 +26,7 @@ from torch import nn
 from fcn_deploy.errors import FCNError
 from fcn_deploy.fileio import atomic_path
 from fcn_deploy.meta import ModelMeta
+from fcn_deploy.models.registry import create_model
 
 FORMAT = "fcn-deploy.checkpoint"
 FORMAT_VERSION = 1
@@ -142,8 +143,6 @@ def load_model(path: str | os.PathLike, *, map_location: Any = "cpu",
 
     ``arch`` / ``num_classes``, when given, must match the checkpoint (FCNError otherwise).
     """
-    from fcn_deploy.models.registry import create_model
-
     ckpt = load_checkpoint(path)
     ck_arch, kwargs = ckpt["arch"], dict(ckpt["arch_kwargs"])
     if arch is not None and arch != ck_arch:

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from fcn_deploy.errors import FCNError
-from fcn_deploy.models.layers import color_d_filters
+from fcn_deploy.models.classifiers import AlexNetClassifier, VGG16Classifier
+from fcn_deploy.models.layers import FCNBase, color_d_filters
 
 StateSource = Any  # nn.Module | Mapping[str, Tensor] | str | os.PathLike
 
@@ -69,8 +70,6 @@ def _as_state_dict(source: StateSource) -> dict[str, torch.Tensor]:
 
 
 def _classifier_for(fcn_model: nn.Module):
-    from fcn_deploy.models.classifiers import AlexNetClassifier, VGG16Classifier
-
     arch = getattr(fcn_model, "arch", "")
     width = getattr(fcn_model, "width", 1.0)
     # The template only supplies key names and shapes: build it on the meta device (no memory,
@@ -99,8 +98,6 @@ def load_imagenet_weights(fcn_model: nn.Module, state_dict_or_path: StateSource)
     NYUD late-fusion streams) gets the weights in each; a first convolution with a fourth input
     channel (RGB-D) gets the colour filters and, on that channel, their mean, as the reference.
     """
-    from fcn_deploy.models.classifiers import AlexNetClassifier
-
     template, layout = _classifier_for(fcn_model)
     source = _as_state_dict(state_dict_or_path)
     expected = template.state_dict()
@@ -192,8 +189,6 @@ def _head_keys(model: nn.Module) -> tuple[set[str], set[str]]:
 
 def _transfer(model: nn.Module, source: StateSource, *, copy_head: bool, allow_new_head: bool,
               what: str) -> SurgeryReport:
-    from fcn_deploy.models.layers import FCNBase
-
     if not isinstance(model, FCNBase):
         raise FCNError(f"{what} takes an FCN built by create_model, got {type(model).__name__}")
     src = _as_state_dict(source)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import atomic_write_text
 
 FORMAT = "fcn-deploy calibration cache"
 VERSION = 1
@@ -89,7 +90,5 @@ def read_cache(path: Path, key: CacheKey) -> dict[str, Any] | None:
 
 
 def write_cache(path: Path, key: CacheKey, ranges: dict[str, Any]) -> None:
-    from fcn_deploy.fileio import atomic_write_text
-
     atomic_write_text(path, json.dumps({"format": FORMAT, "version": VERSION,
                                         "key": key.as_dict(), "ranges": ranges}, indent=1) + "\n")

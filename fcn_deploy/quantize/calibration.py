@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fcn_deploy.datasets import ImageFolder, create_dataset
 from fcn_deploy.errors import FCNError
 from fcn_deploy.preprocess import preprocess
 
@@ -162,8 +163,6 @@ def open_calibration_source(source: str | os.PathLike | Sequence[Any], *, mean: 
     text = os.fspath(source)
     path = Path(text)
     if path.is_dir():
-        from fcn_deploy.datasets import ImageFolder
-
         folder = ImageFolder(path)  # FCNError when it holds no image files
         return CalibrationReader(folder, mean=mean, channel_order=channel_order,
                                  input_name=input_name, names=[str(f) for f in folder.images],
@@ -178,11 +177,6 @@ def open_calibration_source(source: str | os.PathLike | Sequence[Any], *, mean: 
 
 
 def _create_dataset(spec: str, *, limit: int | None, seed: int | None):
-    try:
-        from fcn_deploy.datasets import create_dataset
-    except ImportError as exc:  # pragma: no cover - the datasets package is part of the toolkit
-        raise FCNError(f"cannot open dataset {spec!r}: fcn_deploy.datasets is unavailable "
-                       f"({exc})") from None
     kwargs: dict[str, Any] = {}
     if spec.split(":", 1)[0].lower() == "synthetic":
         if spec.lower() == "synthetic":

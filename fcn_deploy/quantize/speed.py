@@ -7,23 +7,32 @@ graph the way the measurement does; ``optimized_op_counts`` shows what ONNX Runt
 after its graph optimizations (how many convolutions became integer QLinearConv, which stayed
 float, how many Q/DQ remain), which is what explains the ratio.
 
-The command ``python -m fcn_deploy.cli.speed`` (:mod:`fcn_deploy.cli.speed`) does one timing pass
-with these pieces; it is heavy (FCN-8s at 500x500 is ~181 GMAC per image) and is kept out of the
-test suite.
+``measure_speed`` is the measurement ``python -m fcn_deploy.cli.speed`` runs: each architecture's
+FP32 graph and its INT8 graph (fast and exact int8 kernels) timed side by side with the one timer
+(:mod:`fcn_deploy.timing`), plus the INT8 scores' error against FP32's. At the reference sizes
+it is heavy (FCN-8s at 500x500 is ~181 GMAC per image); the tests run it on a tiny net.
 """
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from fcn_deploy.cpu import cpu_features
+from fcn_deploy.datasets import SyntheticShapes, create_dataset
+from fcn_deploy.export import export_model
+from fcn_deploy.meta import read_onnx_meta
+from fcn_deploy.ortsession import session_options
+from fcn_deploy.preprocess import preprocess
+from fcn_deploy.quantize.ptq import QuantizeConfig, quantize_onnx
+from fcn_deploy.timing import TimingStats, summarize, time_interleaved_calls
 
 
 @dataclass
@@ -41,10 +50,8 @@ def prepare_pair(arch: str, work_dir: str | os.PathLike, *, width: float = 1.0,
     """Export ``arch`` with random weights to ``work_dir`` and quantize it; reuse files there."""
     import torch
 
-    from fcn_deploy.datasets import SyntheticShapes
-    from fcn_deploy.export import export_model
+    # lazy: fcn_deploy.models imports torch; timing existing graphs does not need it
     from fcn_deploy.models import create_model
-    from fcn_deploy.quantize.ptq import QuantizeConfig, quantize_onnx
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -76,8 +83,6 @@ def cpu_session(path: str | os.PathLike, *, threads: int | None = None,
     ``int8_kernels`` auto/fast/exact as the runtime takes it (None = auto)."""
     import onnxruntime as ort
 
-    from fcn_deploy.ortsession import session_options
-
     opts = session_options(intra_op_threads=threads or None, graph_optimization_level=opt_level,
                            int8_kernels=int8_kernels)
     if optimized_path is not None:
@@ -108,8 +113,6 @@ def profile_by_op(path: str | os.PathLike, x: np.ndarray, *, runs: int = 1,
 
     import onnxruntime as ort
 
-    from fcn_deploy.ortsession import session_options
-
     opts = session_options(intra_op_threads=threads or None)
     opts.enable_profiling = True
     with tempfile.TemporaryDirectory(prefix="fcn-ortprof.") as tmp:
@@ -138,13 +141,6 @@ def speed_input(size: int, *, seed: int = 0) -> np.ndarray:
     return (rng.integers(0, 256, (1, 3, size, size)) - 117.0).astype(np.float32)
 
 
-def summarize(times: Sequence[float]) -> dict[str, float]:
-    ts = sorted(times)
-    return {"min_ms": 1e3 * ts[0], "median_ms": 1e3 * statistics.median(ts),
-            "mean_ms": 1e3 * statistics.fmean(ts), "runs": len(ts),
-            "cv": statistics.pstdev(ts) / statistics.fmean(ts) if len(ts) > 1 else 0.0}
-
-
 # -- the measurement (not used by tests) -----------------------------------------------------------
 def relative_rms(got: np.ndarray, want: np.ndarray) -> float:
     """RMS of ``got - want`` over the RMS of ``want``: how far INT8 scores are from FP32's."""
@@ -158,10 +154,6 @@ def int8_score_errors(fp32: str | os.PathLike, int8: str | os.PathLike, dataset:
     """Relative RMS of an INT8 graph's scores against its FP32 graph's over a dataset's images,
     with ONNX Runtime's fast int8 kernels, its exact U8U8 kernels, and without integer kernels
     (the Q/DQ graph evaluated in float: the reference the exact kernels should match)."""
-    from fcn_deploy.datasets import create_dataset
-    from fcn_deploy.meta import read_onnx_meta
-    from fcn_deploy.preprocess import preprocess
-
     meta = read_onnx_meta(fp32)
     sessions = {"int8": cpu_session(int8, threads=threads, int8_kernels="fast"),
                 "int8 exact": cpu_session(int8, threads=threads, int8_kernels="exact"),
@@ -180,21 +172,111 @@ def int8_score_errors(fp32: str | os.PathLike, int8: str | os.PathLike, dataset:
     return {k: float(np.sqrt(v / max(total, 1e-30))) for k, v in err.items()}
 
 
-def time_sessions_interleaved(sessions: dict[str, Any], x: np.ndarray, *, warmup: int,
-                      runs: int, outputs: dict[str, np.ndarray] | None = None
-                      ) -> dict[str, list[float]]:
-    """Alternate the sessions run by run so that load from other processes hits both alike.
-    ``outputs`` (if given) receives each session's first output from its warm-up."""
+def time_sessions(sessions: dict[str, Any], x: np.ndarray, *, warmup: int, runs: int,
+                  outputs: dict[str, np.ndarray] | None = None) -> dict[str, TimingStats]:
+    """Time ONNX Runtime sessions on ``x`` side by side (:func:`fcn_deploy.timing.
+    time_interleaved_calls`: run by run, so that load from other processes hits all alike).
+    ``outputs`` (if given) receives each session's first output (of its last run)."""
     feeds = {name: {s.get_inputs()[0].name: x} for name, s in sessions.items()}
-    for _ in range(warmup):
-        for name, s in sessions.items():
-            first = s.run(None, feeds[name])[0]
-            if outputs is not None:
-                outputs[name] = first
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(runs):
-        for name, s in sessions.items():
+    got: dict[str, np.ndarray] = {} if outputs is None else outputs
+
+    def call(name: str):
+        def run() -> None:
+            got[name] = sessions[name].run(None, feeds[name])[0]
+        return run
+
+    timed = time_interleaved_calls({name: call(name) for name in sessions}, warmup=warmup,
+                                   runs=runs)
+    return {name: summarize(samples) for name, (samples, _) in timed.items()}
+
+
+@dataclass
+class SpeedRow:
+    """One architecture's result: timings of the FP32 graph and of the INT8 graph with ONNX
+    Runtime's fast and exact int8 kernels, and the relative RMS of the INT8 scores against FP32's
+    (keys ``int8``, ``int8 exact``, ``reference``: the Q/DQ graph evaluated in float)."""
+
+    arch: str
+    fp32: TimingStats
+    int8: TimingStats
+    int8_exact: TimingStats
+    rms: dict[str, float]
+    pair: SpeedPair
+
+    @property
+    def speedup(self) -> float:
+        """INT8 (fast kernels) over FP32, median against median."""
+        return self.fp32.median / self.int8.median
+
+    @property
+    def speedup_exact(self) -> float:
+        return self.fp32.median / self.int8_exact.median
+
+
+def measure_speed(archs: Sequence[str], *, size: int = 500, width: float = 1.0, runs: int = 5,
+                  warmup: int = 1, threads: int | None = None,
+                  work_dir: str | os.PathLike | None = None,
+                  keep_float: Sequence[str] | None = None, profile: bool = False,
+                  log: Callable[[str], None] = print) -> list[SpeedRow]:
+    """Prepare each architecture's FP32/INT8 pair (:func:`prepare_pair`, random weights) and time
+    the FP32 and INT8 sessions side by side on a ``size`` x ``size`` input; ``log`` receives a
+    few lines per architecture as it goes (op counts, medians, errors; with ``profile``, the INT8
+    time by op type). ``work_dir`` None: a temporary folder, removed when this returns or fails.
+    """
+    cpu = cpu_features()
+    log(f"CPU: {cpu.name} ({cpu.describe_int8()}); int8 = ONNX Runtime's fast kernels, "
+        "int8 exact = session.x64quantprecision=1 (U8U8)")
+    x = speed_input(size)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fcn-speed.") as tmp:
+        work = Path(work_dir) if work_dir is not None else Path(tmp)
+        for arch in archs:
+            config = QuantizeConfig(progress=False, exclude_kinds=keep_float)
             t0 = time.perf_counter()
-            s.run(None, feeds[name])
-            times[name].append(time.perf_counter() - t0)
-    return times
+            pair = prepare_pair(arch, work, width=width, config=config)
+            prep = time.perf_counter() - t0
+            ops = optimized_op_counts(pair.int8)
+            sessions = {"fp32": cpu_session(pair.fp32, threads=threads),
+                        "int8": cpu_session(pair.int8, threads=threads, int8_kernels="fast"),
+                        "int8 exact": cpu_session(pair.int8, threads=threads,
+                                                  int8_kernels="exact")}
+            outs: dict[str, np.ndarray] = {}
+            stats = time_sessions(sessions, x, warmup=max(warmup, 1), runs=runs, outputs=outs)
+            del sessions
+            # the Q/DQ graph without integer kernels (evaluated in float): what exact kernels match
+            reference = cpu_session(pair.int8, threads=threads, opt_level="disable").run(
+                None, {"image": x})[0]
+            rms = {k: relative_rms(outs[k], outs["fp32"]) for k in ("int8", "int8 exact")}
+            rms["reference"] = relative_rms(reference, outs["fp32"])
+            row = SpeedRow(arch, stats["fp32"], stats["int8"], stats["int8 exact"], rms, pair)
+            rows.append(row)
+            fp, q, qx = row.fp32, row.int8, row.int8_exact
+            log(f"{arch} (width {width:g}) at {size}x{size}: prepared in {prep:.0f} s;"
+                f" {pair.quantized_layers} conv layers INT8, float: {pair.float_layers}")
+            log(f"  ORT runs: {dict(sorted(ops.items()))}")
+            log(f"  fp32 median {fp.median:.0f} ms (min {fp.min:.0f}, cv {fp.cv:.3f}); "
+                f"int8 median {q.median:.0f} ms (min {q.min:.0f}, cv {q.cv:.3f}); "
+                f"INT8/FP32 speed-up {row.speedup:.2f}x over {runs} interleaved runs")
+            log(f"  int8 exact median {qx.median:.0f} ms (min {qx.min:.0f}), speed-up "
+                f"{row.speedup_exact:.2f}x; relative RMS of the scores vs FP32: "
+                f"int8 {rms['int8']:.4f}, int8 exact {rms['int8 exact']:.4f}, Q/DQ float reference "
+                f"{rms['reference']:.4f}")
+            if profile:
+                prof = profile_by_op(pair.int8, x, threads=threads)
+                total = sum(prof.values())
+                log("  INT8 time by op: " + ", ".join(
+                    f"{op} {ms:.0f} ms ({100 * ms / total:.0f}%)" for op, ms in prof.items()
+                    if ms >= 0.005 * total))
+    return rows
+
+
+def speed_table(rows: Sequence[SpeedRow]) -> str:
+    """The Markdown table of :func:`measure_speed`'s rows (medians in ms, speed-ups, errors)."""
+    lines = ["| model | FP32 median ms | INT8 median ms | speed-up | INT8 exact median ms | "
+             "speed-up | rel. RMS vs FP32 (INT8 / exact / reference) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.arch} | {r.fp32.median:.0f} | {r.int8.median:.0f} | {r.speedup:.2f}x | "
+                     f"{r.int8_exact.median:.0f} | {r.speedup_exact:.2f}x | {r.rms['int8']:.4f} / "
+                     f"{r.rms['int8 exact']:.4f} / {r.rms['reference']:.4f} |")
+    return "\n".join(lines)

@@ -19,6 +19,7 @@ from fcn_deploy.errors import FCNError
 from fcn_deploy.meta import ModelMeta
 from fcn_deploy.ortsession import session_options  # also importable from here, its old home
 from fcn_deploy.runtime.base import Runner, TensorInfo
+from fcn_deploy.runtime.memory import estimate_onnx_activation_bytes
 
 
 _ORT_TYPES = {
@@ -152,8 +153,6 @@ class OnnxRuntimeRunner(Runner):
         return dict(zip(outputs, values))
 
     def activation_bytes(self, shape: Sequence[int]) -> int | None:
-        from fcn_deploy.runtime.memory import estimate_onnx_activation_bytes
-
         return estimate_onnx_activation_bytes(self.path, shape, input_name=self.inputs[0].name)
 
     def close(self) -> None:

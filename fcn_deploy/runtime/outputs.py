@@ -11,6 +11,8 @@ from typing import Sequence
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import RunFiles, atomic_path
+from fcn_deploy.imageio import write_image, write_label_png
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,6 @@ class SegmentOutputs:
         """The plan (fileio.RunFiles) of a segmentation run: the model (None for a served
         one), the scanned folders, the images and every file written for them in ``out_dir``.
         Every runner (the local loop, Ray) checks it before any work."""
-        from fcn_deploy.fileio import RunFiles
-
         plan = RunFiles(command)
         if model is not None:
             plan.read_model("model", Path(model))
@@ -66,9 +66,6 @@ class SegmentOutputs:
     def write(self, seg, image: np.ndarray, labels: np.ndarray, scores: np.ndarray | None,
               out_dir: Path, stem: str) -> None:
         """Write the files of one image (each atomically); ``seg`` gives palette and overlay."""
-        from fcn_deploy.fileio import atomic_path
-        from fcn_deploy.imageio import write_image, write_label_png
-
         target = out_dir / f"{stem}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         write_label_png(target, labels, seg.palette)

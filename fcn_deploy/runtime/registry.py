@@ -198,6 +198,7 @@ def _probe_tensorrt() -> str | None:
         found = False
     if not found:
         return "cuda-python is not installed (pip install cuda-python)"
+    # lazy: fcn_deploy.engine imports onnx (TensorRT when it runs); the runtime's import must not
     from fcn_deploy.engine.cuda import cuda_device_count
 
     count, reason = cuda_device_count()
@@ -207,6 +208,7 @@ def _probe_tensorrt() -> str | None:
 def _open_tensorrt(path: Path, *, profiles=None, cache_dir=None, device=None,
                    allow_other_gpu: bool = False, **build: Any) -> Runner:
     """Open a plan, or an ONNX file through the engine cache (built once per GPU/TensorRT)."""
+    # lazy: fcn_deploy.engine imports onnx (TensorRT when it runs); the runtime's import must not
     from fcn_deploy.engine.runner import TensorRTRunner
 
     if path.suffix.lower() in ONNX_SUFFIXES:

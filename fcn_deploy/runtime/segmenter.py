@@ -13,9 +13,13 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.imageio import read_image, to_bgr8
 from fcn_deploy.meta import ModelMeta
+from fcn_deploy.preprocess import preprocess_batch
 from fcn_deploy.runtime.base import LABELS, SCORES, Runner, argmax_labels
 from fcn_deploy.runtime.memory import available_memory_bytes, format_bytes
+from fcn_deploy.runtime.registry import open_runner
+from fcn_deploy.runtime.visualize import add_legend, colorize, overlay
 from fcn_deploy.tiling import (DEFAULT_MAX_PIXELS, TileGeometry, plan_tiles, tile_core,
                                tile_for_pixels)
 
@@ -56,8 +60,6 @@ class Segmenter:
     def open(cls, path: str | os.PathLike, backend: str | None = None, device: str | None = None,
              **options: Any) -> "Segmenter":
         """Open an artifact; ``backend`` None picks it from the file and what is installed."""
-        from fcn_deploy.runtime.registry import open_runner
-
         if device is not None:
             options["device"] = device
         return cls(open_runner(path, backend=backend, **options))
@@ -251,8 +253,6 @@ class Segmenter:
         return [LABELS] if LABELS in names else [SCORES]
 
     def _load_images(self, images, *, rgb: bool) -> list[np.ndarray]:
-        from fcn_deploy.imageio import read_image, to_bgr8
-
         if isinstance(images, np.ndarray):
             if images.ndim != 4:
                 raise FCNError(f"predict_batch takes a list of images or an NxHxWxC array; got an "
@@ -279,8 +279,6 @@ class Segmenter:
         return out
 
     def _preprocess(self, images: list[np.ndarray]) -> np.ndarray:
-        from fcn_deploy.preprocess import preprocess_batch
-
         x = preprocess_batch(images, self.meta.mean, channel_order=self.meta.channel_order)
         if self.meta.input_layout == "NHWC":
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -294,15 +292,11 @@ class Segmenter:
 
     # -- visualization -----------------------------------------------------------------------
     def colorize(self, label: np.ndarray) -> np.ndarray:
-        from fcn_deploy.runtime.visualize import colorize
-
         return colorize(label, self.meta.palette, ignore_label=self.meta.ignore_label)
 
     def overlay(self, image_bgr: np.ndarray, label: np.ndarray, *, opacity: float = 0.5,
                 legend: bool = False) -> np.ndarray:
         """Class colours blended onto the image; ``legend=True`` appends the classes present."""
-        from fcn_deploy.runtime.visualize import add_legend, overlay
-
         out = overlay(image_bgr, label, self.meta.palette, opacity=opacity,
                       ignore_label=self.meta.ignore_label)
         if legend:

@@ -13,6 +13,7 @@ import numpy as np
 
 from fcn_deploy.devices import parse_device
 from fcn_deploy.errors import FCNError
+from fcn_deploy.ortsession import cap_threads
 from fcn_deploy.runtime.base import LABELS, SCORES, Runner, TensorInfo, argmax_labels
 
 
@@ -47,8 +48,6 @@ class TorchRunner(Runner):
         if text != "cpu" and not torch.cuda.is_available():
             raise FCNError(f"device {device!r}: this PyTorch has no usable CUDA; use device='cpu'")
         if threads is not None:
-            from fcn_deploy.ortsession import cap_threads
-
             torch.set_num_threads(cap_threads(max(1, int(threads))))
         self._torch = torch
         self.device = torch.device(text)

@@ -163,6 +163,7 @@ class TritonRunner(Runner):
                             for k in ("fcn_serve.max_height", "fcn_serve.max_width"))
         self.profiles = []
         if params.get("fcn_serve.profiles"):
+            # lazy: fcn_deploy.engine imports onnx; a Triton client needs it only here
             from fcn_deploy.engine.profiles import Profile
 
             self.profiles = [Profile.from_dict(p)
@@ -193,6 +194,7 @@ class TritonRunner(Runner):
             raise FCNError(f"{self.url}: a batch of {shape[0]} is larger than the server's "
                            f"max_batch_size {self.max_batch_size}")
         if self.profiles:
+            # lazy: fcn_deploy.engine imports onnx (see above)
             from fcn_deploy.engine.profiles import select_profile
 
             select_profile(self.profiles, shape, what=str(self.url))

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.imageio import collect_images, read_image
 from fcn_deploy.runtime.outputs import SegmentOutputs
+from fcn_deploy.runtime.registry import PLAN_SUFFIXES, default_backend, thread_options, url_scheme
+from fcn_deploy.runtime.segmenter import Segmenter
 
 _ADDRESS = re.compile(r"^(auto|local|ray://\S+|[\w.-]+:\d+)$")
 
@@ -91,8 +94,6 @@ class SegmentActor:
     def __init__(self, *, model: str, backend: str | None, device: str | None,
                  options: dict[str, Any], outputs: SegmentOutputs, out_dir: str,
                  tile: int | None = None, max_pixels: int | None = None) -> None:
-        from fcn_deploy.runtime.segmenter import Segmenter
-
         if device is not None:
             options = dict(options, device=device)
         self.seg = Segmenter.open(model, backend=backend, **options)
@@ -102,8 +103,6 @@ class SegmentActor:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
-
-        from fcn_deploy.imageio import read_image
 
         errors, millis = [], []
         for path in batch["path"]:
@@ -124,8 +123,6 @@ class SegmentActor:
 
 
 def _runner_options(model: str | os.PathLike, options: RaySegmentOptions) -> tuple[str, dict]:
-    from fcn_deploy.runtime.registry import default_backend, thread_options
-
     backend = options.backend or default_backend(model)
     threads = options.threads if options.threads is not None else max(1, int(options.num_cpus))
     return backend, thread_options(backend, threads)
@@ -156,9 +153,6 @@ def ray_segment(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
                 options: RaySegmentOptions) -> RaySegmentReport:
     """Segment every image of ``inputs`` (files, folders, .txt/.lst lists, globs) into ``output``
     with a pool of Ray actors; see the module docstring."""
-    from fcn_deploy.imageio import collect_images
-    from fcn_deploy.runtime.registry import PLAN_SUFFIXES, url_scheme
-
     model = options.model if url_scheme(options.model) else str(Path(options.model).resolve())
     if not url_scheme(model) and not Path(model).is_file():
         raise FCNError(f"model file {options.model} does not exist")

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import RunFiles, atomic_path, atomic_write_text, os_error_reason
 from fcn_deploy.meta import ModelMeta
+from fcn_deploy.runtime.registry import ONNX_SUFFIXES, PLAN_SUFFIXES
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "plan": "tensorrt_plan"}
 BACKENDS = ("native", "python")
@@ -138,12 +140,11 @@ class TritonRepoResult:
 
 def read_artifact(path: Path) -> ArtifactIO:
     """Input dims, outputs and metadata of an ``.onnx``, or of a ``.plan`` from its sidecar."""
-    from fcn_deploy.runtime.registry import ONNX_SUFFIXES, PLAN_SUFFIXES
-
     suffix = path.suffix.lower()
     if not path.is_file():
         raise FCNError(f"model file {path} does not exist")
     if suffix in ONNX_SUFFIXES:
+        # lazy: fcn_deploy.engine imports onnx; only the artifact's kind needs it
         from fcn_deploy.engine.graph import inspect_onnx
 
         info = inspect_onnx(path)
@@ -164,6 +165,7 @@ def read_artifact(path: Path) -> ArtifactIO:
         return ArtifactIO("onnx", info.meta, h, w, list(info.output_names),
                           extra_files=list(info.external_files))
     if suffix in PLAN_SUFFIXES:
+        # lazy: fcn_deploy.engine imports onnx; only the artifact's kind needs it
         from fcn_deploy.engine.sidecar import read_sidecar
 
         info = read_sidecar(path)
@@ -367,6 +369,7 @@ def parse_config_text(text: str, *, source: str = "config.pbtxt"):
     if PROFILES_KEY in config.parameters:
         import json
 
+        # lazy: fcn_deploy.engine imports onnx
         from fcn_deploy.engine.profiles import Profile
 
         profiles = [Profile.from_dict(p)
@@ -391,8 +394,6 @@ def config_text(config) -> str:
 def write_triton_repository(path: str | os.PathLike, repository: str | os.PathLike,
                             options: TritonRepoOptions | None = None) -> TritonRepoResult:
     """Write ``<repository>/<name>/config.pbtxt`` and ``<name>/<version>/`` for ``path``."""
-    from fcn_deploy.fileio import RunFiles, atomic_path, atomic_write_text, os_error_reason
-
     options = options or TritonRepoOptions()
     path = Path(path)
     config, io = _build(path, options)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fcn_deploy.bench.stats import STAT_FIELDS
+from fcn_deploy.timing import STAT_FIELDS
 
 MODELS = ("fcn_alexnet", "fcn8s_vgg16")
 

@@ -141,12 +141,12 @@ def test_out_of_memory_and_disk_full_are_reported_per_image(tmp_path, tiny_onnx,
     assert f"error: {src / 'b.png'}: out of memory for this image" in err
     assert sorted(os.listdir(out)) == ["a.png", "c.png"]
 
-    import fcn_deploy.imageio as imageio
+    import fcn_deploy.runtime.outputs as outputs  # where fcn-segment's files are written
 
     def full(path, label, palette):
         raise FCNError(f"cannot write {path}: no space left on the device (disk full)")
 
-    monkeypatch.setattr(imageio, "write_label_png", full)
+    monkeypatch.setattr(outputs, "write_label_png", full)
     assert main(["-m", str(tiny_onnx), str(src / "a.png"), "-o", str(tmp_path / "o2")]) == 1
     assert "a.png: cannot write" in capsys.readouterr().err
 

@@ -2,8 +2,9 @@
 import pytest
 
 from fcn_deploy.errors import FCNError
-from training.recipes import (DEFAULT_RECIPES, RECIPES, default_recipe, get_recipe,
-                              recipe_fields)
+from training import recipes
+from training.recipes import (DEFAULT_RECIPES, RECIPES, Recipe, default_recipe, get_recipe,
+                              recipe_fields, register_recipe)
 
 
 @pytest.mark.parametrize("name,lr,momentum,normalize,accumulate,iters", [
@@ -48,3 +49,22 @@ def test_overrides_and_validation():
         get_recipe("nope")
     assert recipe_fields()["accumulate"] is int and "name" not in recipe_fields()
     assert type(r).from_dict(r.to_dict()) == r
+
+
+def test_a_recipe_is_added_with_one_registration(monkeypatch):
+    monkeypatch.setattr(recipes, "RECIPES", dict(RECIPES))
+    monkeypatch.setattr(recipes, "DEFAULT_RECIPES", dict(DEFAULT_RECIPES))
+    mine = Recipe("my-recipe", lr=0.5, momentum=0.9, weight_decay=0.0, normalize_loss=True,
+                  max_iters=10)
+    assert register_recipe(mine, default_for=("my_arch",)) is mine
+    assert get_recipe("my-recipe") is mine and default_recipe("my_arch") is mine
+    assert list(recipes.RECIPES)[-1] == "my-recipe"
+    register_recipe(mine, default_for=("my_other_arch",))  # the same recipe again: more defaults
+    assert default_recipe("my_other_arch") is mine
+    with pytest.raises(ValueError, match="recipe name 'my-recipe' is already registered"):
+        register_recipe(mine.replace(lr=0.1))
+    with pytest.raises(ValueError, match=r"fcn_alexnet already have a default recipe "
+                                         r"\(fcn-alexnet\)"):
+        register_recipe(mine, default_for=("fcn_alexnet",))
+    with pytest.raises(FCNError, match="unknown recipe 'nope'; valid: .*synthetic-demo, my-recipe$"):
+        get_recipe("nope")

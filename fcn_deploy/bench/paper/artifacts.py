@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.export import export_model
 from fcn_deploy.onnxgraph import read_meta
+from fcn_deploy.quantize import CalibrationReader, QuantizeConfig, quantize_onnx
 
 #: Export variants: name -> export_model options. "base" is the deployed graph with scores out.
 VARIANTS = {
@@ -48,6 +50,7 @@ def build_model(name: str, *, width: float, seed: int):
     """The registered FCN ``name`` with seeded random weights, in eval mode."""
     import torch
 
+    # lazy: fcn_deploy.models imports torch; the harness loads it only to build models
     from fcn_deploy.models import create_model
 
     torch.manual_seed(model_seed(name, seed))
@@ -75,8 +78,6 @@ def export_variant(model: Any, work_dir: Path, variant: str, *, seed: int,
     ``verify``: compare the graph with PyTorch at one small size (export_model's check)."""
     import time
 
-    from fcn_deploy.export import export_model
-
     if variant not in VARIANTS:
         raise FCNError(f"unknown export variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     path = work_dir / f"{model.arch}_w{_width_tag(model.width)}_s{seed}_{variant}.onnx"
@@ -93,8 +94,6 @@ def quantize_variant(fp32_path: Path, *, shape: tuple[int, ...], images: int,
                      seed: int) -> ExportedGraph:
     """INT8 Q/DQ graph of ``fp32_path``, calibrated on ``images`` random images of ``shape``."""
     import time
-
-    from fcn_deploy.quantize import CalibrationReader, QuantizeConfig, quantize_onnx
 
     path = fp32_path.with_name(fp32_path.stem + f"_int8_c{images}x{shape[2]}x{shape[3]}.onnx")
     if path.is_file():

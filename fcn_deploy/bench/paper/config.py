@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Sequence
 
 from fcn_deploy.bench.paper.facts import TABLE1_MODELS
-from fcn_deploy.bench.stats import check_counts
 from fcn_deploy.errors import FCNError
+from fcn_deploy.ortsession import cap_threads
+from fcn_deploy.timing import check_counts
 
 SECTIONS = ("table1", "patchwise", "backends", "export", "scaling")
 #: Models the backend and export comparisons run on (when they are among ``models``).
@@ -57,6 +58,7 @@ class PaperConfig:
 
     def __post_init__(self) -> None:
         q = self.quick
+        # lazy: fcn_deploy.models imports torch; a config alone does not need it
         from fcn_deploy.models import list_models
 
         known = list_models()
@@ -89,8 +91,6 @@ class PaperConfig:
         self.shift_samples = int(pick(self.shift_samples, 2, 4))
         self.calibration_images = int(pick(self.calibration_images, 1, 2))
         self.profile_runs = int(pick(self.profile_runs, 1, 3))
-        from fcn_deploy.ortsession import cap_threads
-
         self.threads = int(cap_threads(self.threads) or os.cpu_count() or 1)
         if min(self.size, *self.scaling_sizes) < 32:
             raise FCNError("input sizes must be >= 32 px")

@@ -16,10 +16,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fcn_deploy.bench.flops import torch_macs
+from fcn_deploy.bench.paper.artifacts import model_seed
 from fcn_deploy.bench.paper.facts import ALEXNET_PATCH, ALEXNET_STRIDE, PAPER_PATCHWISE
-from fcn_deploy.bench.stats import TimingStats, summarize, time_interleaved_calls
+from fcn_deploy.bench.pipeline import make_ort_session
 from fcn_deploy.constants import VGG_MEAN_BGR
 from fcn_deploy.errors import FCNError
+from fcn_deploy.preprocess import preprocess
+from fcn_deploy.timing import TimingStats, summarize, time_interleaved_calls
 
 
 def _executor(model: Any, backend: str, *, threads: int, work_dir: Path, name: str,
@@ -35,8 +39,6 @@ def _executor(model: Any, backend: str, *, threads: int, work_dir: Path, name: s
     if backend != "onnxruntime":
         raise FCNError(f"section 3.1 runs on torch or onnxruntime, not {backend!r}")
     import warnings
-
-    from fcn_deploy.bench.pipeline import make_ort_session
 
     path = work_dir / f"{name}.onnx"
     with warnings.catch_warnings(), torch.no_grad():
@@ -92,7 +94,7 @@ def run_patchwise(config: Any, work_dir: Path, *, log: Callable[[str], None]) ->
     """Section 3.1 measurements on ``config.backend``; returns flat records."""
     import torch
 
-    from fcn_deploy.bench.paper.artifacts import model_seed
+    # lazy: fcn_deploy.models imports torch; the harness loads it only to build models
     from fcn_deploy.models.classifiers import AlexNetClassifier, convolutionalize
 
     backend, grid = config.backend, config.patch_grid
@@ -101,8 +103,6 @@ def run_patchwise(config: Any, work_dir: Path, *, log: Callable[[str], None]) ->
     classifier = AlexNetClassifier(num_classes=1000, width=config.width).eval()
     fully_conv = convolutionalize(classifier).eval()
     image = np.random.default_rng(config.seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    from fcn_deploy.preprocess import preprocess
-
     x = preprocess(image, VGG_MEAN_BGR)[None]
     patches = extract_patches(x, grid)
     with tempfile.TemporaryDirectory(prefix="fcn-bench-patch-", dir=work_dir) as tmp:
@@ -152,8 +152,6 @@ def run_patchwise(config: Any, work_dir: Path, *, log: Callable[[str], None]) ->
         ("whole_image", f"convolutionalized AlexNet, {size}x{size} image -> {grid}x{grid} grid",
          timed["full"], n, 1, PAPER_PATCHWISE["whole_image_ms"]),
     ]
-    from fcn_deploy.bench.flops import torch_macs
-
     patch_macs = torch_macs(classifier, (1, 3, ALEXNET_PATCH, ALEXNET_PATCH)).total
     macs = {"patch_single": patch_macs, "patches_batched": n * patch_macs,
             "patches_one_by_one": n * patch_macs,

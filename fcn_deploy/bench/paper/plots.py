@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from fcn_deploy.fileio import atomic_path
+
 
 def _figure(width: float, height: float):
     import matplotlib
@@ -15,8 +17,6 @@ def _figure(width: float, height: float):
 
 
 def _save(plt, fig, path: Path) -> Path:
-    from fcn_deploy.fileio import atomic_path
-
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)

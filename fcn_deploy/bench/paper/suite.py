@@ -16,13 +16,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fcn_deploy.bench.flops import MacCount
+from fcn_deploy.bench.artifact import time_interleaved
+from fcn_deploy.bench.flops import MacCount, artifact_macs, onnx_macs, torch_macs
+from fcn_deploy.bench.paper.artifacts import build_model, export_variant, quantize_variant
 from fcn_deploy.bench.paper.config import COMPARISON_MODELS, SCALING_MODELS, PaperConfig
 from fcn_deploy.bench.paper.facts import DISPLAY, paper_row
-from fcn_deploy.bench.pipeline import STAGES
-from fcn_deploy.bench.stats import TimingStats
+from fcn_deploy.bench.paper.markdown import render_markdown
+from fcn_deploy.bench.paper.patchwise import run_patchwise
+from fcn_deploy.bench.paper.plots import plot_scaling, plot_table1
+from fcn_deploy.bench.paper.targets import evaluate_targets
+from fcn_deploy.bench.peak import measure_peak
+from fcn_deploy.bench.pipeline import (STAGES, OrtPipeline, TorchPipeline, make_ort_session,
+                                       pipeline_for_runner)
+from fcn_deploy.bench.profile import CONV_OPS, ort_profile
+from fcn_deploy.bench.report import (environment, load_avg_1min, prepare_output_dir, write_csv,
+                                     write_json, write_text)
+from fcn_deploy.constants import VGG_MEAN_BGR
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import scratch_dir
 from fcn_deploy.onnxgraph import read_meta
+from fcn_deploy.runtime import backend_status, open_runner
+from fcn_deploy.timing import TimingStats
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -114,9 +128,6 @@ class _Run:
         """ONNX Runtime on the CPU, with the runner's settings plus STOP_SPINNING (several
         sessions are timed side by side; see fcn_deploy.bench.pipeline.STOP_SPINNING)."""
         def open_(stack: ExitStack, shape):
-            from fcn_deploy.bench.flops import onnx_macs
-            from fcn_deploy.bench.pipeline import OrtPipeline, make_ort_session
-
             try:
                 macs = onnx_macs(path, shape)
             except FCNError:
@@ -129,19 +140,11 @@ class _Run:
 
     def torch_opener(self, model) -> Callable:
         def open_(stack: ExitStack, shape):
-            from fcn_deploy.bench.flops import torch_macs
-            from fcn_deploy.bench.pipeline import TorchPipeline
-            from fcn_deploy.constants import VGG_MEAN_BGR
-
             return TorchPipeline(model, mean=VGG_MEAN_BGR), torch_macs(model, shape)
         return open_
 
     def tensorrt_opener(self, path: Path) -> Callable:
         def open_(stack: ExitStack, shape):
-            from fcn_deploy.bench.flops import artifact_macs
-            from fcn_deploy.bench.pipeline import pipeline_for_runner
-            from fcn_deploy.runtime import open_runner
-
             runner = stack.enter_context(open_runner(path, backend="tensorrt"))
             return pipeline_for_runner(runner), artifact_macs(path, shape, meta=runner.meta)
         return open_
@@ -151,8 +154,6 @@ class _Run:
                    ) -> tuple[dict[str, Measurement], dict[str, str]]:
         """Time the configurations interleaved; returns (measurements, {name: why it failed})
         where a configuration that cannot be opened (FCNError, ImportError) is left out."""
-        from fcn_deploy.bench.artifact import time_interleaved
-
         failed: dict[str, str] = {}
         with ExitStack() as stack:
             pipes, macs = {}, {}
@@ -192,8 +193,6 @@ def _model_sections(config: PaperConfig, name: str) -> dict[str, bool]:
 
 def _run_model(run: _Run, name: str) -> None:
     """Every measurement of one model (Table 1 row, backends, export variants, latency curve)."""
-    from fcn_deploy.bench.paper.artifacts import build_model, export_variant
-
     config = run.config
     todo = _model_sections(config, name)
     if not any(todo.values()):
@@ -239,6 +238,7 @@ def _run_model(run: _Run, name: str) -> None:
 
 
 def _table1_row(run: _Run, name: str, model, common: dict, m: Measurement) -> None:
+    # lazy: fcn_deploy.models imports torch; the harness loads it only to build models
     from fcn_deploy.models.analysis import count_parameter_layers, count_parameters, receptive_field
 
     shape = run.config.shape
@@ -261,8 +261,6 @@ def _table1_row(run: _Run, name: str, model, common: dict, m: Measurement) -> No
 
 def _backends(run: _Run, name: str, model, common: dict, graph) -> dict[str, Measurement]:
     """PyTorch eager, ONNX Runtime FP32/INT8/FP16 and TensorRT (where present), interleaved."""
-    from fcn_deploy.runtime import backend_status
-
     config, shape = run.config, run.config.shape
     display = common["display"]
     openers: dict[str, Callable] = {"torch fp32": run.torch_opener(model),
@@ -270,8 +268,6 @@ def _backends(run: _Run, name: str, model, common: dict, graph) -> dict[str, Mea
     graphs = {"torch fp32": "in-memory nn.Module", "onnxruntime fp32": graph("base").name}
     skipped: dict[str, str] = {}
     try:
-        from fcn_deploy.bench.paper.artifacts import quantize_variant
-
         run.log(f"{display}: INT8 quantization ({config.calibration_images} random "
                 "calibration images)")
         int8 = quantize_variant(graph("base"), shape=shape, images=config.calibration_images,
@@ -355,8 +351,6 @@ def _trt_graph(run: _Run, precision: str, graph, shape) -> Path:
     if precision == "fp32":
         return graph("base")
     if precision == "int8":
-        from fcn_deploy.bench.paper.artifacts import quantize_variant
-
         return quantize_variant(graph("base"), shape=shape, images=run.config.calibration_images,
                                 seed=run.config.seed).path
     return graph("fp16")
@@ -364,8 +358,6 @@ def _trt_graph(run: _Run, precision: str, graph, shape) -> Path:
 
 def _conv_profile(run: _Run, name: str, path: Path, ort_fp32: Measurement) -> None:
     """Convolution throughput of ONNX Runtime FP32 from its profiler, against the peak."""
-    from fcn_deploy.bench.profile import CONV_OPS, ort_profile
-
     config = run.config
     run.log(f"{DISPLAY.get(name, name)}: onnxruntime profile ({config.profile_runs} runs)")
     prof = ort_profile(path, config.shape, threads=config.threads, runs=config.profile_runs,
@@ -436,13 +428,6 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
     into ``output_dir`` (created if its parent exists)."""
     import torch
 
-    from fcn_deploy.bench.paper.markdown import render_markdown
-    from fcn_deploy.bench.paper.targets import evaluate_targets
-    from fcn_deploy.bench.peak import measure_peak
-    from fcn_deploy.bench.report import (environment, load_avg_1min, prepare_output_dir,
-                                         write_csv, write_json, write_text)
-    from fcn_deploy.fileio import scratch_dir
-
     out = prepare_output_dir(output_dir)
     torch.set_num_threads(config.threads)
     peak_sizes = (384, 768) if config.quick else (2048, 3072)
@@ -467,8 +452,6 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
             run.add({"kind": "peak", "when": f"after {name}", **sample.flat()})
             peak = peak.merge(sample)
         if "patchwise" in config.sections:
-            from fcn_deploy.bench.paper.patchwise import run_patchwise
-
             for rec in run_patchwise(config, run.work_dir, log=run.log):
                 run.add(rec)
         run.log("measuring the FP32 peak again")
@@ -488,8 +471,6 @@ def run_paper(config: PaperConfig, output_dir) -> PaperReport:
                  "load_avg_1min_at_end": load_avg_1min()})
     files: dict[str, Path] = {}
     if config.plots:
-        from fcn_deploy.bench.paper.plots import plot_scaling, plot_table1
-
         if any(r["kind"] == "scaling" for r in run.records):
             files["scaling_png"] = plot_scaling(run.records, out / "paper_scaling.png")
         if any(r["kind"] == "table1" for r in run.records):

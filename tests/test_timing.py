@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from fcn_deploy.bench.stats import STAT_FIELDS, check_counts, summarize, time_runs
+from fcn_deploy.timing import (STAT_FIELDS, check_counts, summarize, time_interleaved_calls,
+                                time_runs)
 from fcn_deploy.errors import FCNError
 
 
@@ -57,8 +58,6 @@ def test_time_runs_warms_up_then_times_each_run():
 
 
 def test_time_interleaved_calls_warms_each_then_alternates():
-    from fcn_deploy.bench.stats import time_interleaved_calls
-
     order: list[str] = []
     ticks: list[int] = []
 
