@@ -19,12 +19,11 @@
 #include <opencv2/imgproc.hpp>
 #include <zlib.h>
 
+#include "backend.hpp"
 #include "fcn/error.hpp"
 
 namespace fcn {
-namespace {
-
-namespace fs = std::filesystem;
+namespace detail {
 
 std::string mat_text(const cv::Mat& m) {
   static const char* depths[] = {"CV_8U", "CV_8S", "CV_16U", "CV_16S",
@@ -33,6 +32,12 @@ std::string mat_text(const cv::Mat& m) {
                                  : std::to_string(m.dims) + "-D";
   return dims + " " + depths[m.depth()] + " with " + std::to_string(m.channels()) + " channel(s)";
 }
+
+}  // namespace detail
+namespace {
+
+namespace fs = std::filesystem;
+using detail::mat_text;
 
 void check_labels(const cv::Mat& labels, const std::string& what) {
   if (labels.empty() || labels.type() != CV_8UC1 || labels.dims != 2)
@@ -159,6 +164,29 @@ cv::Mat read_image(const std::string& path) {
     throw Error("image " + path + " could not be decoded; expected a readable image file "
                 "(.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .ppm, .pgm)");
   return to_bgr8(image, "image " + path);
+}
+
+cv::Mat read_depth(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw Error("depth image " + path + " does not exist");
+  std::ifstream in(path, std::ios::binary);
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
+                                         std::istreambuf_iterator<char>());
+  cv::Mat depth;
+  if (!bytes.empty()) {
+    try {
+      depth = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);  // 16 bits kept, no EXIF turn
+    } catch (const cv::Exception&) {
+      depth = cv::Mat();
+    }
+  }
+  if (depth.empty())
+    throw Error("depth image " + path + " could not be decoded; expected a 16-bit PNG");
+  if (depth.channels() != 1)
+    throw Error("depth image " + path + " is " + mat_text(depth) + "; expected one channel");
+  cv::Mat out;
+  depth.convertTo(out, CV_32F);
+  return out;
 }
 
 // 256 BGR colours: the palette, black beyond it, VOC's ignore colour for an uncovered ignore label.

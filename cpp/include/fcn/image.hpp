@@ -18,6 +18,11 @@ namespace fcn {
 /// over OpenCV's pixel limit.
 FCN_EXPORT cv::Mat read_image(const std::string& path);
 
+/// Read a one-channel (8- or 16-bit) depth image as CV_32FC1 in the file's units (millimetres
+/// for NYUDv2), like Python's read_depth: decoded unchanged (16 bits kept, unlike read_image).
+/// Throws fcn::Error for a missing or undecodable file and for one with several channels.
+FCN_EXPORT cv::Mat read_depth(const std::string& path);
+
 /// True for a JPEG whose last scan is not followed by an end-of-image marker (a cut-off file);
 /// false for anything that is not a JPEG. The same rule as Python's imageio.jpeg_is_truncated.
 FCN_EXPORT bool jpeg_is_truncated(const std::vector<unsigned char>& data);
