@@ -43,6 +43,8 @@ options:
   --model PATH       the model file
   -o, --output PATH  label map as a palette PNG of class indices (a folder for several images)
   --overlay PATH     the labels' colours blended over the image (a folder for several images)
+  --scores PATH      the class scores as float32 C x H x W .npy (a folder for several images);
+                     needs the model's scores outputs
   --input NAME=DIR   the network's input NAME (hha, depth) for each IMAGE: the file in DIR with
                      the IMAGE's stem (any image extension); a file instead of DIR with one
                      IMAGE. Depth images are read unchanged (16-bit millimetres). Repeatable
@@ -69,7 +71,7 @@ options:
 )";
 
 struct Args {
-  std::string model, output, overlay, json;
+  std::string model, output, overlay, scores, json;
   std::vector<std::string> images;
   std::vector<std::pair<std::string, std::string>> inputs;  // --input NAME=DIR, in order
   fcn::Options options;
@@ -127,6 +129,8 @@ Args parse(int argc, char** argv) {
       a.output = value();
     } else if (arg == "--overlay") {
       a.overlay = value();
+    } else if (arg == "--scores") {
+      a.scores = value();
     } else if (arg == "--input") {
       const std::string v = value();
       const size_t eq = v.find('=');
@@ -183,16 +187,18 @@ Args parse(int argc, char** argv) {
   if (a.model.empty()) throw UsageError("--model is required");
   if (!a.info && a.bench == 0) {
     if (a.images.empty()) throw UsageError("give at least one IMAGE (or --bench N, or --info)");
-    if (a.output.empty() && a.overlay.empty())
-      throw UsageError("nothing to write: give -o/--output and/or --overlay");
+    if (a.output.empty() && a.overlay.empty() && a.scores.empty())
+      throw UsageError("nothing to write: give -o/--output, --overlay and/or --scores");
   }
   return a;
 }
 
-// Where the result for ``image`` goes: ``target`` itself for one image, else target/<stem>.png;
+// Where the result for ``image`` goes: ``target`` itself for one image, else target/<stem>.png
+// (``extension``);
 // with several heads, <name>_<head>.png for each (``heads`` empty: the single-head name).
 std::vector<std::string> destinations(const std::string& target, const std::string& image,
-                                      size_t count, const std::vector<std::string>& heads) {
+                                      size_t count, const std::vector<std::string>& heads,
+                                      const std::string& extension = ".png") {
   fs::path base;
   if (count == 1 && !fs::is_directory(target)) {
     base = target;
@@ -200,7 +206,7 @@ std::vector<std::string> destinations(const std::string& target, const std::stri
     if (!fs::is_directory(target))
       throw fcn::Error("with " + std::to_string(count) + " images, " + target +
                        " must be an existing folder");
-    base = (fs::path(target) / fs::path(image).stem()).string() + ".png";
+    base = (fs::path(target) / fs::path(image).stem()).string() + extension;
   }
   if (heads.empty()) return {base.string()};
   std::vector<std::string> out;
@@ -326,7 +332,7 @@ std::vector<std::string> identities(const std::string& path) {
 struct Job {
   std::string image;
   std::vector<std::pair<std::string, std::string>> inputs;  // (input name, file) beyond IMAGE
-  std::vector<std::string> masks, overlays;
+  std::vector<std::string> masks, overlays, scores;
 };
 
 // Refuses, before any work, an output that is an input (model, sidecar, image) or another output
@@ -345,6 +351,7 @@ void check_outputs(const Args& a, const std::vector<Job>& jobs) {
   for (const Job& job : jobs) {
     for (const std::string& mask : job.masks) outputs.push_back({"mask of " + job.image, mask});
     for (const std::string& ov : job.overlays) outputs.push_back({"overlay of " + job.image, ov});
+    for (const std::string& sc : job.scores) outputs.push_back({"scores of " + job.image, sc});
   }
   if (!a.json.empty()) outputs.push_back({"--json report", a.json});
   std::map<std::string, std::pair<std::string, std::string>> written;
@@ -494,14 +501,15 @@ int bench(fcn::Segmenter& seg, const Args& a) {
 
 // predict_heads() or predict_heads_tiled() as --tile / --max-pixels say (the Python CLI's
 // rule): one label map per head.
-fcn::NamedMats segment(fcn::Segmenter& seg, const fcn::NamedMats& inputs, const Args& a) {
-  if (a.tile > 0) return seg.predict_heads_tiled(inputs, a.tile);
+fcn::NamedMats segment(fcn::Segmenter& seg, const fcn::NamedMats& inputs, const Args& a,
+                       fcn::NamedMats* scores) {
+  if (a.tile > 0) return seg.predict_heads_tiled(inputs, a.tile, scores);
   const fcn::TileGeometry& geometry = seg.meta().tiling;
   const cv::Mat& first = inputs.begin()->second;
   if (a.tile < 0 && geometry.present() &&
       static_cast<int64_t>(first.rows) * first.cols > a.max_pixels)
-    return seg.predict_heads_tiled(inputs, fcn::tile_for_pixels(a.max_pixels, geometry));
-  return seg.predict_heads(inputs);
+    return seg.predict_heads_tiled(inputs, fcn::tile_for_pixels(a.max_pixels, geometry), scores);
+  return seg.predict_heads(inputs, scores);
 }
 
 // CPU cores this process may run on (its affinity mask, as Python's cap_threads counts them).
@@ -544,6 +552,8 @@ int run(Args a) {
       if (!a.output.empty()) job.masks = destinations(a.output, path, a.images.size(), head_names);
       if (!a.overlay.empty())
         job.overlays = destinations(a.overlay, path, a.images.size(), head_names);
+      if (!a.scores.empty())
+        job.scores = destinations(a.scores, path, a.images.size(), head_names, ".npy");
       jobs.push_back(job);
       job_errors.push_back(error);
     }
@@ -566,7 +576,8 @@ int run(Args a) {
     try {  // a bad image is reported and the others go on, as in Python's fcn-segment
       if (!job_errors[i].empty()) throw fcn::Error(job_errors[i]);
       const fcn::NamedMats inputs = read_inputs(seg, job);
-      fcn::NamedMats labels = segment(seg, inputs, a);
+      fcn::NamedMats scores;
+      const fcn::NamedMats labels = segment(seg, inputs, a, a.scores.empty() ? nullptr : &scores);
       for (size_t k = 0; k < heads.size(); ++k) {
         const fcn::ModelMeta head_meta = seg.meta().for_head(heads[k].name);
         const cv::Mat& head_labels = labels.at(heads[k].name);
@@ -578,6 +589,10 @@ int run(Args a) {
           const cv::Mat& image = inputs.at(seg.meta().input_specs()[0].name);
           fcn::write_image(job.overlays[k], fcn::overlay(image, head_labels, head_meta));
           std::cout << path << " -> " << job.overlays[k] << " (overlay)\n";
+        }
+        if (!job.scores.empty()) {
+          fcn::write_scores_npy(job.scores[k], scores.at(heads[k].name));
+          std::cout << path << " -> " << job.scores[k] << " (scores)\n";
         }
       }
     } catch (const fcn::Error& e) {

@@ -277,6 +277,27 @@ void write_label_png(const std::string& path, const cv::Mat& labels, const Model
   atomic_write(path, png);
 }
 
+void write_scores_npy(const std::string& path, const cv::Mat& scores) {
+  if (scores.dims != 3 || scores.type() != CV_32FC1 || !scores.isContinuous())
+    throw Error("write_scores_npy " + path + ": expected a continuous 3-D CV_32F Mat {C, H, W}, got " +
+                (scores.empty() ? std::string("an empty Mat") : mat_text(scores)));
+  // NPY format 1.0: magic, version, little-endian header length, a Python dict literal padded
+  // with spaces to a multiple of 64 bytes and ended by a newline, then the raw C-order data.
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                       std::to_string(scores.size[0]) + ", " + std::to_string(scores.size[1]) +
+                       ", " + std::to_string(scores.size[2]) + "), }";
+  const size_t preamble = 10;
+  header.append(64 - (preamble + header.size() + 1) % 64, ' ');
+  header += '\n';
+  std::vector<unsigned char> bytes = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                                      static_cast<unsigned char>(header.size() & 0xff),
+                                      static_cast<unsigned char>(header.size() >> 8)};
+  bytes.insert(bytes.end(), header.begin(), header.end());
+  const auto* data = scores.ptr<unsigned char>();
+  bytes.insert(bytes.end(), data, data + scores.total() * sizeof(float));  // x86/ARM: little-endian
+  atomic_write(path, bytes);
+}
+
 void write_image(const std::string& path, const cv::Mat& image) {
   std::string ext = fs::path(path).extension().string();
   if (ext.empty()) ext = ".png";

@@ -48,6 +48,10 @@ FCN_EXPORT cv::Mat overlay(const cv::Mat& image_bgr, const cv::Mat& labels, cons
 FCN_EXPORT void write_label_png(const std::string& path, const cv::Mat& labels,
                                 const ModelMeta& meta);
 
+/// Write class scores (a 3-D CV_32F Mat {C, H, W}, as predict() returns them) as a NumPy .npy
+/// file of float32 C x H x W, like Python's fcn-segment --scores; atomically.
+FCN_EXPORT void write_scores_npy(const std::string& path, const cv::Mat& scores);
+
 /// Write an image (format from the extension) atomically; throws fcn::Error on failure.
 FCN_EXPORT void write_image(const std::string& path, const cv::Mat& image);
 
