@@ -13,20 +13,13 @@ yet. Skipped only when the C++ build folder does not exist.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cpp_app import run_cpp, skip_without_build
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("FCN_CPP_BUILD_DIR", ROOT / "cpp" / "build"))
-EXE = BUILD / "fcn-segment-cpp"
-
-if not BUILD.is_dir():
-    pytest.skip(f"C++ build folder {BUILD} is absent; build it with `bash scripts/build_cpp.sh` "
-                "(scripts/test.sh does this before pytest)", allow_module_level=True)
+skip_without_build()
 
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
@@ -44,14 +37,6 @@ NETS = {
     "hha": ("nyud_fcn32s_hha", {"num_classes": 4}, ("fp32",)),
 }
 SIZES = {"a": (45, 37), "b": (64, 52)}
-
-
-def run_cpp(*args, check: bool = True) -> subprocess.CompletedProcess:
-    assert EXE.is_file(), f"{BUILD} exists but holds no fcn-segment-cpp; rerun scripts/build_cpp.sh"
-    proc = subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True, timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"fcn-segment-cpp failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")
