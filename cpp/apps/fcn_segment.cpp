@@ -505,7 +505,7 @@ fcn::NamedMats segment(fcn::Segmenter& seg, const fcn::NamedMats& inputs, const 
                        fcn::NamedMats* scores) {
   if (a.tile > 0) return seg.predict_heads_tiled(inputs, a.tile, scores);
   const fcn::TileGeometry& geometry = seg.meta().tiling;
-  const cv::Mat& first = inputs.begin()->second;
+  const cv::Mat& first = inputs.at(seg.meta().input_specs()[0].name);  // all of one size
   if (a.tile < 0 && geometry.present() &&
       static_cast<int64_t>(first.rows) * first.cols > a.max_pixels)
     return seg.predict_heads_tiled(inputs, fcn::tile_for_pixels(a.max_pixels, geometry), scores);
