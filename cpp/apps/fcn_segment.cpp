@@ -35,12 +35,19 @@ namespace fs = std::filesystem;
 const char* kUsage = R"(usage: fcn-segment-cpp --model MODEL [options] [IMAGE ...]
 
 Segment images with an fcn-deploy model (.onnx, or a TensorRT .plan with its .json sidecar):
-preprocessing, classes and colours come from the model's metadata.
+preprocessing, classes and colours come from the model's metadata. IMAGE is the network's first
+input (the colour image; the HHA image of an HHA-only net); a net with several inputs takes the
+others with --input. A net with several heads writes one label map per head, <name>_<head>.png.
 
 options:
   --model PATH       the model file
   -o, --output PATH  label map as a palette PNG of class indices (a folder for several images)
   --overlay PATH     the labels' colours blended over the image (a folder for several images)
+  --scores PATH      the class scores as float32 C x H x W .npy (a folder for several images);
+                     needs the model's scores outputs
+  --input NAME=DIR   the network's input NAME (hha, depth) for each IMAGE: the file in DIR with
+                     the IMAGE's stem (any image extension); a file instead of DIR with one
+                     IMAGE. Depth images are read unchanged (16-bit millimetres). Repeatable
   --backend NAME     auto (from the extension), onnxruntime or tensorrt [auto]
   --device NAME      ONNX Runtime provider: cpu, cuda, tensorrt or auto [cpu]
   --device-id N      CUDA device [0]
@@ -54,7 +61,7 @@ options:
                      stride): the whole-image result in bounded memory; 0 never tiles
                      [default: tile images above --max-pixels]
   --max-pixels N     largest image segmented in one pass when --tile is not given [16777216]
-  --info             print the model's metadata and inputs/outputs, then exit
+  --info             print the model's metadata, inputs, heads and outputs, then exit
   --bench N          time N runs of predict() (preprocess + network + argmax) after warm-up
   --warmup N         warm-up runs before timing [3]
   --size HxW         image size for --bench when no IMAGE is given [500x500]
@@ -64,8 +71,9 @@ options:
 )";
 
 struct Args {
-  std::string model, output, overlay, json;
+  std::string model, output, overlay, scores, json;
   std::vector<std::string> images;
+  std::vector<std::pair<std::string, std::string>> inputs;  // --input NAME=DIR, in order
   fcn::Options options;
   bool info = false;
   int bench = 0, warmup = 3, batch = 1, height = 500, width = 500;
@@ -121,6 +129,17 @@ Args parse(int argc, char** argv) {
       a.output = value();
     } else if (arg == "--overlay") {
       a.overlay = value();
+    } else if (arg == "--scores") {
+      a.scores = value();
+    } else if (arg == "--input") {
+      const std::string v = value();
+      const size_t eq = v.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
+        throw UsageError("--input expects NAME=DIR such as hha=data/hha, got '" + v + "'");
+      const std::string name = v.substr(0, eq);
+      for (const auto& given : a.inputs)
+        if (given.first == name) throw UsageError("--input " + name + " is given twice");
+      a.inputs.emplace_back(name, v.substr(eq + 1));
     } else if (arg == "--backend") {
       try {
         a.options.backend = fcn::parse_backend(value());
@@ -168,19 +187,69 @@ Args parse(int argc, char** argv) {
   if (a.model.empty()) throw UsageError("--model is required");
   if (!a.info && a.bench == 0) {
     if (a.images.empty()) throw UsageError("give at least one IMAGE (or --bench N, or --info)");
-    if (a.output.empty() && a.overlay.empty())
-      throw UsageError("nothing to write: give -o/--output and/or --overlay");
+    if (a.output.empty() && a.overlay.empty() && a.scores.empty())
+      throw UsageError("nothing to write: give -o/--output, --overlay and/or --scores");
   }
   return a;
 }
 
-// Where the result for ``image`` goes: ``target`` itself for one image, else target/<stem>.png.
-std::string destination(const std::string& target, const std::string& image, size_t count) {
-  if (count == 1 && !fs::is_directory(target)) return target;
-  if (!fs::is_directory(target))
-    throw fcn::Error("with " + std::to_string(count) + " images, " + target +
-                     " must be an existing folder");
-  return (fs::path(target) / fs::path(image).stem()).string() + ".png";
+// Where the result for ``image`` goes: ``target`` itself for one image, else target/<stem>.png
+// (``extension``);
+// with several heads, <name>_<head>.png for each (``heads`` empty: the single-head name).
+std::vector<std::string> destinations(const std::string& target, const std::string& image,
+                                      size_t count, const std::vector<std::string>& heads,
+                                      const std::string& extension = ".png") {
+  fs::path base;
+  if (count == 1 && !fs::is_directory(target)) {
+    base = target;
+  } else {
+    if (!fs::is_directory(target))
+      throw fcn::Error("with " + std::to_string(count) + " images, " + target +
+                       " must be an existing folder");
+    base = (fs::path(target) / fs::path(image).stem()).string() + extension;
+  }
+  if (heads.empty()) return {base.string()};
+  std::vector<std::string> out;
+  for (const std::string& head : heads) {
+    fs::path p = base;
+    out.push_back(p.replace_filename(base.stem().string() + "_" + head + base.extension().string())
+                      .string());
+  }
+  return out;
+}
+
+// The file in ``dir`` for ``image``'s stem (any image extension), or ``dir`` itself when it is
+// a file and there is one image; throws fcn::Error naming the input when there is none or
+// several.
+std::string input_file(const std::string& name, const std::string& dir, const std::string& image,
+                       size_t count) {
+  static const std::vector<std::string> extensions = {".jpg", ".jpeg", ".png", ".bmp", ".tif",
+                                                      ".tiff", ".webp", ".ppm", ".pgm"};
+  std::error_code ec;
+  if (fs::is_regular_file(dir, ec)) {
+    if (count == 1) return dir;
+    throw fcn::Error("--input " + name + "=" + dir + " is a file; with " + std::to_string(count) +
+                     " images give a folder whose files are named like the images");
+  }
+  if (!fs::is_directory(dir, ec))
+    throw fcn::Error("--input " + name + "=" + dir + ": no such folder");
+  const std::string stem = fs::path(image).stem().string();
+  std::vector<std::string> found;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string ext = entry.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (entry.path().stem().string() == stem && entry.is_regular_file(ec) &&
+        std::find(extensions.begin(), extensions.end(), ext) != extensions.end())
+      found.push_back(entry.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  if (found.empty())
+    throw fcn::Error("no " + name + " input for " + image + ": " + dir + " holds no image named " +
+                     stem + ".*");
+  if (found.size() > 1)
+    throw fcn::Error("several " + name + " inputs for " + image + " in " + dir + ": " + found[0] +
+                     ", " + found[1] + "; keep one");
+  return found[0];
 }
 
 void print_info(const fcn::Segmenter& seg) {
@@ -195,6 +264,20 @@ void print_info(const fcn::Segmenter& seg) {
   std::cout << std::setprecision(12) << "\npreprocess    " << m.channel_order << " minus mean [" << m.mean[0] << ", "
             << m.mean[1] << ", " << m.mean[2] << "], " << m.input_layout << ", no scaling\n"
             << "ignore label  " << m.ignore_label << "\n";
+  for (const fcn::InputSpec& in : m.input_specs()) {
+    std::cout << "input         " << in.name << ": " << in.channels << " channel(s), "
+              << in.encoding << ", "
+              << (in.encoding == "log_depth" ? "log(max(depth, 1))" : in.channel_order)
+              << " minus mean [";
+    for (size_t i = 0; i < in.mean.size(); ++i) std::cout << (i ? ", " : "") << in.mean[i];
+    std::cout << "]\n";
+  }
+  for (const fcn::HeadSpec& h : m.head_specs()) {
+    std::cout << "head          " << h.name << ": " << h.num_classes << " classes (outputs "
+              << h.scores_output << " / " << h.labels_output << "):";
+    for (const auto& n : h.class_names) std::cout << " " << n;
+    std::cout << "\n";
+  }
 }
 
 // numpy.percentile's default (linear interpolation between closest ranks).
@@ -244,9 +327,17 @@ std::vector<std::string> identities(const std::string& path) {
   return ids;
 }
 
+// What the run does for one IMAGE: the files of the other inputs, and the label maps and
+// overlays it writes (one per head of a multi-head net).
+struct Job {
+  std::string image;
+  std::vector<std::pair<std::string, std::string>> inputs;  // (input name, file) beyond IMAGE
+  std::vector<std::string> masks, overlays, scores;
+};
+
 // Refuses, before any work, an output that is an input (model, sidecar, image) or another output
 // of the run: the rule every fcn-deploy command follows (fcn_deploy/fileio.py RunFiles).
-void check_outputs(const Args& a, const std::vector<std::pair<std::string, std::string>>& dest) {
+void check_outputs(const Args& a, const std::vector<Job>& jobs) {
   std::map<std::string, std::pair<std::string, std::string>> inputs;  // identity -> (what, path)
   auto add_input = [&](const std::string& what, const std::string& path) {
     for (const std::string& id : identities(path)) inputs.emplace(id, std::make_pair(what, path));
@@ -254,10 +345,13 @@ void check_outputs(const Args& a, const std::vector<std::pair<std::string, std::
   add_input("model", a.model);
   add_input("model sidecar", a.model + ".json");
   for (const std::string& image : a.images) add_input("image", image);
+  for (const Job& job : jobs)
+    for (const auto& [name, file] : job.inputs) add_input(name + " input", file);
   std::vector<std::pair<std::string, std::string>> outputs;
-  for (size_t i = 0; i < dest.size(); ++i) {
-    if (!dest[i].first.empty()) outputs.push_back({"mask of " + a.images[i], dest[i].first});
-    if (!dest[i].second.empty()) outputs.push_back({"overlay of " + a.images[i], dest[i].second});
+  for (const Job& job : jobs) {
+    for (const std::string& mask : job.masks) outputs.push_back({"mask of " + job.image, mask});
+    for (const std::string& ov : job.overlays) outputs.push_back({"overlay of " + job.image, ov});
+    for (const std::string& sc : job.scores) outputs.push_back({"scores of " + job.image, sc});
   }
   if (!a.json.empty()) outputs.push_back({"--json report", a.json});
   std::map<std::string, std::pair<std::string, std::string>> written;
@@ -283,6 +377,44 @@ void check_outputs(const Args& a, const std::vector<std::pair<std::string, std::
   }
 }
 
+// The inputs of one run: IMAGE for the network's first input, the --input files for the others
+// (depth maps read unchanged, images as read_image reads them).
+fcn::NamedMats read_inputs(const fcn::Segmenter& seg, const Job& job) {
+  const std::vector<fcn::InputSpec> specs = seg.meta().input_specs();
+  auto read = [](const fcn::InputSpec& spec, const std::string& path) {
+    return spec.encoding == "log_depth" ? fcn::read_depth(path) : fcn::read_image(path);
+  };
+  fcn::NamedMats inputs;
+  inputs[specs[0].name] = read(specs[0], job.image);
+  for (const auto& [name, file] : job.inputs)
+    for (const fcn::InputSpec& spec : specs)
+      if (spec.name == name) inputs[name] = read(spec, file);
+  return inputs;
+}
+
+// The --input names against the network's inputs: every input after the first, no other.
+void check_input_names(const fcn::Segmenter& seg, const Args& a) {
+  const std::vector<std::string> names = seg.meta().input_names();
+  std::string others;
+  for (size_t i = 1; i < names.size(); ++i) others += (others.empty() ? "" : ", ") + names[i];
+  for (const auto& [name, dir] : a.inputs) {
+    if (name == names[0])
+      throw fcn::Error("--input " + name + ": '" + name + "' is the network's first input; give " +
+                       "its files as IMAGE arguments");
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      throw fcn::Error("--input " + name + ": the network has no input '" + name + "'; " +
+                       (others.empty() ? "it takes only IMAGE (" + names[0] + ")"
+                                       : "its other inputs are " + others));
+  }
+  for (size_t i = 1; i < names.size(); ++i) {
+    const bool given = std::any_of(a.inputs.begin(), a.inputs.end(),
+                                   [&](const auto& in) { return in.first == names[i]; });
+    if (!given)
+      throw fcn::Error("the network also takes input '" + names[i] + "'; give it with --input " +
+                       names[i] + "=DIR (files named like the images)");
+  }
+}
+
 int bench(fcn::Segmenter& seg, const Args& a) {
   cv::Mat image;
   if (!a.images.empty()) {
@@ -293,8 +425,31 @@ int bench(fcn::Segmenter& seg, const Args& a) {
     rng.fill(image, cv::RNG::UNIFORM, 0, 256);
   }
   const std::vector<cv::Mat> batch(static_cast<size_t>(a.batch), image);
+  // A net with several inputs or heads: predict_heads() with the image as its first input and
+  // random data of the same size as the others (depth: 0.5 to 10 m in millimetres).
+  const std::vector<fcn::InputSpec> specs = seg.meta().input_specs();
+  const bool multi = specs.size() > 1 || seg.meta().multi_head();
+  fcn::NamedMats named;
+  for (size_t k = 0; multi && k < specs.size(); ++k) {
+    if (k == 0) {
+      named[specs[k].name] = image;
+      continue;
+    }
+    cv::Mat data(image.rows, image.cols, specs[k].encoding == "log_depth" ? CV_16UC1 : CV_8UC3);
+    cv::RNG rng(k);
+    if (specs[k].encoding == "log_depth")
+      rng.fill(data, cv::RNG::UNIFORM, 500, 10000);
+    else
+      rng.fill(data, cv::RNG::UNIFORM, 0, 256);
+    named[specs[k].name] = data;
+  }
+  const std::vector<fcn::NamedMats> named_batch(static_cast<size_t>(a.batch), named);
   auto once = [&] {
-    if (a.batch == 1)
+    if (multi && a.batch == 1)
+      seg.predict_heads(named);
+    else if (multi)
+      seg.predict_heads_batch(named_batch);
+    else if (a.batch == 1)
       seg.predict(image);
     else
       seg.predict_batch(batch);
@@ -344,14 +499,17 @@ int bench(fcn::Segmenter& seg, const Args& a) {
   return 0;
 }
 
-// predict() or predict_tiled() as --tile / --max-pixels say (the Python CLI's rule).
-cv::Mat segment(fcn::Segmenter& seg, const cv::Mat& image, const Args& a) {
-  if (a.tile > 0) return seg.predict_tiled(image, a.tile);
+// predict_heads() or predict_heads_tiled() as --tile / --max-pixels say (the Python CLI's
+// rule): one label map per head.
+fcn::NamedMats segment(fcn::Segmenter& seg, const fcn::NamedMats& inputs, const Args& a,
+                       fcn::NamedMats* scores) {
+  if (a.tile > 0) return seg.predict_heads_tiled(inputs, a.tile, scores);
   const fcn::TileGeometry& geometry = seg.meta().tiling;
+  const cv::Mat& first = inputs.at(seg.meta().input_specs()[0].name);  // all of one size
   if (a.tile < 0 && geometry.present() &&
-      static_cast<int64_t>(image.rows) * image.cols > a.max_pixels)
-    return seg.predict_tiled(image, fcn::tile_for_pixels(a.max_pixels, geometry));
-  return seg.predict(image);
+      static_cast<int64_t>(first.rows) * first.cols > a.max_pixels)
+    return seg.predict_heads_tiled(inputs, fcn::tile_for_pixels(a.max_pixels, geometry), scores);
+  return seg.predict_heads(inputs, scores);
 }
 
 // CPU cores this process may run on (its affinity mask, as Python's cap_threads counts them).
@@ -369,18 +527,41 @@ int run(Args a) {
               << " CPU cores available here; using " << cores << " threads\n";
     a.options.threads = static_cast<int>(cores);
   }
-  // Every destination first, so a clash (or an output over an input) fails before any work.
-  std::vector<std::pair<std::string, std::string>> dest;  // (mask, overlay) per image
+  fcn::Segmenter seg(a.model, a.options);  // its inputs and heads name the files of the run
+  // Every file first, so a clash (or an output over an input) fails before any work.
+  std::vector<Job> jobs;
+  std::vector<std::string> job_errors;  // an IMAGE whose other inputs are not found
+  const std::vector<fcn::HeadSpec> heads = seg.meta().head_specs();
+  std::vector<std::string> head_names;  // empty: one head, files named as ever
+  if (heads.size() > 1)
+    for (const fcn::HeadSpec& h : heads) head_names.push_back(h.name);
   if (!a.info && a.bench == 0) {
+    check_input_names(seg, a);
     for (const std::string& path : a.images) {
-      std::pair<std::string, std::string> d;
-      if (!a.output.empty()) d.first = destination(a.output, path, a.images.size());
-      if (!a.overlay.empty()) d.second = destination(a.overlay, path, a.images.size());
-      dest.push_back(d);
+      Job job;
+      job.image = path;
+      std::string error;
+      for (const auto& [name, dir] : a.inputs) {
+        try {
+          job.inputs.emplace_back(name, input_file(name, dir, path, a.images.size()));
+        } catch (const fcn::Error& e) {
+          if (a.images.size() == 1) throw;
+          if (error.empty()) error = e.what();
+        }
+      }
+      if (!a.output.empty()) job.masks = destinations(a.output, path, a.images.size(), head_names);
+      if (!a.overlay.empty())
+        job.overlays = destinations(a.overlay, path, a.images.size(), head_names);
+      if (!a.scores.empty())
+        job.scores = destinations(a.scores, path, a.images.size(), head_names, ".npy");
+      jobs.push_back(job);
+      job_errors.push_back(error);
     }
+    if (!a.overlay.empty() && seg.meta().input_specs()[0].encoding != "image")
+      throw fcn::Error("--overlay draws over the network's first input, which is not an image (" +
+                       seg.meta().input_specs()[0].encoding + ")");
   }
-  check_outputs(a, dest);
-  fcn::Segmenter seg(a.model, a.options);
+  check_outputs(a, jobs);
   if (a.info) {
     print_info(seg);
     return 0;
@@ -389,18 +570,30 @@ int run(Args a) {
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   int failed = 0;
-  for (size_t i = 0; i < a.images.size() && !g_stop; ++i) {
-    const std::string& path = a.images[i];
+  for (size_t i = 0; i < jobs.size() && !g_stop; ++i) {
+    const Job& job = jobs[i];
+    const std::string& path = job.image;
     try {  // a bad image is reported and the others go on, as in Python's fcn-segment
-      const cv::Mat image = fcn::read_image(path);
-      const cv::Mat labels = segment(seg, image, a);
-      if (!dest[i].first.empty()) {
-        fcn::write_label_png(dest[i].first, labels, seg.meta());
-        std::cout << path << " -> " << dest[i].first << "\n";
-      }
-      if (!dest[i].second.empty()) {
-        fcn::write_image(dest[i].second, fcn::overlay(image, labels, seg.meta()));
-        std::cout << path << " -> " << dest[i].second << " (overlay)\n";
+      if (!job_errors[i].empty()) throw fcn::Error(job_errors[i]);
+      const fcn::NamedMats inputs = read_inputs(seg, job);
+      fcn::NamedMats scores;
+      const fcn::NamedMats labels = segment(seg, inputs, a, a.scores.empty() ? nullptr : &scores);
+      for (size_t k = 0; k < heads.size(); ++k) {
+        const fcn::ModelMeta head_meta = seg.meta().for_head(heads[k].name);
+        const cv::Mat& head_labels = labels.at(heads[k].name);
+        if (!job.masks.empty()) {
+          fcn::write_label_png(job.masks[k], head_labels, head_meta);
+          std::cout << path << " -> " << job.masks[k] << "\n";
+        }
+        if (!job.overlays.empty()) {
+          const cv::Mat& image = inputs.at(seg.meta().input_specs()[0].name);
+          fcn::write_image(job.overlays[k], fcn::overlay(image, head_labels, head_meta));
+          std::cout << path << " -> " << job.overlays[k] << " (overlay)\n";
+        }
+        if (!job.scores.empty()) {
+          fcn::write_scores_npy(job.scores[k], scores.at(heads[k].name));
+          std::cout << path << " -> " << job.scores[k] << " (scores)\n";
+        }
       }
     } catch (const fcn::Error& e) {
       if (a.images.size() == 1) throw;

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,13 +14,22 @@
 
 namespace fcn::detail {
 
-/// What one run returns; vectors are reused between runs to avoid reallocations.
-struct Outputs {
-  std::vector<float> scores;          ///< N*C*H*W when requested
-  std::array<int64_t, 4> scores_shape{};
-  std::vector<uint8_t> labels;        ///< N*H*W when requested
-  std::array<int64_t, 3> labels_shape{};
+/// One network input of a run: float32, contiguous NCHW of ``shape``, in the order of the
+/// metadata's input_specs() (every input has the same N, H, W).
+struct InputTensor {
+  const float* data = nullptr;
+  std::array<int64_t, 4> shape{};
 };
+
+/// One output of a run; vectors are reused between runs to avoid reallocations.
+struct OutputTensor {
+  std::vector<float> scores;   ///< a scores output: N*C*H*W values
+  std::vector<uint8_t> labels; ///< a labels output: N*H*W class indices
+  std::vector<int64_t> shape;
+};
+
+/// What one run returns, by output name.
+using Outputs = std::map<std::string, OutputTensor>;
 
 class Backend {
  public:
@@ -35,14 +45,34 @@ class Backend {
   /// For ONNX Runtime: the CPU's int8 kernels this session uses, e.g. "int8: exact U8U8 kernels
   /// (no VNNI)"; empty where there is no such choice (TensorRT).
   virtual std::string int8_kernels() const { return ""; }
-  virtual bool has_scores() const = 0;
-  virtual bool has_labels() const = 0;
-  /// Largest batch accepted for HxW images (0 = no limit). Throws when HxW is never accepted.
+  /// Whether the network has this output (a head's scores_output / labels_output).
+  virtual bool has_output(const std::string& name) const = 0;
+  /// Largest batch accepted for HxW inputs (0 = no limit). Throws when HxW is never accepted.
   virtual int64_t max_batch(int64_t height, int64_t width) const = 0;
-  /// Run on ``input`` (float32, contiguous NCHW of ``shape``) and fill the requested outputs.
-  virtual void run(const float* input, const std::array<int64_t, 4>& shape, bool want_scores,
-                   bool want_labels, Outputs& out) = 0;
+  /// Run on ``inputs`` (one per input spec, in order) and fill ``out[name]`` for every name in
+  /// ``outputs`` (scores outputs as float32, labels outputs as uint8).
+  virtual void run(const std::vector<InputTensor>& inputs, const std::vector<std::string>& outputs,
+                   Outputs& out) = 0;
 };
+
+/// A network input or output as a backend sees it, for the contract checks below.
+struct IoInfo {
+  std::string name;
+  std::string text;       ///< describe(): "image float32 [batch, 3, height, width]"
+  bool float_4d = false;  ///< float32 with 4 dims (inputs, scores outputs)
+  bool int_3d = false;    ///< uint8 / int32 / int64 with 3 dims (labels outputs)
+  int64_t channels = -1;  ///< dim 1 when static, else -1
+};
+
+/// The network's inputs against the metadata's input_specs(): the same names (any order), each
+/// float32 [batch, channels, height, width]. Returns, per input spec, its index in ``found``;
+/// throws fcn::Error naming ``what`` (the model) and what was expected.
+std::vector<size_t> check_inputs(const std::string& what, const ModelMeta& meta,
+                                 const std::vector<IoInfo>& found);
+
+/// The outputs every head needs: its scores output (float32 [batch, classes, height, width])
+/// and/or its labels output (integer [batch, height, width]). Throws fcn::Error naming ``what``.
+void check_outputs(const std::string& what, const ModelMeta& meta, const std::vector<IoInfo>& found);
 
 #if FCN_HAVE_ONNXRUNTIME
 std::unique_ptr<Backend> open_onnxruntime(const std::string& path, const Options& options);
@@ -71,6 +101,9 @@ Int8Choice resolve_int8_kernels(const std::string& requested, const CpuInt8& cpu
 
 /// "a x b x c" style shape text used in messages: [1, 3, 500, 500].
 std::string shape_text(const int64_t* dims, size_t n);
+
+/// "40x30 CV_16U with 1 channel(s)": a Mat as messages describe it.
+std::string mat_text(const cv::Mat& m);
 
 /// Throws fcn::Error when ``path`` is not an existing regular file (``what`` names the kind).
 void require_file(const std::string& path, const std::string& what);

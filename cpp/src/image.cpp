@@ -19,12 +19,11 @@
 #include <opencv2/imgproc.hpp>
 #include <zlib.h>
 
+#include "backend.hpp"
 #include "fcn/error.hpp"
 
 namespace fcn {
-namespace {
-
-namespace fs = std::filesystem;
+namespace detail {
 
 std::string mat_text(const cv::Mat& m) {
   static const char* depths[] = {"CV_8U", "CV_8S", "CV_16U", "CV_16S",
@@ -33,6 +32,12 @@ std::string mat_text(const cv::Mat& m) {
                                  : std::to_string(m.dims) + "-D";
   return dims + " " + depths[m.depth()] + " with " + std::to_string(m.channels()) + " channel(s)";
 }
+
+}  // namespace detail
+namespace {
+
+namespace fs = std::filesystem;
+using detail::mat_text;
 
 void check_labels(const cv::Mat& labels, const std::string& what) {
   if (labels.empty() || labels.type() != CV_8UC1 || labels.dims != 2)
@@ -161,6 +166,29 @@ cv::Mat read_image(const std::string& path) {
   return to_bgr8(image, "image " + path);
 }
 
+cv::Mat read_depth(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw Error("depth image " + path + " does not exist");
+  std::ifstream in(path, std::ios::binary);
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
+                                         std::istreambuf_iterator<char>());
+  cv::Mat depth;
+  if (!bytes.empty()) {
+    try {
+      depth = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);  // 16 bits kept, no EXIF turn
+    } catch (const cv::Exception&) {
+      depth = cv::Mat();
+    }
+  }
+  if (depth.empty())
+    throw Error("depth image " + path + " could not be decoded; expected a 16-bit PNG");
+  if (depth.channels() != 1)
+    throw Error("depth image " + path + " is " + mat_text(depth) + "; expected one channel");
+  cv::Mat out;
+  depth.convertTo(out, CV_32F);
+  return out;
+}
+
 // 256 BGR colours: the palette, black beyond it, VOC's ignore colour for an uncovered ignore label.
 std::array<cv::Vec3b, 256> label_lut(const ModelMeta& meta) {
   std::array<cv::Vec3b, 256> lut{};
@@ -247,6 +275,27 @@ void write_label_png(const std::string& path, const cv::Mat& labels, const Model
   put_chunk(png, "IDAT", packed);
   put_chunk(png, "IEND", {});
   atomic_write(path, png);
+}
+
+void write_scores_npy(const std::string& path, const cv::Mat& scores) {
+  if (scores.dims != 3 || scores.type() != CV_32FC1 || !scores.isContinuous())
+    throw Error("write_scores_npy " + path + ": expected a continuous 3-D CV_32F Mat {C, H, W}, got " +
+                (scores.empty() ? std::string("an empty Mat") : mat_text(scores)));
+  // NPY format 1.0: magic, version, little-endian header length, a Python dict literal padded
+  // with spaces to a multiple of 64 bytes and ended by a newline, then the raw C-order data.
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                       std::to_string(scores.size[0]) + ", " + std::to_string(scores.size[1]) +
+                       ", " + std::to_string(scores.size[2]) + "), }";
+  const size_t preamble = 10;
+  header.append(64 - (preamble + header.size() + 1) % 64, ' ');
+  header += '\n';
+  std::vector<unsigned char> bytes = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                                      static_cast<unsigned char>(header.size() & 0xff),
+                                      static_cast<unsigned char>(header.size() >> 8)};
+  bytes.insert(bytes.end(), header.begin(), header.end());
+  const auto* data = scores.ptr<unsigned char>();
+  bytes.insert(bytes.end(), data, data + scores.total() * sizeof(float));  // x86/ARM: little-endian
+  atomic_write(path, bytes);
 }
 
 void write_image(const std::string& path, const cv::Mat& image) {

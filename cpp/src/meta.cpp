@@ -2,6 +2,7 @@
 #include "fcn/meta.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -45,6 +46,143 @@ std::string get_string(const json& obj, const std::string& field, const std::str
   return v.get<std::string>();
 }
 
+std::vector<std::string> get_names(const json& names, const std::string& field,
+                                   const std::string& source) {
+  if (!names.is_array()) fail(source, type_error(field, "a list of strings", names));
+  std::vector<std::string> out;
+  for (const json& n : names) {
+    if (!n.is_string()) fail(source, type_error(field, "a list of strings", names));
+    out.push_back(n.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<std::array<int, 3>> get_palette(const json& palette, const std::string& field,
+                                            const std::string& source) {
+  if (!palette.is_array()) fail(source, type_error(field, "a list of [r, g, b]", palette));
+  std::vector<std::array<int, 3>> out;
+  for (const json& c : palette) {
+    if (!c.is_array() || c.size() != 3) fail(source, type_error(field, "a list of [r, g, b]", c));
+    std::array<int, 3> rgb{};
+    for (int i = 0; i < 3; ++i) {
+      if (!c[i].is_number_integer() || c[i].get<int>() < 0 || c[i].get<int>() > 255)
+        fail(source, type_error(field, "a list of [r, g, b] in 0..255", c));
+      rgb[i] = c[i].get<int>();
+    }
+    out.push_back(rgb);
+  }
+  return out;
+}
+
+// An integer (or a float with an integral value, as JSON writers may give) or nothing.
+bool as_int(const json& v, int& out) {
+  if (v.is_number_integer()) {
+    out = v.get<int>();
+    return true;
+  }
+  if (v.is_number_float() && v.get<double>() == static_cast<int>(v.get<double>())) {
+    out = static_cast<int>(v.get<double>());
+    return true;
+  }
+  return false;
+}
+
+// The defaults of a known modality (fcn_deploy/meta.py _MODALITY_DEFAULTS; the means are
+// fcn_deploy.constants' NYUD_HHA_MEAN and NYUD_LOG_DEPTH_MEAN).
+const double kNyudHhaMean[3] = {118.477, 94.076, 132.431};
+const double kNyudLogDepthMean = 7.844;
+
+// One entry of "inputs" completed as ModelMeta._complete_input does: the defaults of its name
+// (``image``: the net's mean and channel order; ``hha`` / ``depth``: NYUDv2's), the entry's own
+// values on top.
+InputSpec complete_input(const json& raw, const ModelMeta& meta, const std::string& source) {
+  if (!raw.is_object()) fail(source, type_error("inputs", "a list of objects", raw));
+  const json name = raw.value("name", json());
+  if (!name.is_string())
+    fail(source, "input name " + name.dump() + " must be a lower-case identifier (image, hha, depth)");
+  InputSpec spec;
+  spec.name = name.get<std::string>();
+  spec.channel_order = "BGR";
+  spec.encoding = "image";
+  if (spec.name == kDefaultInput) {
+    spec.mean.assign(meta.mean.begin(), meta.mean.end());
+    spec.channel_order = meta.channel_order;
+  } else if (spec.name == "hha") {
+    spec.mean.assign(kNyudHhaMean, kNyudHhaMean + 3);
+    spec.channel_order = "RGB";
+  } else if (spec.name == "depth") {
+    spec.mean = {kNyudLogDepthMean};
+    spec.encoding = "log_depth";
+  }
+  const std::string what = "input '" + spec.name + "'";
+  const json channels = raw.value("channels", json());
+  if (!as_int(channels, spec.channels))
+    fail(source, what + " needs channels >= 1, got " + channels.dump());
+  if (raw.contains("mean")) {
+    const json& mean = raw.at("mean");
+    if (!mean.is_array() ||
+        !std::all_of(mean.begin(), mean.end(), [](const json& m) { return m.is_number(); }))
+      fail(source, what + " needs " + std::to_string(spec.channels) + " mean value(s), got " +
+                       mean.dump());
+    spec.mean.clear();
+    for (const json& m : mean) spec.mean.push_back(m.get<double>());
+  }
+  for (const char* key : {"channel_order", "encoding"}) {
+    if (!raw.contains(key)) continue;
+    const json& v = raw.at(key);
+    if (!v.is_string()) fail(source, what + " has " + key + " " + v.dump() + "; expected a string");
+    (std::string(key) == "encoding" ? spec.encoding : spec.channel_order) = v.get<std::string>();
+  }
+  return spec;
+}
+
+// One entry of "heads" completed as ModelMeta._complete_head does: the first head takes the
+// net's class names and palette, the others class_<i> names and VOC colours, unless given.
+HeadSpec complete_head(const json& raw, const ModelMeta& meta, bool first,
+                       const std::string& source) {
+  if (!raw.is_object()) fail(source, type_error("heads", "a list of objects", raw));
+  const json name = raw.value("name", json());
+  if (!name.is_string()) fail(source, "head name " + name.dump() + " must be a lower-case identifier");
+  HeadSpec head;
+  head.name = name.get<std::string>();
+  const json classes = raw.value("num_classes", json());
+  if (!as_int(classes, head.num_classes))
+    fail(source, "head '" + head.name + "' needs num_classes >= 1, got " + classes.dump());
+  if (first) {
+    head.class_names = meta.class_names;
+    head.palette = meta.palette;
+  } else {
+    for (int i = 0; i < head.num_classes; ++i) head.class_names.push_back("class_" + std::to_string(i));
+    head.palette = voc_palette(std::max(head.num_classes, 1));
+  }
+  const std::string field = "heads[" + head.name + "].";
+  if (raw.contains("class_names"))
+    head.class_names = get_names(raw.at("class_names"), field + "class_names", source);
+  if (raw.contains("palette")) head.palette = get_palette(raw.at("palette"), field + "palette", source);
+  head.scores_output = "scores_" + head.name;
+  head.labels_output = "labels_" + head.name;
+  return head;
+}
+
+// Python's str.isidentifier() and str.islower() for ASCII names: image, hha, depth, sem, geo.
+bool lower_identifier(const std::string& name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  bool cased = false;
+  for (const char ch : name) {
+    if (ch >= 'a' && ch <= 'z')
+      cased = true;
+    else if (!(ch == '_' || (ch >= '0' && ch <= '9')))
+      return false;
+  }
+  return cased;
+}
+
+std::string names_text(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "'" : ", '") + n + "'";
+  return "[" + out + "]";
+}
+
 ModelMeta from_object(const json& obj, const std::string& source) {
   if (!obj.is_object()) fail(source, "must be a JSON object, got " + obj.dump().substr(0, 60));
   std::vector<std::string> missing;
@@ -59,26 +197,9 @@ ModelMeta from_object(const json& obj, const std::string& source) {
   meta.arch = get_string(obj, "arch", source);
   meta.num_classes = get_int(obj, "num_classes", source);
 
-  const json& names = obj.at("class_names");
-  if (!names.is_array()) fail(source, type_error("class_names", "a list of strings", names));
-  for (const json& n : names) {
-    if (!n.is_string()) fail(source, type_error("class_names", "a list of strings", names));
-    meta.class_names.push_back(n.get<std::string>());
-  }
+  meta.class_names = get_names(obj.at("class_names"), "class_names", source);
 
-  const json& palette = obj.at("palette");
-  if (!palette.is_array()) fail(source, type_error("palette", "a list of [r, g, b]", palette));
-  for (const json& c : palette) {
-    if (!c.is_array() || c.size() != 3)
-      fail(source, type_error("palette", "a list of [r, g, b]", c));
-    std::array<int, 3> rgb{};
-    for (int i = 0; i < 3; ++i) {
-      if (!c[i].is_number_integer() || c[i].get<int>() < 0 || c[i].get<int>() > 255)
-        fail(source, type_error("palette", "a list of [r, g, b] in 0..255", c));
-      rgb[i] = c[i].get<int>();
-    }
-    meta.palette.push_back(rgb);
-  }
+  meta.palette = get_palette(obj.at("palette"), "palette", source);
 
   const json& mean = obj.at("mean");
   if (!mean.is_array() || mean.size() != 3 ||
@@ -104,6 +225,21 @@ ModelMeta from_object(const json& obj, const std::string& source) {
     if (meta.tiling.stride < 1 || meta.tiling.context_before < 0 || meta.tiling.context_after < 0)
       fail(source, type_error("tiling", "stride >= 1 and contexts >= 0", t));
   }
+  // "inputs" / "heads" (checkpoints of 0.x kept them in "extra", as ModelMeta.from_dict reads)
+  for (const char* key : {"inputs", "heads"}) {
+    json list = obj.value(key, json::array());
+    if ((list.is_null() || (list.is_array() && list.empty())) && obj.contains("extra") &&
+        obj.at("extra").is_object() && obj.at("extra").value(key, json()).is_array())
+      list = obj.at("extra").at(key);
+    if (list.is_null()) continue;
+    if (!list.is_array()) fail(source, type_error(key, "a list of objects", list));
+    for (size_t k = 0; k < list.size(); ++k) {
+      if (std::string(key) == "inputs")
+        meta.inputs.push_back(complete_input(list[k], meta, source));
+      else
+        meta.heads.push_back(complete_head(list[k], meta, k == 0, source));
+    }
+  }
   meta.validate(source);
   return meta;
 }
@@ -113,6 +249,67 @@ std::string join(const std::vector<T>& items) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : ", ") + std::string(i);
   return out;
+}
+
+// ModelMeta._validate_inputs: unique lower-case names, channels that the encoding makes, one
+// mean value per channel, BGR or RGB.
+void validate_inputs(const ModelMeta& meta, const std::string& source) {
+  std::vector<std::string> names;
+  for (const InputSpec& s : meta.inputs) names.push_back(s.name);
+  if (std::set<std::string>(names.begin(), names.end()).size() != names.size())
+    fail(source, "input names must be unique, got " + names_text(names));
+  for (const InputSpec& s : meta.inputs) {
+    const std::string what = "input '" + s.name + "'";
+    if (!lower_identifier(s.name))
+      fail(source, "input name '" + s.name + "' must be a lower-case identifier (image, hha, depth)");
+    if (s.channels < 1)
+      fail(source, what + " needs channels >= 1, got " + std::to_string(s.channels));
+    if (s.encoding != "image" && s.encoding != "log_depth")
+      fail(source, what + " has encoding '" + s.encoding + "'; expected one of image, log_depth");
+    const int wanted = s.encoding == "image" ? 3 : 1;
+    if (s.channels != wanted)
+      fail(source, what + " (" + s.encoding + ") has " + std::to_string(s.channels) +
+                       " channels; that encoding makes " + std::to_string(wanted));
+    if (static_cast<int>(s.mean.size()) != s.channels)
+      fail(source, what + " needs " + std::to_string(s.channels) + " mean value(s), got " +
+                       std::to_string(s.mean.size()));
+    if (s.channel_order != "BGR" && s.channel_order != "RGB")
+      fail(source, what + " channel_order must be BGR or RGB, got '" + s.channel_order + "'");
+  }
+}
+
+// ModelMeta._validate_heads: two or more uniquely named heads, the first being num_classes.
+void validate_heads(const ModelMeta& meta, const std::string& source) {
+  if (meta.heads.empty()) return;
+  std::vector<std::string> names;
+  for (const HeadSpec& h : meta.heads) names.push_back(h.name);
+  if (names.size() < 2 || std::set<std::string>(names.begin(), names.end()).size() != names.size())
+    fail(source, "heads lists the heads of a multi-head net (two or more, unique names), got " +
+                     names_text(names));
+  for (size_t k = 0; k < meta.heads.size(); ++k) {
+    const HeadSpec& h = meta.heads[k];
+    const std::string what = "head '" + h.name + "'";
+    if (!lower_identifier(h.name))
+      fail(source, "head name '" + h.name + "' must be a lower-case identifier");
+    if (h.num_classes < 1)
+      fail(source, what + " needs num_classes >= 1, got " + std::to_string(h.num_classes));
+    if (h.num_classes > 256)
+      fail(source, what + " has " + std::to_string(h.num_classes) +
+                       " classes; this runtime writes uint8 label maps and supports at most 256");
+    if (k == 0 && h.num_classes != meta.num_classes)
+      fail(source, "the first head '" + h.name + "' has " + std::to_string(h.num_classes) +
+                       " classes but num_classes is " + std::to_string(meta.num_classes) +
+                       "; they are the same head");
+    if (static_cast<int>(h.class_names.size()) != h.num_classes)
+      fail(source, what + " has " + std::to_string(h.class_names.size()) + " class names for " +
+                       std::to_string(h.num_classes) + " classes");
+    if (static_cast<int>(h.palette.size()) < h.num_classes)
+      fail(source, what + " has " + std::to_string(h.palette.size()) + " colours for " +
+                       std::to_string(h.num_classes) + " classes");
+    if (h.scores_output != "scores_" + h.name || h.labels_output != "labels_" + h.name)
+      fail(source, what + " has outputs '" + h.scores_output + "' / '" + h.labels_output +
+                       "'; a multi-head net's are scores_<head> / labels_<head>");
+  }
 }
 
 }  // namespace
@@ -139,6 +336,75 @@ void ModelMeta::validate(const std::string& source) const {
   const std::vector<const char*> kinds = {"scores", "labels", "both"};
   if (std::find(kinds.begin(), kinds.end(), outputs) == kinds.end())
     fail(source, "outputs must be one of " + join(kinds) + ", got '" + outputs + "'");
+  validate_inputs(*this, source);
+  validate_heads(*this, source);
+}
+
+std::vector<InputSpec> ModelMeta::input_specs() const {
+  if (!inputs.empty()) return inputs;
+  InputSpec image;
+  image.name = kDefaultInput;
+  image.channels = 3;
+  image.mean.assign(mean.begin(), mean.end());
+  image.channel_order = channel_order;
+  image.encoding = "image";
+  return {image};
+}
+
+std::vector<std::string> ModelMeta::input_names() const {
+  std::vector<std::string> out;
+  for (const InputSpec& s : input_specs()) out.push_back(s.name);
+  return out;
+}
+
+std::vector<HeadSpec> ModelMeta::head_specs() const {
+  if (!heads.empty()) return heads;
+  HeadSpec head;
+  head.name = kSingleHead;
+  head.num_classes = num_classes;
+  head.class_names = class_names;
+  head.palette = palette;
+  return {head};
+}
+
+std::vector<std::string> ModelMeta::output_names(const std::string& kind) const {
+  const std::string k = kind.empty() ? outputs : kind;
+  std::vector<std::string> out;
+  const std::vector<HeadSpec> all = head_specs();
+  if (k == "scores" || k == "both")
+    for (const HeadSpec& h : all) out.push_back(h.scores_output);
+  if (k == "labels" || k == "both")
+    for (const HeadSpec& h : all) out.push_back(h.labels_output);
+  return out;
+}
+
+ModelMeta ModelMeta::for_head(const std::string& head) const {
+  for (const HeadSpec& h : head_specs()) {
+    if (h.name != head) continue;
+    ModelMeta out = *this;
+    out.num_classes = h.num_classes;
+    out.class_names = h.class_names;
+    out.palette = h.palette;
+    return out;
+  }
+  std::string names;
+  for (const HeadSpec& h : head_specs()) names += (names.empty() ? "" : ", ") + h.name;
+  throw Error("no head '" + head + "' in the model's metadata; its heads are " + names);
+}
+
+std::vector<std::array<int, 3>> voc_palette(int num_colors) {
+  std::vector<std::array<int, 3>> out;
+  for (int i = 0; i < num_colors; ++i) {
+    int r = 0, g = 0, b = 0, c = i;
+    for (int j = 0; j < 8; ++j) {
+      r |= ((c >> 0) & 1) << (7 - j);
+      g |= ((c >> 1) & 1) << (7 - j);
+      b |= ((c >> 2) & 1) << (7 - j);
+      c >>= 3;
+    }
+    out.push_back({r, g, b});
+  }
+  return out;
 }
 
 ModelMeta ModelMeta::from_json(const std::string& json_text, const std::string& source) {

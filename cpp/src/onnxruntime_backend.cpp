@@ -14,8 +14,6 @@
 namespace fcn::detail {
 namespace {
 
-const char* kInput = "image";
-
 void init_api() {
   static const OrtApi* api = [] {
     const OrtApiBase* base = OrtGetApiBase();
@@ -141,43 +139,62 @@ class OnnxRuntimeBackend final : public Backend {
   std::string describe() const override {
     std::string outs;
     for (const auto& o : outputs_) outs += (outs.empty() ? "" : ", ") + o.describe();
-    return input_.describe() + " -> " + outs;
+    std::string ins;
+    for (const auto& i : inputs_) ins += (ins.empty() ? "" : ", ") + i.describe();
+    return ins + " -> " + outs;
   }
 
   std::string int8_kernels() const override { return int8_.description; }
 
-  bool has_scores() const override { return scores_index_ >= 0; }
-  bool has_labels() const override { return labels_index_ >= 0; }
-
-  int64_t max_batch(int64_t height, int64_t width) const override {
-    const auto& s = input_.shape;
-    if ((s[2] >= 0 && s[2] != height) || (s[3] >= 0 && s[3] != width))
-      throw Error(path_ + ": an image of " + std::to_string(height) + "x" + std::to_string(width) +
-                  " does not fit the network's input " + input_.describe() +
-                  "; resize it or export the model with dynamic height and width");
-    return s[0] > 0 ? s[0] : 0;
+  bool has_output(const std::string& name) const override {
+    return std::any_of(outputs_.begin(), outputs_.end(),
+                       [&](const TensorInfo& o) { return o.name == name; });
   }
 
-  void run(const float* input, const std::array<int64_t, 4>& shape, bool want_scores,
-           bool want_labels, Outputs& out) override {
-    const size_t count = static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]);
-    std::vector<const char*> names;
-    if (want_scores) names.push_back(outputs_[scores_index_].name.c_str());
-    if (want_labels) names.push_back(outputs_[labels_index_].name.c_str());
+  int64_t max_batch(int64_t height, int64_t width) const override {
+    int64_t batch = 0;
+    for (const TensorInfo& input : inputs_) {
+      const auto& s = input.shape;
+      if ((s[2] >= 0 && s[2] != height) || (s[3] >= 0 && s[3] != width))
+        throw Error(path_ + ": an image of " + std::to_string(height) + "x" + std::to_string(width) +
+                    " does not fit the network's input " + input.describe() +
+                    "; resize it or export the model with dynamic height and width");
+      if (s[0] > 0) batch = batch > 0 ? std::min(batch, s[0]) : s[0];
+    }
+    return batch;
+  }
+
+  void run(const std::vector<InputTensor>& inputs, const std::vector<std::string>& outputs,
+           Outputs& out) override {
+    std::vector<const char*> input_names, output_names;
+    for (const TensorInfo& i : inputs_) input_names.push_back(i.name.c_str());
+    for (const std::string& o : outputs) output_names.push_back(o.c_str());
     std::vector<Ort::Value> results;
     try {
-      Ort::Value tensor = Ort::Value::CreateTensor<float>(
-          memory_info_, const_cast<float*>(input), count, shape.data(), shape.size());
-      const char* input_names[] = {kInput};
-      results = session_.Run(Ort::RunOptions{nullptr}, input_names, &tensor, 1, names.data(),
-                             names.size());
+      std::vector<Ort::Value> tensors;
+      for (const InputTensor& t : inputs) {
+        const auto& shape = t.shape;
+        const size_t count = static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]);
+        tensors.push_back(Ort::Value::CreateTensor<float>(
+            memory_info_, const_cast<float*>(t.data), count, shape.data(), shape.size()));
+      }
+      results = session_.Run(Ort::RunOptions{nullptr}, input_names.data(), tensors.data(),
+                             tensors.size(), output_names.data(), output_names.size());
     } catch (const Ort::Exception& e) {
-      throw Error(path_ + ": ONNX Runtime failed on input " + shape_text(shape.data(), 4) + " (" +
-                  e.what() + ")");
+      std::string shapes;
+      for (size_t k = 0; k < inputs.size(); ++k)
+        shapes += (shapes.empty() ? "" : ", ") + std::string(inputs.size() > 1 ? inputs_[k].name + " " : "") +
+                  shape_text(inputs[k].shape.data(), 4);
+      throw Error(path_ + ": ONNX Runtime failed on input " + shapes + " (" + e.what() + ")");
     }
-    size_t k = 0;
-    if (want_scores) copy_scores(results[k++], out);
-    if (want_labels) copy_labels(results[k++], out);
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      const auto& info = *std::find_if(outputs_.begin(), outputs_.end(),
+                                       [&](const TensorInfo& o) { return o.name == outputs[k]; });
+      if (info.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+        copy_scores(outputs[k], results[k], out[outputs[k]]);
+      else
+        copy_labels(outputs[k], results[k], out[outputs[k]]);
+    }
   }
 
  private:
@@ -245,59 +262,45 @@ class OnnxRuntimeBackend final : public Backend {
     for (size_t i = 0; i < session_.GetOutputCount(); ++i)
       outputs_.push_back(tensor_info(session_.GetOutputNameAllocated(i, alloc).get(),
                                      session_.GetOutputTypeInfo(i)));
-    std::string all_inputs;
-    for (const auto& t : inputs) all_inputs += (all_inputs.empty() ? "" : ", ") + t.describe();
-    if (inputs.size() != 1 || inputs[0].name != kInput)
-      throw Error(path_ + ": the network's inputs are " + all_inputs +
-                  "; expected one input 'image' float32 [batch, 3, height, width]");
-    input_ = inputs[0];
-    const auto& s = input_.shape;
-    if (input_.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || s.size() != 4 ||
-        (s[1] >= 0 && s[1] != 3))
-      throw Error(path_ + ": input " + input_.describe() +
-                  " breaks the contract; expected image float32 [batch, 3, height, width]");
-    for (size_t i = 0; i < outputs_.size(); ++i) {
-      const TensorInfo& o = outputs_[i];
-      if (o.name == "scores") {
-        if (o.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || o.shape.size() != 4)
-          throw Error(path_ + ": output " + o.describe() +
-                      " breaks the contract; expected scores float32 [batch, classes, height, width]");
-        scores_index_ = static_cast<int>(i);
-      } else if (o.name == "labels") {
-        const bool int_type = o.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 ||
-                              o.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 ||
-                              o.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-        if (!int_type || o.shape.size() != 3)
-          throw Error(path_ + ": output " + o.describe() +
-                      " breaks the contract; expected labels uint8 [batch, height, width]");
-        labels_index_ = static_cast<int>(i);
-      }
+    std::vector<IoInfo> found;
+    for (const TensorInfo& t : inputs) {
+      IoInfo f{t.name, t.describe()};
+      f.float_4d = t.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && t.shape.size() == 4;
+      f.channels = t.shape.size() == 4 ? t.shape[1] : -1;
+      found.push_back(f);
     }
-    if (scores_index_ < 0 && labels_index_ < 0)
-      throw Error(path_ + ": the network's outputs are " + describe().substr(describe().find("-> ") + 3) +
-                  "; expected 'scores' float32 [batch, classes, height, width] and/or 'labels' "
-                  "uint8 [batch, height, width]");
+    // inputs_ in the metadata's order: the order run() receives them in
+    for (size_t index : check_inputs(path_, meta_, found)) inputs_.push_back(inputs[index]);
+    std::vector<IoInfo> outs;
+    for (const TensorInfo& o : outputs_) {
+      IoInfo f{o.name, o.describe()};
+      f.float_4d = o.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && o.shape.size() == 4;
+      f.int_3d = (o.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 ||
+                  o.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 ||
+                  o.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64) && o.shape.size() == 3;
+      outs.push_back(f);
+    }
+    check_outputs(path_, meta_, outs);
   }
 
-  void copy_scores(const Ort::Value& v, Outputs& out) const {
-    const std::vector<int64_t> shape = v.GetTensorTypeAndShapeInfo().GetShape();
-    FCN_CHECK(shape.size() == 4, path_ + ": output 'scores' is not 4-D");
-    std::copy(shape.begin(), shape.end(), out.scores_shape.begin());
+  void copy_scores(const std::string& name, const Ort::Value& v, OutputTensor& out) const {
+    out.shape = v.GetTensorTypeAndShapeInfo().GetShape();
+    FCN_CHECK(out.shape.size() == 4, path_ + ": output '" + name + "' is not 4-D");
+    const auto& shape = out.shape;
     const float* data = v.GetTensorData<float>();
     out.scores.assign(data, data + shape[0] * shape[1] * shape[2] * shape[3]);
   }
 
-  void copy_labels(const Ort::Value& v, Outputs& out) const {
+  void copy_labels(const std::string& name, const Ort::Value& v, OutputTensor& out) const {
     auto info = v.GetTensorTypeAndShapeInfo();
-    const std::vector<int64_t> shape = info.GetShape();
-    FCN_CHECK(shape.size() == 3, path_ + ": output 'labels' is not 3-D");
-    std::copy(shape.begin(), shape.end(), out.labels_shape.begin());
+    out.shape = info.GetShape();
+    FCN_CHECK(out.shape.size() == 3, path_ + ": output '" + name + "' is not 3-D");
     const size_t n = info.GetElementCount();
     out.labels.resize(n);
     auto narrow = [&](const auto* data) {
       for (size_t i = 0; i < n; ++i) {
         if (data[i] < 0 || data[i] > 255)
-          throw Error(path_ + ": output 'labels' holds " + std::to_string(data[i]) +
+          throw Error(path_ + ": output '" + name + "' holds " + std::to_string(data[i]) +
                       ", outside 0..255");
         out.labels[i] = static_cast<uint8_t>(data[i]);
       }
@@ -320,10 +323,8 @@ class OnnxRuntimeBackend final : public Backend {
   std::vector<std::string> providers_;
   Int8Choice int8_;
   ModelMeta meta_;
-  TensorInfo input_;
+  std::vector<TensorInfo> inputs_;  // in the metadata's input order
   std::vector<TensorInfo> outputs_;
-  int scores_index_ = -1;
-  int labels_index_ = -1;
 };
 
 }  // namespace

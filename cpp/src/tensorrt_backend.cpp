@@ -29,8 +29,6 @@ struct StatusTraits<cudaError_t> {
 
 namespace {
 
-const char* kInput = "image";
-
 // Forwards TensorRT's warnings to stderr and keeps the last error for exception messages.
 class Logger final : public nvinfer1::ILogger {
  public:
@@ -150,12 +148,20 @@ struct IoTensor {
   }
 };
 
+// One optimization profile: per input (in the metadata's order), its min and max shapes.
 struct ProfileRange {
-  std::vector<int64_t> min, max;
-  bool covers(const std::array<int64_t, 4>& s) const {
-    for (size_t i = 0; i < 4; ++i)
-      if (s[i] < min[i] || s[i] > max[i]) return false;
+  std::vector<std::vector<int64_t>> min, max;
+  bool covers(const std::vector<std::array<int64_t, 4>>& shapes) const {
+    for (size_t k = 0; k < shapes.size(); ++k)
+      for (size_t i = 0; i < 4; ++i)
+        if (shapes[k][i] < min[k][i] || shapes[k][i] > max[k][i]) return false;
     return true;
+  }
+  std::string text() const {
+    std::string out;
+    for (size_t k = 0; k < min.size(); ++k)
+      out += (k ? " + " : "") + shape_text(min[k].data(), 4) + ".." + shape_text(max[k].data(), 4);
+    return out;
   }
 };
 
@@ -205,26 +211,29 @@ class TensorRTBackend final : public Backend {
 
   std::string describe() const override {
     std::string profiles;
-    for (const auto& p : profiles_)
-      profiles += (profiles.empty() ? "" : ", ") + shape_text(p.min.data(), 4) + ".." +
-                  shape_text(p.max.data(), 4);
-    std::string outs;
+    for (const auto& p : profiles_) profiles += (profiles.empty() ? "" : ", ") + p.text();
+    std::string ins, outs;
+    for (const auto& i : inputs_) ins += (ins.empty() ? "" : ", ") + i.describe();
     for (const auto& o : outputs_) outs += (outs.empty() ? "" : ", ") + o.describe();
-    return input_.describe() + " (profiles " + profiles + ") -> " + outs;
+    return ins + " (profiles " + profiles + ") -> " + outs;
   }
 
-  bool has_scores() const override { return scores_ >= 0; }
-  bool has_labels() const override { return labels_ >= 0; }
+  bool has_output(const std::string& name) const override { return output(name) != nullptr; }
 
   int64_t max_batch(int64_t height, int64_t width) const override {
     int64_t best = 0;
-    for (const auto& p : profiles_)
-      if (p.min[0] <= 1 && p.covers({p.min[0], 3, height, width})) best = std::max(best, p.max[0]);
+    for (const auto& p : profiles_) {
+      std::vector<std::array<int64_t, 4>> one;
+      int64_t batch = -1;
+      for (size_t k = 0; k < inputs_.size(); ++k) {
+        one.push_back({1, channels_[k], height, width});
+        batch = batch < 0 ? p.max[k][0] : std::min(batch, p.max[k][0]);
+      }
+      if (p.covers(one)) best = std::max(best, batch);
+    }
     if (best == 0) {
       std::string ranges;
-      for (const auto& p : profiles_)
-        ranges += (ranges.empty() ? "" : ", ") + shape_text(p.min.data(), 4) + ".." +
-                  shape_text(p.max.data(), 4);
+      for (const auto& p : profiles_) ranges += (ranges.empty() ? "" : ", ") + p.text();
       throw Error("engine " + path_ + ": an image of " + std::to_string(height) + "x" +
                   std::to_string(width) + " is outside its optimization profiles (" + ranges +
                   "); rebuild it with fcn-build and a profile that covers this size");
@@ -232,21 +241,29 @@ class TensorRTBackend final : public Backend {
     return best;
   }
 
-  void run(const float* input, const std::array<int64_t, 4>& shape, bool want_scores,
-           bool want_labels, Outputs& out) override {
+  void run(const std::vector<InputTensor>& inputs, const std::vector<std::string>& outputs,
+           Outputs& out) override {
     FCN_CHECK(cudaSetDevice(device_id_), "selecting CUDA device " + std::to_string(device_id_));
-    select_profile(shape);
-    nvinfer1::Dims dims{};
-    dims.nbDims = 4;
-    for (int i = 0; i < 4; ++i) dims.d[i] = shape[i];
-    FCN_CHECK(context_->setInputShape(kInput, dims),
-              "engine " + path_ + ": setting input shape " + shape_text(shape.data(), 4) + ": " +
-                  logger_.last_error());
-    const size_t in_bytes = static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]) * sizeof(float);
-    input_.buffer.reserve(in_bytes);
-    FCN_CHECK(cudaMemcpyAsync(input_.buffer.get(), input, in_bytes, cudaMemcpyHostToDevice, stream_->get()),
-              "copying the input to the GPU");
-    FCN_CHECK(context_->setTensorAddress(kInput, input_.buffer.get()), "binding " + std::string(kInput));
+    std::vector<std::array<int64_t, 4>> shapes;
+    for (const InputTensor& t : inputs) shapes.push_back(t.shape);
+    select_profile(shapes);
+    const std::string shape_words = shapes_text(shapes);
+    for (size_t k = 0; k < inputs_.size(); ++k) {
+      IoTensor& in = inputs_[k];
+      const auto& shape = inputs[k].shape;
+      nvinfer1::Dims dims{};
+      dims.nbDims = 4;
+      for (int i = 0; i < 4; ++i) dims.d[i] = shape[i];
+      FCN_CHECK(context_->setInputShape(in.name.c_str(), dims),
+                "engine " + path_ + ": setting input shape " + in.name + " " +
+                    shape_text(shape.data(), 4) + ": " + logger_.last_error());
+      const size_t bytes = static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]) * sizeof(float);
+      in.buffer.reserve(bytes);
+      FCN_CHECK(cudaMemcpyAsync(in.buffer.get(), inputs[k].data, bytes, cudaMemcpyHostToDevice,
+                                stream_->get()),
+                "copying input " + in.name + " to the GPU");
+      FCN_CHECK(context_->setTensorAddress(in.name.c_str(), in.buffer.get()), "binding " + in.name);
+    }
     for (auto& o : outputs_) {  // every output needs an address, wanted or not
       const nvinfer1::Dims d = context_->getTensorShape(o.name.c_str());
       FCN_CHECK(d.nbDims >= 0 && volume(d) >= 0, "engine " + path_ + ": shape of output " + o.name);
@@ -254,120 +271,119 @@ class TensorRTBackend final : public Backend {
       FCN_CHECK(context_->setTensorAddress(o.name.c_str(), o.buffer.get()), "binding " + o.name);
     }
     FCN_CHECK(context_->enqueueV3(stream_->get()),
-              "engine " + path_ + ": enqueueV3 on input " + shape_text(shape.data(), 4) + ": " +
-                  logger_.last_error());
+              "engine " + path_ + ": enqueueV3 on input " + shape_words + ": " + logger_.last_error());
 
-    std::vector<int64_t> host_labels;  // for int32/int64 labels
-    std::vector<int32_t> host_labels32;
-    if (want_scores) {
-      const IoTensor& o = outputs_[scores_];
+    // Host staging for integer labels wider than uint8, narrowed after the stream syncs.
+    std::vector<std::pair<std::string, std::vector<int64_t>>> wide64;
+    std::vector<std::pair<std::string, std::vector<int32_t>>> wide32;
+    wide64.reserve(outputs.size());
+    wide32.reserve(outputs.size());
+    for (const std::string& name : outputs) {
+      const IoTensor& o = *output(name);
+      OutputTensor& result = out[name];
       const nvinfer1::Dims d = context_->getTensorShape(o.name.c_str());
-      FCN_CHECK(d.nbDims == 4, "engine " + path_ + ": output 'scores' is not 4-D");
-      for (int i = 0; i < 4; ++i) out.scores_shape[i] = d.d[i];
-      out.scores.resize(static_cast<size_t>(volume(d)));
-      FCN_CHECK(cudaMemcpyAsync(out.scores.data(), o.buffer.get(), out.scores.size() * sizeof(float),
-                                cudaMemcpyDeviceToHost, stream_->get()),
-                "copying 'scores' from the GPU");
-    }
-    nvinfer1::DataType label_type = nvinfer1::DataType::kUINT8;
-    if (want_labels) {
-      const IoTensor& o = outputs_[labels_];
-      label_type = o.type;
-      const nvinfer1::Dims d = context_->getTensorShape(o.name.c_str());
-      FCN_CHECK(d.nbDims == 3, "engine " + path_ + ": output 'labels' is not 3-D");
-      for (int i = 0; i < 3; ++i) out.labels_shape[i] = d.d[i];
+      result.shape = to_vector(d);
       const auto n = static_cast<size_t>(volume(d));
-      out.labels.resize(n);
-      void* dst = out.labels.data();
-      if (o.type == nvinfer1::DataType::kINT64) {
-        host_labels.resize(n);
-        dst = host_labels.data();
-      } else if (o.type == nvinfer1::DataType::kINT32) {
-        host_labels32.resize(n);
-        dst = host_labels32.data();
+      void* dst = nullptr;
+      if (o.type == nvinfer1::DataType::kFLOAT) {
+        FCN_CHECK(d.nbDims == 4, "engine " + path_ + ": output '" + name + "' is not 4-D");
+        result.scores.resize(n);
+        dst = result.scores.data();
+      } else {
+        FCN_CHECK(d.nbDims == 3, "engine " + path_ + ": output '" + name + "' is not 3-D");
+        result.labels.resize(n);
+        dst = result.labels.data();
+        if (o.type == nvinfer1::DataType::kINT64) {
+          wide64.emplace_back(name, std::vector<int64_t>(n));
+          dst = wide64.back().second.data();
+        } else if (o.type == nvinfer1::DataType::kINT32) {
+          wide32.emplace_back(name, std::vector<int32_t>(n));
+          dst = wide32.back().second.data();
+        }
       }
-      FCN_CHECK(cudaMemcpyAsync(dst, o.buffer.get(), n * element_size(o.type), cudaMemcpyDeviceToHost,
-                                stream_->get()),
-                "copying 'labels' from the GPU");
+      FCN_CHECK(cudaMemcpyAsync(dst, o.buffer.get(), n * element_size(o.type),
+                                cudaMemcpyDeviceToHost, stream_->get()),
+                "copying '" + name + "' from the GPU");
     }
     FCN_CHECK(cudaStreamSynchronize(stream_->get()), "engine " + path_ + ": running on the GPU");
-    if (want_labels && label_type != nvinfer1::DataType::kUINT8) {
-      auto narrow = [&](const auto& src) {
-        for (size_t i = 0; i < src.size(); ++i) {
-          if (src[i] < 0 || src[i] > 255)
-            throw Error("engine " + path_ + ": output 'labels' holds " + std::to_string(src[i]) +
-                        ", outside 0..255");
-          out.labels[i] = static_cast<uint8_t>(src[i]);
-        }
-      };
-      if (label_type == nvinfer1::DataType::kINT64)
-        narrow(host_labels);
-      else
-        narrow(host_labels32);
-    }
+    auto narrow = [&](const std::string& name, const auto& src) {
+      std::vector<uint8_t>& labels = out[name].labels;
+      for (size_t i = 0; i < src.size(); ++i) {
+        if (src[i] < 0 || src[i] > 255)
+          throw Error("engine " + path_ + ": output '" + name + "' holds " +
+                      std::to_string(src[i]) + ", outside 0..255");
+        labels[i] = static_cast<uint8_t>(src[i]);
+      }
+    };
+    for (const auto& [name, values] : wide64) narrow(name, values);
+    for (const auto& [name, values] : wide32) narrow(name, values);
   }
 
  private:
+  const IoTensor* output(const std::string& name) const {
+    for (const IoTensor& o : outputs_)
+      if (o.name == name) return &o;
+    return nullptr;
+  }
+
+  static std::string shapes_text(const std::vector<std::array<int64_t, 4>>& shapes) {
+    std::string out;
+    for (const auto& s : shapes) out += (out.empty() ? "" : " + ") + shape_text(s.data(), 4);
+    return out;
+  }
+
   void read_io() {
-    bool found_input = false;
-    std::string inputs;
+    std::vector<IoTensor> inputs;
+    std::vector<IoInfo> found, outs;
     for (int32_t i = 0; i < engine_->getNbIOTensors(); ++i) {
       const char* name = engine_->getIOTensorName(i);
       IoTensor t;
       t.name = name;
       t.type = engine_->getTensorDataType(name);
       t.shape = to_vector(engine_->getTensorShape(name));
+      IoInfo info{t.name, t.describe()};
+      info.float_4d = t.type == nvinfer1::DataType::kFLOAT && t.shape.size() == 4;
+      info.int_3d = (t.type == nvinfer1::DataType::kUINT8 || t.type == nvinfer1::DataType::kINT32 ||
+                     t.type == nvinfer1::DataType::kINT64) && t.shape.size() == 3;
       if (engine_->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT) {
-        inputs += (inputs.empty() ? "" : ", ") + t.describe();
-        if (t.name != kInput) continue;
-        found_input = true;
-        input_ = std::move(t);
+        info.channels = t.shape.size() == 4 ? t.shape[1] : -1;
+        found.push_back(info);
+        inputs.push_back(std::move(t));
       } else {
         if (element_size(t.type) == 0)
           throw Error("engine " + path_ + ": output " + t.describe() + " has an unsupported type");
+        outs.push_back(info);
         outputs_.push_back(std::move(t));
       }
     }
-    if (!found_input || inputs.find(", ") != std::string::npos)
-      throw Error("engine " + path_ + ": the network's inputs are " + inputs +
-                  "; expected one input 'image' float32 [batch, 3, height, width]");
-    if (input_.type != nvinfer1::DataType::kFLOAT || input_.shape.size() != 4)
-      throw Error("engine " + path_ + ": input " + input_.describe() +
-                  " breaks the contract; expected image float32 [batch, 3, height, width]");
-    for (size_t i = 0; i < outputs_.size(); ++i) {
-      const IoTensor& o = outputs_[i];
-      if (o.name == "scores") {
-        if (o.type != nvinfer1::DataType::kFLOAT || o.shape.size() != 4)
-          throw Error("engine " + path_ + ": output " + o.describe() +
-                      " breaks the contract; expected scores float32 [batch, classes, height, width]");
-        scores_ = static_cast<int>(i);
-      } else if (o.name == "labels") {
-        const bool int_type = o.type == nvinfer1::DataType::kUINT8 ||
-                              o.type == nvinfer1::DataType::kINT32 ||
-                              o.type == nvinfer1::DataType::kINT64;
-        if (!int_type || o.shape.size() != 3)
-          throw Error("engine " + path_ + ": output " + o.describe() +
-                      " breaks the contract; expected labels uint8 [batch, height, width]");
-        labels_ = static_cast<int>(i);
-      }
-    }
-    if (scores_ < 0 && labels_ < 0)
-      throw Error("engine " + path_ + ": no 'scores' or 'labels' output (" + describe() + ")");
+    // inputs_ in the metadata's order: the order run() receives them in
+    for (size_t index : check_inputs("engine " + path_, meta_, found))
+      inputs_.push_back(std::move(inputs[index]));
+    for (const InputSpec& spec : meta_.input_specs()) channels_.push_back(spec.channels);
+    check_outputs("engine " + path_, meta_, outs);
     for (int32_t p = 0; p < engine_->getNbOptimizationProfiles(); ++p) {
       ProfileRange r;
-      r.min = to_vector(engine_->getProfileShape(kInput, p, nvinfer1::OptProfileSelector::kMIN));
-      r.max = to_vector(engine_->getProfileShape(kInput, p, nvinfer1::OptProfileSelector::kMAX));
-      if (r.min.size() == 4 && r.max.size() == 4) profiles_.push_back(r);
+      for (const IoTensor& in : inputs_) {
+        r.min.push_back(to_vector(engine_->getProfileShape(in.name.c_str(), p, nvinfer1::OptProfileSelector::kMIN)));
+        r.max.push_back(to_vector(engine_->getProfileShape(in.name.c_str(), p, nvinfer1::OptProfileSelector::kMAX)));
+        if (r.min.back().size() != 4 || r.max.back().size() != 4) break;
+      }
+      if (r.max.size() == inputs_.size() && r.max.back().size() == 4 && r.min.back().size() == 4)
+        profiles_.push_back(r);
     }
     if (profiles_.empty()) {  // a static engine: its one shape
-      ProfileRange r{input_.shape, input_.shape};
+      ProfileRange r;
+      for (const IoTensor& in : inputs_) {
+        r.min.push_back(in.shape);
+        r.max.push_back(in.shape);
+      }
       profiles_.push_back(r);
     }
   }
 
-  void select_profile(const std::array<int64_t, 4>& shape) {
+  void select_profile(const std::vector<std::array<int64_t, 4>>& shapes) {
     for (size_t p = 0; p < profiles_.size(); ++p) {
-      if (!profiles_[p].covers(shape)) continue;
+      if (!profiles_[p].covers(shapes)) continue;
       if (static_cast<int32_t>(p) != context_->getOptimizationProfile()) {
         FCN_CHECK(context_->setOptimizationProfileAsync(static_cast<int32_t>(p), stream_->get()),
                   "engine " + path_ + ": selecting optimization profile " + std::to_string(p) +
@@ -375,8 +391,8 @@ class TensorRTBackend final : public Backend {
       }
       return;
     }
-    max_batch(shape[2], shape[3]);  // throws naming the profiles when the size is not covered
-    throw Error("engine " + path_ + ": batch " + std::to_string(shape[0]) +
+    max_batch(shapes[0][2], shapes[0][3]);  // throws naming the profiles when the size is not covered
+    throw Error("engine " + path_ + ": batch " + std::to_string(shapes[0][0]) +
                 " is outside its optimization profiles (" + describe() + ")");
   }
 
@@ -391,11 +407,10 @@ class TensorRTBackend final : public Backend {
   std::unique_ptr<nvinfer1::ICudaEngine> engine_;
   std::unique_ptr<nvinfer1::IExecutionContext> context_;
   std::unique_ptr<CudaStream> stream_;
-  IoTensor input_;
+  std::vector<IoTensor> inputs_;  // in the metadata's input order
+  std::vector<int64_t> channels_;  // per input
   std::vector<IoTensor> outputs_;
   std::vector<ProfileRange> profiles_;
-  int scores_ = -1;
-  int labels_ = -1;
 };
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Writes tiny ONNX models for the C++ tests (protobuf wire format by hand, no dependencies):
 // image -> Conv 1x1 (C x 3 weights, bias) -> "scores" [-> ArgMax -> Cast uint8 -> "labels"],
 // with fcn-deploy metadata in metadata_props. Lets the tests hand-compute every label.
+// Multi-input / multi-head models: the inputs concatenated along channels, one 1x1 Conv per
+// head (scores_<head> [-> labels_<head>]).
 #pragma once
 
 #include <cstdint>
@@ -96,7 +98,17 @@ inline Proto int_attribute(const std::string& name, int64_t v) {
   return a;
 }
 
+/// One head of a multi-head (or multi-input) model: a 1x1 conv over all input channels.
+struct HeadDef {
+  std::string scores_name, labels_name;
+  int classes = 0;
+  std::vector<float> weight;  // classes x (all input channels), row-major
+  std::vector<float> bias;    // classes
+};
+
 struct ModelSpec {
+  std::vector<std::pair<std::string, int>> inputs;  // (name, channels); empty: input_name, 3
+  std::vector<HeadDef> heads;                        // empty: one head, the fields below
   int classes = 3;
   std::vector<float> weight;  // classes x 3, row-major
   std::vector<float> bias;    // classes
@@ -144,7 +156,11 @@ struct ModelSpec {
   }
 };
 
+inline std::string make_multi_onnx(const ModelSpec& s);
+inline std::string model_bytes(const Proto& graph, const std::map<std::string, std::string>& props);
+
 inline std::string make_onnx(const ModelSpec& s) {
+  if (!s.inputs.empty() || !s.heads.empty()) return make_multi_onnx(s);
   const int64_t c = s.classes;
   Proto graph;
   const std::string scores = s.scores ? s.scores_name : "raw_scores";
@@ -162,6 +178,10 @@ inline std::string make_onnx(const ModelSpec& s) {
     graph.message(12, value_info(scores, kFloat, {-1, c, -1, -1}, {"batch", "", "height", "width"}));
   if (s.labels) graph.message(12, value_info("labels", kUint8, {-1, -1, -1}, {"batch", "height", "width"}));
 
+  return model_bytes(graph, s.props);
+}
+
+inline std::string model_bytes(const Proto& graph, const std::map<std::string, std::string>& props) {
   Proto model;
   model.varint_field(1, 8);  // ir_version
   model.bytes_field(2, "fcn_cpp_tests");
@@ -169,12 +189,53 @@ inline std::string make_onnx(const ModelSpec& s) {
   Proto opset;
   opset.bytes_field(1, "").varint_field(2, 17);
   model.message(8, opset);
-  for (const auto& [k, v] : s.props) {
+  for (const auto& [k, v] : props) {
     Proto entry;
     entry.bytes_field(1, k).bytes_field(2, v);
     model.message(14, entry);
   }
   return model.str();
+}
+
+inline std::string make_multi_onnx(const ModelSpec& s) {
+  const std::vector<std::pair<std::string, int>> inputs =
+      s.inputs.empty() ? std::vector<std::pair<std::string, int>>{{s.input_name, 3}} : s.inputs;
+  std::vector<HeadDef> heads = s.heads;
+  if (heads.empty()) heads.push_back({s.scores_name, "labels", s.classes, s.weight, s.bias});
+  int64_t channels = 0;
+  for (const auto& in : inputs) channels += in.second;
+  Proto graph;
+  std::string x = inputs[0].first;
+  if (inputs.size() > 1) {
+    std::vector<std::string> names;
+    for (const auto& in : inputs) names.push_back(in.first);
+    x = "concat";
+    graph.message(1, node("Concat", names, {x}, {int_attribute("axis", 1)}));
+  }
+  for (const HeadDef& h : heads) {
+    graph.message(1, node("Conv", {x, "W_" + h.scores_name, "B_" + h.scores_name}, {h.scores_name}));
+    if (s.labels) {
+      graph.message(1, node("ArgMax", {h.scores_name}, {"argmax_" + h.scores_name},
+                            {int_attribute("axis", 1), int_attribute("keepdims", 0)}));
+      graph.message(1, node("Cast", {"argmax_" + h.scores_name}, {h.labels_name},
+                            {int_attribute("to", kUint8)}));
+    }
+  }
+  graph.bytes_field(2, "fcn_test_multi");
+  for (const HeadDef& h : heads) {
+    graph.message(5, float_tensor("W_" + h.scores_name, {h.classes, channels, 1, 1}, h.weight));
+    graph.message(5, float_tensor("B_" + h.scores_name, {h.classes}, h.bias));
+  }
+  for (const auto& in : inputs)
+    graph.message(11, value_info(in.first, kFloat, {-1, in.second, -1, -1},
+                                 {"batch", "", "height", "width"}));
+  for (const HeadDef& h : heads)
+    graph.message(12, value_info(h.scores_name, kFloat, {-1, h.classes, -1, -1},
+                                 {"batch", "", "height", "width"}));
+  if (s.labels)
+    for (const HeadDef& h : heads)
+      graph.message(12, value_info(h.labels_name, kUint8, {-1, -1, -1}, {"batch", "height", "width"}));
+  return model_bytes(graph, s.props);
 }
 
 inline void write_file(const std::string& path, const std::string& bytes) {

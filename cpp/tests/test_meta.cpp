@@ -165,3 +165,132 @@ TEST(meta, tiling_geometry_and_plan) {
   CHECK_THROWS(fcn::tile_for_pixels(1000, m.tiling), "at least 252004 pixels");
   CHECK_THROWS(fcn::plan_axis(10, 0, m.tiling), "tile size must be a positive number");
 }
+
+// "inputs" / "heads": completed from the names alone as fcn_deploy/meta.py does (image: the net's
+// mean and order; hha: NYUDv2's HHA mean, RGB; depth: log_depth, mean 7.844), with per-head
+// output names; absent or [] means one input "image" and one head "score".
+TEST(meta, inputs_and_heads_are_completed_like_python) {
+  const fcn::ModelMeta single = fcn::ModelMeta::from_json(kDict, "m");
+  CHECK(single.inputs.empty());
+  CHECK(single.heads.empty());
+  CHECK(!single.multi_head());
+  const std::vector<fcn::InputSpec> single_inputs = single.input_specs();
+  CHECK_EQ(single_inputs.size(), size_t{1});
+  CHECK_EQ(single_inputs[0].name, std::string("image"));
+  CHECK_EQ(single_inputs[0].mean.at(2), 122.67891434);
+  CHECK_EQ(single_inputs[0].encoding, std::string("image"));
+  const std::vector<fcn::HeadSpec> single_heads = single.head_specs();
+  CHECK_EQ(single_heads.size(), size_t{1});
+  CHECK_EQ(single_heads[0].name, std::string("score"));
+  CHECK_EQ(single_heads[0].scores_output, std::string("scores"));
+  CHECK(single.output_names() == (std::vector<std::string>{"scores", "labels"}));  // "both"
+  CHECK(fcn::ModelMeta::from_json(with("extra", "{}, \"inputs\": [], \"heads\": []"), "m")
+            .input_names() == std::vector<std::string>{"image"});
+
+  const fcn::ModelMeta m = fcn::ModelMeta::from_json(
+      with("extra", R"({}, "inputs": [{"name": "image", "channels": 3}, {"name": "hha", "channels": 3},
+                                     {"name": "depth", "channels": 1}],
+                      "heads": [{"name": "sem", "num_classes": 3}, {"name": "geo", "num_classes": 2}])"),
+      "m");
+  CHECK(m.input_names() == (std::vector<std::string>{"image", "hha", "depth"}));
+  const std::vector<fcn::InputSpec> in = m.input_specs();
+  CHECK_EQ(in[0].mean.at(0), 104.00698793);
+  CHECK_EQ(in[0].channel_order, std::string("BGR"));
+  CHECK(in[1].mean == (std::vector<double>{118.477, 94.076, 132.431}));
+  CHECK_EQ(in[1].channel_order, std::string("RGB"));
+  CHECK_EQ(in[1].encoding, std::string("image"));
+  CHECK(in[2].mean == std::vector<double>{7.844});
+  CHECK_EQ(in[2].encoding, std::string("log_depth"));
+  CHECK_EQ(in[2].channels, 1);
+  CHECK(m.multi_head());
+  const std::vector<fcn::HeadSpec> heads = m.head_specs();
+  CHECK_EQ(heads[0].class_names.at(2), std::string("dog"));  // the first head is num_classes'
+  CHECK_EQ(heads[0].palette.at(1)[0], 128);
+  CHECK(heads[1].class_names == (std::vector<std::string>{"class_0", "class_1"}));
+  CHECK(heads[1].palette == (std::vector<std::array<int, 3>>{{0, 0, 0}, {128, 0, 0}}));
+  CHECK_EQ(heads[1].scores_output, std::string("scores_geo"));
+  CHECK_EQ(heads[1].labels_output, std::string("labels_geo"));
+  CHECK(m.output_names() ==
+        (std::vector<std::string>{"scores_sem", "scores_geo", "labels_sem", "labels_geo"}));
+  CHECK(m.output_names("labels") == (std::vector<std::string>{"labels_sem", "labels_geo"}));
+  const fcn::ModelMeta geo = m.for_head("geo");
+  CHECK_EQ(geo.num_classes, 2);
+  CHECK_EQ(geo.class_names.at(1), std::string("class_1"));
+  CHECK_THROWS(m.for_head("depth"), "no head 'depth' in the model's metadata; its heads are sem, geo");
+  const std::vector<std::array<int, 3>> voc = fcn::voc_palette(256);
+  CHECK_EQ(voc.at(255)[0], 224);  // VOC's ignore colour is entry 255
+  CHECK_EQ(voc.at(255)[2], 192);
+
+  // Given values win over the defaults; ONNX metadata_props carry them as JSON.
+  auto props = fcn_test::ModelSpec::metadata(2, "BGR", "[1, 2, 3]");
+  props["fcn.inputs"] = R"([{"name": "hha", "channels": 3, "mean": [1, 2, 3], "channel_order": "BGR"}])";
+  props["fcn.heads"] = R"([{"name": "a", "num_classes": 2}, {"name": "b", "num_classes": 1,
+                           "class_names": ["wall"], "palette": [[9, 8, 7]]}])";
+  const fcn::ModelMeta p = fcn::ModelMeta::from_onnx_props(props, "x.onnx");
+  CHECK(p.inputs.at(0).mean == (std::vector<double>{1, 2, 3}));
+  CHECK_EQ(p.inputs.at(0).channel_order, std::string("BGR"));
+  CHECK_EQ(p.heads.at(1).class_names.at(0), std::string("wall"));
+  CHECK_EQ(p.heads.at(1).palette.at(0)[2], 7);
+
+  // Checkpoints of 0.x kept them in "extra" (ModelMeta.from_dict moves them).
+  const fcn::ModelMeta old = fcn::ModelMeta::from_json(
+      with("extra", R"({"inputs": [{"name": "hha", "channels": 3}]})"), "old");
+  CHECK(old.input_names() == std::vector<std::string>{"hha"});
+}
+
+TEST(meta, inputs_and_heads_errors_are_python_s) {
+  auto inputs = [](const std::string& list) {
+    return fcn::ModelMeta::from_json(with("extra", "{}, \"inputs\": " + list), "m");
+  };
+  auto heads = [](const std::string& list) {
+    return fcn::ModelMeta::from_json(with("extra", "{}, \"heads\": " + list), "m");
+  };
+  CHECK_THROWS(inputs(R"([{"name": "hha", "channels": 3}, {"name": "hha", "channels": 3}])"),
+               "m: metadata input names must be unique, got ['hha', 'hha']");
+  CHECK_THROWS(inputs(R"([{"name": "HHA", "channels": 3}])"),
+               "input name 'HHA' must be a lower-case identifier (image, hha, depth)");
+  CHECK_THROWS(inputs(R"([{"channels": 3}])"), "input name null must be a lower-case identifier");
+  CHECK_THROWS(inputs(R"([{"name": "hha"}])"), "input 'hha' needs channels >= 1, got null");
+  CHECK_THROWS(inputs(R"([{"name": "hha", "channels": 0}])"), "input 'hha' needs channels >= 1, got 0");
+  CHECK_THROWS(inputs(R"([{"name": "hha", "channels": 3, "encoding": "jpeg"}])"),
+               "input 'hha' has encoding 'jpeg'; expected one of image, log_depth");
+  CHECK_THROWS(inputs(R"([{"name": "depth", "channels": 3}])"),
+               "input 'depth' (log_depth) has 3 channels; that encoding makes 1");
+  CHECK_THROWS(inputs(R"([{"name": "ir", "channels": 3}])"),  // unknown modality: no mean
+               "input 'ir' needs 3 mean value(s), got 0");
+  CHECK_THROWS(inputs(R"([{"name": "ir", "channels": 3, "mean": [1, 2, 3], "channel_order": "GBR"}])"),
+               "input 'ir' channel_order must be BGR or RGB, got 'GBR'");
+  CHECK_THROWS(inputs("{}"), "field 'inputs' must be a list of objects");
+
+  CHECK_THROWS(heads(R"([{"name": "sem", "num_classes": 3}])"),
+               "heads lists the heads of a multi-head net (two or more, unique names), got ['sem']");
+  CHECK_THROWS(heads(R"([{"name": "a", "num_classes": 3}, {"name": "a", "num_classes": 3}])"),
+               "(two or more, unique names), got ['a', 'a']");
+  CHECK_THROWS(heads(R"([{"name": "sem", "num_classes": 4}, {"name": "geo", "num_classes": 3}])"),
+               "the first head 'sem' has 4 classes but num_classes is 3; they are the same head");
+  CHECK_THROWS(heads(R"([{"name": "sem", "num_classes": 3}, {"name": "geo"}])"),
+               "head 'geo' needs num_classes >= 1, got null");
+  CHECK_THROWS(heads(R"([{"name": "sem", "num_classes": 3}, {"name": "geo", "num_classes": 0}])"),
+               "head 'geo' needs num_classes >= 1, got 0");
+  CHECK_THROWS(heads(R"([{"name": "sem", "num_classes": 3}, {"name": "Geo", "num_classes": 3}])"),
+               "head name 'Geo' must be a lower-case identifier");
+  CHECK_THROWS(heads(R"([{"name": "sem", "num_classes": 3},
+                         {"name": "geo", "num_classes": 2, "class_names": ["sky"]}])"),
+               "head 'geo' has 1 class names for 2 classes");
+  CHECK_THROWS(heads(R"([{"name": "sem", "num_classes": 3},
+                         {"name": "geo", "num_classes": 2, "palette": [[1, 2, 3]]}])"),
+               "head 'geo' has 1 colours for 2 classes");
+  CHECK_THROWS(heads(R"([{"name": "sem", "num_classes": 3}, {"name": "geo", "num_classes": 300}])"),
+               "head 'geo' has 300 classes; this runtime writes uint8 label maps");
+}
+
+TEST(meta, plan_sidecar_carries_inputs_and_heads) {
+  const std::string plan = fcn_test::temp_dir() + "/multi.plan";
+  fcn_test::write_file(plan + ".json", R"({"tensorrt_version": "10.16.0", "meta": )" +
+                                           with("extra", R"({}, "inputs": [{"name": "image", "channels": 3},
+                                                 {"name": "depth", "channels": 1}])") + "}");
+  const fcn::ModelMeta m = fcn::read_plan_meta(plan);
+  CHECK(m.input_names() == (std::vector<std::string>{"image", "depth"}));
+  CHECK_EQ(m.inputs.at(1).encoding, std::string("log_depth"));
+  std::filesystem::remove(plan + ".json");
+}

@@ -14,14 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cpp_app import EXE, run_cpp, skip_without_build
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("FCN_CPP_BUILD_DIR", ROOT / "cpp" / "build"))
-EXE = BUILD / "fcn-segment-cpp"
-
-if not BUILD.is_dir():
-    pytest.skip(f"C++ build folder {BUILD} is absent; build it with `bash scripts/build_cpp.sh` "
-                "(scripts/test.sh does this before pytest)", allow_module_level=True)
+skip_without_build()
 
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
@@ -30,14 +25,6 @@ from fcn_deploy.imageio import read_image, read_label  # noqa: E402
 from fcn_deploy.meta import ModelMeta, read_onnx_meta  # noqa: E402
 
 THREADS = 1  # the same intra-op thread count on both sides
-
-
-def run_cpp(*args: str | os.PathLike, check: bool = True) -> subprocess.CompletedProcess:
-    assert EXE.is_file(), f"{BUILD} exists but holds no fcn-segment-cpp; rerun scripts/build_cpp.sh"
-    proc = subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True, timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"fcn-segment-cpp failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def _export(path: Path, *, outputs: str, meta: ModelMeta | None) -> Path:

@@ -11,16 +11,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cpp_app import BUILD, EXE
 
 pytestmark = pytest.mark.tensorrt
-
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("FCN_CPP_BUILD_DIR", ROOT / "cpp" / "build"))
-EXE = BUILD / "fcn-segment-cpp"
 
 
 def cpp_has_tensorrt() -> bool:

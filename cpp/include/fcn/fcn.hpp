@@ -5,5 +5,6 @@
 #include "fcn/error.hpp"
 #include "fcn/image.hpp"
 #include "fcn/meta.hpp"
+#include "fcn/preprocess.hpp"
 #include "fcn/segmenter.hpp"
 #include "fcn/tiling.hpp"

@@ -18,6 +18,11 @@ namespace fcn {
 /// over OpenCV's pixel limit.
 FCN_EXPORT cv::Mat read_image(const std::string& path);
 
+/// Read a one-channel (8- or 16-bit) depth image as CV_32FC1 in the file's units (millimetres
+/// for NYUDv2), like Python's read_depth: decoded unchanged (16 bits kept, unlike read_image).
+/// Throws fcn::Error for a missing or undecodable file and for one with several channels.
+FCN_EXPORT cv::Mat read_depth(const std::string& path);
+
 /// True for a JPEG whose last scan is not followed by an end-of-image marker (a cut-off file);
 /// false for anything that is not a JPEG. The same rule as Python's imageio.jpeg_is_truncated.
 FCN_EXPORT bool jpeg_is_truncated(const std::vector<unsigned char>& data);
@@ -42,6 +47,10 @@ FCN_EXPORT cv::Mat overlay(const cv::Mat& image_bgr, const cv::Mat& labels, cons
 /// temporary name in the same folder and renamed, so a failure leaves no partial file.
 FCN_EXPORT void write_label_png(const std::string& path, const cv::Mat& labels,
                                 const ModelMeta& meta);
+
+/// Write class scores (a 3-D CV_32F Mat {C, H, W}, as predict() returns them) as a NumPy .npy
+/// file of float32 C x H x W, like Python's fcn-segment --scores; atomically.
+FCN_EXPORT void write_scores_npy(const std::string& path, const cv::Mat& scores);
 
 /// Write an image (format from the extension) atomically; throws fcn::Error on failure.
 FCN_EXPORT void write_image(const std::string& path, const cv::Mat& image);

@@ -1,6 +1,7 @@
 // Segmenter: one loaded model (.onnx or TensorRT .plan) that turns BGR images into label maps.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +39,11 @@ FCN_EXPORT BackendKind parse_backend(const std::string& name);
 
 /// The backends compiled into this build, e.g. {"onnxruntime"}.
 FCN_EXPORT std::vector<std::string> available_backends();
+
+/// Mats by name: a multi-input call's inputs (keyed by the network's input names,
+/// ModelMeta::input_names()), or a multi-head result (keyed by head names,
+/// ModelMeta::head_specs()).
+using NamedMats = std::map<std::string, cv::Mat>;
 
 /// Loads a model and segments images at their own size (no resizing), preprocessing from the
 /// model's metadata. Label maps are CV_8U (one class index per pixel) at the image's size; they
@@ -89,6 +95,30 @@ class FCN_EXPORT Segmenter {
   /// The float32 NCHW input the network gets for ``images_bgr`` (same size each): what
   /// predict_batch() feeds, exposed for tests and parity checks.
   std::vector<float> preprocess(const std::vector<cv::Mat>& images_bgr) const;
+
+  // -- several inputs, several heads ---------------------------------------------------------
+  // predict(), predict_tiled(), predict_batch() and preprocess() above are for nets with one
+  // input and one head: the image goes to the net's one input whatever its name (an HHA-only
+  // net's ``hha``). A net with several inputs or heads refuses them, naming predict_heads().
+
+  /// Label maps of every head (CV_8U, the inputs' size) keyed by head name ("score" for a
+  /// single-head net; SIFT Flow's "sem", "geo"), for ``inputs`` keyed by the network's input
+  /// names (ModelMeta::input_names(), e.g. "image" + "hha", or "image" + "depth"). Every input
+  /// is required, none other is accepted, and all need the same height and width. ``image``-
+  /// encoded inputs are images as read (CV_8UC3 BGR; gray, BGRA, 16-bit converted like
+  /// predict()'s); ``log_depth`` inputs are one-channel depth maps in millimetres (CV_16U from
+  /// read_depth(), or CV_32F...). ``scores``, when given, receives every head's scores (3-D
+  /// CV_32F {C, H, W}; the network needs each head's scores output for that). Throws fcn::Error
+  /// naming the input or head for anything else.
+  NamedMats predict_heads(const NamedMats& inputs, NamedMats* scores = nullptr);
+
+  /// predict_heads() on several equally sized input sets, run as batches.
+  std::vector<NamedMats> predict_heads_batch(const std::vector<NamedMats>& inputs,
+                                             std::vector<NamedMats>* scores = nullptr);
+
+  /// predict_heads() computed in tiles of ``tile`` x ``tile`` output pixels, as predict_tiled():
+  /// every input is cut at the same window, every head stitched.
+  NamedMats predict_heads_tiled(const NamedMats& inputs, int tile, NamedMats* scores = nullptr);
 
  private:
   struct Impl;
