@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import signal
 from dataclasses import dataclass, field
@@ -315,3 +316,10 @@ def check_run_files(command: str, *, inputs: Sequence[tuple[str, str | os.PathLi
     for what, path in outputs:
         plan.write(what, path)
     plan.check()
+
+
+def url_scheme(location: str | os.PathLike) -> str | None:
+    """The scheme of a model URL (``triton`` of ``triton://host:8000/fcn8s``); None for a path."""
+    match = re.match(r"^([a-z][a-z0-9+.-]*)://", str(location)) if isinstance(location, str) else None
+    return match.group(1) if match else None
+

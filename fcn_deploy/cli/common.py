@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from fcn_deploy.errors import FCNError
-from fcn_deploy.fileio import defer_interrupt, os_error_reason
-from fcn_deploy.runtime.registry import url_scheme
+from fcn_deploy.fileio import defer_interrupt, os_error_reason, url_scheme
 from fcn_deploy.tiling import DEFAULT_MAX_PIXELS
 
 

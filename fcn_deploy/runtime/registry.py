@@ -8,12 +8,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.fileio import url_scheme  # noqa: F401  (also from here)
 from fcn_deploy.ortsession import available_cores, cap_threads  # noqa: F401  (also from here)
 from fcn_deploy.runtime.base import Runner
 
@@ -91,12 +91,6 @@ def thread_options(backend: str, threads: int | None) -> dict[str, int]:
         return {}
     name = get_backend(backend).threads_option
     return {name: cap_threads(threads)} if name else {}
-
-
-def url_scheme(location: str | os.PathLike) -> str | None:
-    """The scheme of a model URL (``triton`` of ``triton://host:8000/fcn8s``); None for a path."""
-    match = re.match(r"^([a-z][a-z0-9+.-]*)://", str(location)) if isinstance(location, str) else None
-    return match.group(1) if match else None
 
 
 def _scheme_backend(scheme: str) -> BackendSpec:
