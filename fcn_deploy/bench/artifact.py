@@ -199,6 +199,24 @@ def random_images(shape: Sequence[int], *, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
 
 
+def random_inputs(specs: Sequence[Any], shape: Sequence[int], *,
+                  seed: int = 0) -> np.ndarray | dict[str, np.ndarray]:
+    """Random data for every input of a net (``meta.input_specs()``) at ``shape``'s N, H, W, as
+    the datasets hold it: images uint8 N x H x W x C, depth uint16 N x H x W in millimetres
+    (0.5..10 m). A single-input net gets :func:`random_images` itself."""
+    if len(specs) == 1:
+        return random_images(shape, seed=seed)
+    n, _, h, w = shape
+    out = {}
+    for k, spec in enumerate(specs):
+        rng = np.random.default_rng([seed, k])
+        if spec.encoding == "log_depth":
+            out[spec.name] = rng.integers(500, 10000, size=(n, h, w), dtype=np.uint16)
+        else:
+            out[spec.name] = rng.integers(0, 256, size=(n, h, w, spec.channels), dtype=np.uint8)
+    return out
+
+
 @dataclass
 class PipelineTiming:
     """What :func:`time_pipeline` measured. ``cpu_per_wall``: process CPU seconds per wall
@@ -232,9 +250,9 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
     check_counts(warmup=warmup, runs=runs)
     if not pipelines:
         raise ValueError("no pipelines to time")
-    images = random_images(shape, seed=seed)
     n, _, h, w = shape
     names = list(pipelines)
+    inputs = {name: random_inputs(pipelines[name].inputs, shape, seed=seed) for name in names}
     totals: dict[str, list[float]] = {k: [] for k in names}
     computes: dict[str, list[float]] = {k: [] for k in names}
     stage_sums = {k: {s: 0.0 for s in STAGES} for k in names}
@@ -252,7 +270,7 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
     try:
         for name in names:
             for _ in range(warmup):
-                labels[name], _ = pipelines[name].run(images)
+                labels[name], _ = pipelines[name].run(inputs[name])
                 if bar is not None:
                     bar.set_postfix_str(f"warm-up {name}" if len(names) > 1 else "warm-up")
                     bar.update(1)
@@ -261,7 +279,7 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
                 if settle_s:
                     time.sleep(settle_s)
                 cpu0, wall0 = time.process_time(), time.perf_counter()
-                labels[name], times = pipelines[name].run(images)
+                labels[name], times = pipelines[name].run(inputs[name])
                 cpu[name] += time.process_time() - cpu0
                 wall[name] += time.perf_counter() - wall0
                 totals[name].append(sum(times.values()))

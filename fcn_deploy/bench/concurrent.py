@@ -59,7 +59,7 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
                      requests: int, warmup: int = 1, backend: str | None = None,
                      options: dict[str, Any] | None = None, seed: int = 0) -> ConcurrentResult:
     """Time ``requests`` predictions of ``shape`` (NxCxHxW) sent by ``concurrency`` threads."""
-    from fcn_deploy.bench.artifact import random_images
+    from fcn_deploy.bench.artifact import random_inputs
     from fcn_deploy.bench.report import environment
     from fcn_deploy.runtime.registry import default_backend
     from fcn_deploy.runtime.segmenter import Segmenter
@@ -75,9 +75,14 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
     if len(shape) != 4 or shape[1] != 3 or min(shape) < 1:
         raise FCNError(f"shape {'x'.join(map(str, shape))} must be Nx3xHxW with positive sizes")
     backend = backend or default_backend(target)
-    images = random_images(shape, seed=seed)
     segs = [Segmenter.open(target, backend=backend, **(options or {}))
             for _ in range(concurrency)]
+    data = random_inputs(segs[0].input_specs, shape, seed=seed)
+    if isinstance(data, dict):  # a multi-input net: the first positional, the others by name
+        first, *others = segs[0].input_names
+        images, extra = data[first], {name: data[name] for name in others}
+    else:
+        images, extra = data, {}
     latencies: list[float] = []
     errors: list[BaseException] = []
     counter = iter(range(requests))
@@ -87,7 +92,7 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
     def client(seg: Segmenter) -> None:
         try:
             for _ in range(warmup):
-                seg.predict_batch(images)
+                seg.predict_batch(images, **extra)
         except BaseException as exc:  # reported after the barrier, from the main thread
             errors.append(exc)
         start.wait()
@@ -98,7 +103,7 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
                 return
             t0 = time.perf_counter()
             try:
-                seg.predict_batch(images)
+                seg.predict_batch(images, **extra)
             except BaseException as exc:
                 errors.append(exc)
                 return

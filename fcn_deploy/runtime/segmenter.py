@@ -28,6 +28,21 @@ ImageLike = Union[np.ndarray, str, os.PathLike]
 _CHECK_MEMORY_ABOVE_PIXELS = 1 << 22
 
 
+def input_specs_of(runner: Runner) -> list[InputSpec]:
+    """The metadata's inputs, which must be the network's. A single-input artifact whose
+    metadata predates named inputs (an HHA-only net's graph input is ``hha``) feeds its one
+    input by the graph's name."""
+    specs = runner.meta.input_specs()
+    graph = [t.name for t in runner.inputs]
+    if len(specs) == 1 and len(graph) == 1 and graph[0] != specs[0].name:
+        return [dataclasses.replace(specs[0], name=graph[0])]
+    if graph and sorted(graph) != sorted(s.name for s in specs):
+        raise FCNError(f"{runner.path}: the network's inputs are {', '.join(graph)} but its "
+                       f"metadata lists {', '.join(s.name for s in specs)}; the model and "
+                       "its metadata disagree (re-export it from its checkpoint)")
+    return specs
+
+
 class Segmenter:
     """Semantic segmentation with a model.pt, .onnx or .plan.
 
@@ -55,28 +70,13 @@ class Segmenter:
         self.meta: ModelMeta = runner.meta
         self._geometry: TileGeometry | None = None
         self._memory_estimates: dict[tuple[int, ...], int | None] = {}
-        self.input_specs: list[InputSpec] = self._match_inputs(runner)
+        self.input_specs: list[InputSpec] = input_specs_of(runner)
         self.heads: list[HeadSpec] = self.meta.head_specs()
         names = runner.output_names
         for head in self.heads:
             if head.scores_output not in names and head.labels_output not in names:
                 raise FCNError(f"{runner.path}: outputs are {names}; expected "
                                f"{head.scores_output!r} and/or {head.labels_output!r}")
-
-    @staticmethod
-    def _match_inputs(runner: Runner) -> list[InputSpec]:
-        """The metadata's inputs, which must be the network's. A single-input artifact whose
-        metadata predates named inputs (an HHA-only net's graph input is ``hha``) feeds its one
-        input by the graph's name."""
-        specs = runner.meta.input_specs()
-        graph = [t.name for t in runner.inputs]
-        if len(specs) == 1 and len(graph) == 1 and graph[0] != specs[0].name:
-            return [dataclasses.replace(specs[0], name=graph[0])]
-        if graph and sorted(graph) != sorted(s.name for s in specs):
-            raise FCNError(f"{runner.path}: the network's inputs are {', '.join(graph)} but its "
-                           f"metadata lists {', '.join(s.name for s in specs)}; the model and "
-                           "its metadata disagree (re-export it from its checkpoint)")
-        return specs
 
     @classmethod
     def open(cls, path: str | os.PathLike, backend: str | None = None, device: str | None = None,
