@@ -217,6 +217,17 @@ def random_inputs(specs: Sequence[Any], shape: Sequence[int], *,
     return out
 
 
+def segmenter_inputs(seg: Any, shape: Sequence[int], *,
+                     seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`random_inputs` for a Segmenter's ``predict_batch(first, **others)``: the first
+    input's batch and {name: batch} of the others (empty for a single-input net)."""
+    data = random_inputs(seg.input_specs, shape, seed=seed)
+    if not isinstance(data, dict):
+        return data, {}
+    first, *others = seg.input_names
+    return data[first], {name: data[name] for name in others}
+
+
 @dataclass
 class PipelineTiming:
     """What :func:`time_pipeline` measured. ``cpu_per_wall``: process CPU seconds per wall

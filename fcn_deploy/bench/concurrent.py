@@ -59,7 +59,7 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
                      requests: int, warmup: int = 1, backend: str | None = None,
                      options: dict[str, Any] | None = None, seed: int = 0) -> ConcurrentResult:
     """Time ``requests`` predictions of ``shape`` (NxCxHxW) sent by ``concurrency`` threads."""
-    from fcn_deploy.bench.artifact import random_inputs
+    from fcn_deploy.bench.artifact import segmenter_inputs
     from fcn_deploy.bench.report import environment
     from fcn_deploy.runtime.registry import default_backend
     from fcn_deploy.runtime.segmenter import Segmenter
@@ -77,12 +77,7 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
     backend = backend or default_backend(target)
     segs = [Segmenter.open(target, backend=backend, **(options or {}))
             for _ in range(concurrency)]
-    data = random_inputs(segs[0].input_specs, shape, seed=seed)
-    if isinstance(data, dict):  # a multi-input net: the first positional, the others by name
-        first, *others = segs[0].input_names
-        images, extra = data[first], {name: data[name] for name in others}
-    else:
-        images, extra = data, {}
+    images, extra = segmenter_inputs(segs[0], shape, seed=seed)  # every input of the net
     latencies: list[float] = []
     errors: list[BaseException] = []
     counter = iter(range(requests))

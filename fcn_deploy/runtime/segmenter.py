@@ -405,7 +405,10 @@ class Segmenter:
         for i, data in enumerate(items):
             what = f"input {spec.name!r}" + ("" if len(items) == 1 else f" #{i}")
             if isinstance(data, (str, os.PathLike)):
-                data = read_depth(data) if spec.encoding == "log_depth" else read_image(data)
+                try:
+                    data = read_depth(data) if spec.encoding == "log_depth" else read_image(data)
+                except FCNError as exc:
+                    raise FCNError(f"{what}: {exc}") from None
             if not isinstance(data, np.ndarray):
                 raise FCNError(f"{what}: expected a numpy array or a file path "
                                f"({self._expects(spec)}), got {type(data).__name__}")
