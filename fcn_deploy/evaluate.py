@@ -61,7 +61,8 @@ class EvalResult:
 
 @dataclass
 class HeadResult:
-    """The scores of one head after the first of a multi-head net (SIFT Flow's ``geo``)."""
+    """The scores of one head after the first of a multi-head net (SIFT Flow's ``geo``), with
+    the dataset's names of its classes."""
 
     class_names: list[str]
     metrics: Any  # fcn_deploy.metrics.SegMetrics
@@ -341,7 +342,7 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
         results = []
         for k, pred in enumerate(predictors):
             first = matrices[k][pred.heads[0].name]
-            others = {head.name: HeadResult(class_names=list(head.class_names),
+            others = {head.name: HeadResult(class_names=list(data.extra_heads[head.name]),
                                             metrics=matrices[k][head.name].compute(),
                                             confusion=matrices[k][head.name].matrix.copy())
                       for head in pred.heads[1:]}
