@@ -1,8 +1,10 @@
 """The one runner contract every backend implements.
 
 A runner wraps one loaded artifact (model.pt, .onnx or .plan) and runs the network on a batch:
-``infer({"image": nchw_float32}) -> {"scores": ..., "labels": ...}``. It knows nothing about
-images, means or palettes; the :class:`~fcn_deploy.runtime.segmenter.Segmenter` does that on top,
+``infer({"image": nchw_float32}) -> {"scores": ..., "labels": ...}`` (a multi-input net takes
+every input by name, ``{"image": ..., "hha": ...}``; a multi-head net gives ``scores_<head>`` /
+``labels_<head>``, see ``ModelMeta.head_specs()``). It knows nothing about images, means or
+palettes; the :class:`~fcn_deploy.runtime.segmenter.Segmenter` does that on top,
 from the runner's :attr:`Runner.meta`. The Segmenter, fcn-eval and fcn-bench treat every backend
 alike through this interface.
 """
