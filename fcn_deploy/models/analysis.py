@@ -53,19 +53,15 @@ def _default_shape(model: nn.Module) -> tuple[int, int, int, int]:
 
 
 def _run_on_meta(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
-    """Run ``model`` on a meta input with meta stand-ins for its tensors (hooks still fire).
-    ``input_shape`` is the first input's; a multi-input net's other inputs get its N, H, W."""
+    """Run ``model`` on a meta input with meta stand-ins for its tensors (hooks still fire)."""
     from torch.func import functional_call
 
     tensors = {name: torch.empty_like(t, device="meta") for name, t in
                itertools.chain(model.named_parameters(remove_duplicate=False),
                                model.named_buffers(remove_duplicate=False))}
-    shape = _check_shape(input_shape)
-    x = torch.empty(shape, device="meta")
-    others = {name: torch.empty((shape[0], c, *shape[2:]), device="meta") for name, c in
-              list((getattr(model, "input_channels", None) or {}).items())[1:]}
+    x = torch.empty(_check_shape(input_shape), device="meta")
     with torch.no_grad():
-        return functional_call(model, tensors, (x,), others, tie_weights=False, strict=False)
+        return functional_call(model, tensors, (x,), tie_weights=False, strict=False)
 
 
 def _module_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
