@@ -1,8 +1,10 @@
 """The one runner contract every backend implements.
 
 A runner wraps one loaded artifact (model.pt, .onnx or .plan) and runs the network on a batch:
-``infer({"image": nchw_float32}) -> {"scores": ..., "labels": ...}``. It knows nothing about
-images, means or palettes; the :class:`~fcn_deploy.runtime.segmenter.Segmenter` does that on top,
+``infer({"image": nchw_float32}) -> {"scores": ..., "labels": ...}`` (a multi-input net takes
+every input by name, ``{"image": ..., "hha": ...}``; a multi-head net gives ``scores_<head>`` /
+``labels_<head>``, see ``ModelMeta.head_specs()``). It knows nothing about images, means or
+palettes; the :class:`~fcn_deploy.runtime.segmenter.Segmenter` does that on top,
 from the runner's :attr:`Runner.meta`. The Segmenter, fcn-eval and fcn-bench treat every backend
 alike through this interface.
 """
@@ -113,31 +115,38 @@ class Runner:
 
         Labels beyond the class list would be drawn with no palette colour and no name (and
         counted in no class by fcn-eval), so such an artifact is an error at open, as in the C++
-        runtime. Dynamic channel counts are checked on each result instead.
+        runtime. Each head's ``scores`` output is checked against its own classes
+        (``meta.head_specs()``). Dynamic channel counts are checked on each result instead.
         """
         if self.meta is None:
             return
-        for t in self.outputs:
-            if t.name == SCORES and len(t.shape) == 4 and t.shape[1] is not None \
-                    and t.shape[1] != self.meta.num_classes:
-                raise FCNError(f"{self.path}: output 'scores' has {t.shape[1]} channels but the "
-                               f"metadata lists {self.meta.num_classes} classes; the model and "
-                               "its metadata disagree (re-export it from its checkpoint)")
+        shapes = {t.name: t.shape for t in self.outputs}
+        for head in self.meta.head_specs():
+            shape = shapes.get(head.scores_output, ())
+            if len(shape) == 4 and shape[1] is not None and shape[1] != head.num_classes:
+                raise FCNError(self._classes_mismatch(head, f"output {head.scores_output!r} has "
+                                                            f"{shape[1]} channels"))
 
     def _check_result_classes(self, result: Mapping[str, np.ndarray]) -> None:
         if self.meta is None:
             return
-        classes = self.meta.num_classes
-        scores = result.get(SCORES)
-        if scores is not None and scores.ndim == 4 and scores.shape[1] != classes:
-            raise FCNError(f"{self.path}: output 'scores' has {scores.shape[1]} channels but the "
-                           f"metadata lists {classes} classes; the model and its metadata "
-                           "disagree (re-export it from its checkpoint)")
-        labels = result.get(LABELS)
-        if labels is not None and labels.size and int(labels.max()) >= classes:
-            raise FCNError(f"{self.path}: output 'labels' holds class {int(labels.max())} but the "
-                           f"metadata lists {classes} classes (0..{classes - 1}); the model and "
-                           "its metadata disagree (re-export it from its checkpoint)")
+        for head in self.meta.head_specs():
+            classes = head.num_classes
+            scores = result.get(head.scores_output)
+            if scores is not None and scores.ndim == 4 and scores.shape[1] != classes:
+                raise FCNError(self._classes_mismatch(head, f"output {head.scores_output!r} has "
+                                                            f"{scores.shape[1]} channels"))
+            labels = result.get(head.labels_output)
+            if labels is not None and labels.size and int(labels.max()) >= classes:
+                raise FCNError(self._classes_mismatch(
+                    head, f"output {head.labels_output!r} holds class {int(labels.max())}",
+                    f" (0..{classes - 1})"))
+
+    def _classes_mismatch(self, head, what: str, detail: str = "") -> str:
+        where = f" for head {head.name!r}" if self.meta.multi_head else ""
+        return (f"{self.path}: {what} but the metadata lists {head.num_classes} classes{where}"
+                f"{detail}; the model and its metadata disagree (re-export it from its "
+                "checkpoint)")
 
     def activation_bytes(self, shape: Sequence[int]) -> int | None:
         """Estimated memory of one pass on an input of ``shape`` beyond the loaded weights

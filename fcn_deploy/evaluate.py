@@ -7,6 +7,12 @@ the fraction of pixels whose label equals the first (reference) model's and the 
 change: the FP32 vs FP16 vs INT8 report. ``compare_onnx`` is its two-graph view and
 ``export_compared`` runs it for fcn-export ``--eval-dataset`` after the export, so that the export
 stage (one floor down) never evaluates.
+
+Multi-input nets get every input from the dataset's samples (``image`` is the sample's image, any
+other name its ``inputs[name]``: ``synthetic-rgbd``, ``nyud:``); multi-head nets are scored per
+head (the first head against ``Sample.label``, the others against ``Sample.labels[head]``). The
+first head's figures are the headline; the other heads' are in ``EvalResult.heads``, the JSON's
+``heads`` and a per-head table (SIFT Flow: the geometric head's pixel accuracy).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.preprocess import preprocess
 from fcn_deploy.runtime import open_runner
 from fcn_deploy.runtime.registry import default_backend, int8_kernel_options, thread_options
+from fcn_deploy.runtime.segmenter import Segmenter
 
 
 @dataclass
@@ -46,12 +53,31 @@ class EvalResult:
     agreement: float | None = None
     agreement_pixels: int = 0
     int8_kernels: str | None = None
+    #: a multi-head net's heads after the first: {head: HeadResult} (as training's reports)
+    heads: dict[str, "HeadResult"] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "precision": self.precision, "num_images": self.num_images,
-                "seconds": round(self.seconds, 3), "agreement": self.agreement,
-                "agreement_pixels": self.agreement_pixels, "int8_kernels": self.int8_kernels,
-                **self.metrics.as_dict(),
+        out = {"path": self.path, "precision": self.precision, "num_images": self.num_images,
+               "seconds": round(self.seconds, 3), "agreement": self.agreement,
+               "agreement_pixels": self.agreement_pixels, "int8_kernels": self.int8_kernels,
+               **self.metrics.as_dict(),
+               "confusion": self.confusion.tolist()}
+        if self.heads:
+            out["heads"] = {name: head.as_dict() for name, head in self.heads.items()}
+        return out
+
+
+@dataclass
+class HeadResult:
+    """The scores of one head after the first of a multi-head net (SIFT Flow's ``geo``), with
+    the dataset's names of its classes."""
+
+    class_names: list[str]
+    metrics: Any  # fcn_deploy.metrics.SegMetrics
+    confusion: np.ndarray
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"class_names": self.class_names, **self.metrics.as_dict(),
                 "confusion": self.confusion.tolist()}
 
 
@@ -101,6 +127,16 @@ class ComparisonReport:
         int8_paths = sorted({r.int8_kernels for r in self.results if r.int8_kernels})
         if int8_paths:
             lines += ["", f"INT8 on this CPU ({_cpu_line()}): {'; '.join(int8_paths)}."]
+        if any(r.heads for r in self.results):
+            lines += ["", "The other heads (the table above is the first head's), metrics in %:",
+                      "", "| model | head | classes | mean IU | pixel acc. | mean acc. | fw IU |",
+                      "|---|---|---:|---:|---:|---:|---:|"]
+            for name, r in zip(names, self.results):
+                for head, h in r.heads.items():
+                    m = h.metrics
+                    lines.append(f"| {name} | {head} | {len(h.class_names)} | {_pct(m.mean_iu)} "
+                                 f"| {_pct(m.pixel_accuracy)} | {_pct(m.mean_accuracy)} | "
+                                 f"{_pct(m.fw_iu)} |")
         lines += ["", "Per-class IU (%), with the change against the reference:", "",
                   "| class | " + " | ".join(names) + " |",
                   "|---|" + "---:|" * len(names)]
@@ -162,7 +198,7 @@ def _short(path: str, results: Sequence[EvalResult]) -> str:
 
 # -- prediction ---------------------------------------------------------------------------------
 class _Predictor:
-    """Label maps from one artifact through the toolkit's runner (any backend)."""
+    """Label maps (one per head) from one artifact through the Segmenter (any backend)."""
 
     def __init__(self, path: str | os.PathLike, *, backend: str | None, threads: int | None,
                  device: str | None, int8_kernels: str | None = None):
@@ -170,28 +206,60 @@ class _Predictor:
         p = Path(path)
         if not p.is_file():
             raise FCNError(f"model {p} does not exist; expected an .onnx graph or a model.pt")
-        self.runner = _open(p, backend=backend, threads=threads, device=device,
-                            int8_kernels=int8_kernels)
-        self.meta = self.runner.meta
-        kernels = getattr(self.runner, "int8_kernels", None)
+        runner = _open(p, backend=backend, threads=threads, device=device,
+                       int8_kernels=int8_kernels)
+        try:
+            self.segmenter = Segmenter(runner)
+        except BaseException:
+            runner.close()
+            raise
+        self.meta = runner.meta
+        kernels = getattr(runner, "int8_kernels", None)
         self.int8_kernels = (kernels.describe() if kernels is not None
                              and self.meta.precision == "int8" else None)
-        self.input_name = self.runner.inputs[0].name if self.runner.inputs else "image"
-        out_names = [o.name for o in self.runner.outputs]
-        self.output = "labels" if "labels" in out_names else ("scores" if "scores" in out_names
-                                                              else out_names[0])
+        self.heads = self.segmenter.heads
 
-    def predict(self, image_bgr: np.ndarray) -> np.ndarray:
-        x = preprocess(image_bgr, self.meta.mean, channel_order=self.meta.channel_order)[None]
-        out = self.runner.infer({self.input_name: x})[self.output]
-        label = out[0] if self.output == "labels" else np.argmax(out[0], axis=0)
-        if label.shape != image_bgr.shape[:2]:
-            raise FCNError(f"{self.path}: prediction of shape {label.shape} for an image of "
-                           f"{image_bgr.shape[:2]}; expected the input's height and width")
-        return label.astype(np.uint8, copy=False)
+    def check_dataset(self, data: Any, spec: str) -> None:
+        """The net's heads and inputs are the dataset's: the first head has its classes, every
+        other head is one of its heads with as many classes, every input is in its samples."""
+        first, others = self.heads[0], self.heads[1:]
+        if first.num_classes != data.num_classes:
+            raise FCNError(f"{self.path} predicts {first.num_classes} classes but dataset "
+                           f"{spec!r} has {data.num_classes}; expected the same classes")
+        extra_heads = dict(getattr(data, "extra_heads", {}) or {})
+        for head in others:
+            if head.name not in extra_heads:
+                raise FCNError(f"{self.path} has the head {head.name!r} but dataset {spec!r} "
+                               f"labels no such head (its heads: {', '.join(data.heads)}); "
+                               "evaluate it on a dataset with every head (siftflow:, "
+                               "synthetic-twohead)")
+            if len(extra_heads[head.name]) != head.num_classes:
+                raise FCNError(f"{self.path} predicts {head.num_classes} classes for head "
+                               f"{head.name!r} but dataset {spec!r} has "
+                               f"{len(extra_heads[head.name])}; expected the same classes")
+        known = ["image", *getattr(data, "extra_inputs", ())]
+        missing = [name for name in self.segmenter.input_names if name not in known]
+        if missing:
+            raise FCNError(f"{self.path} takes the input(s) {', '.join(missing)} but dataset "
+                           f"{spec!r} has only {', '.join(known)}; evaluate it on a dataset "
+                           "with them (nyud:, synthetic-rgbd)")
+
+    def predict(self, sample: Any) -> dict[str, np.ndarray]:
+        """{head: uint8 HxW labels} of one sample, every input fed from it."""
+        names = self.segmenter.input_names
+        data = [sample.image if name == "image" else sample.inputs[name] for name in names]
+        result = self.segmenter.predict(data[0], **dict(zip(names[1:], data[1:])))
+        if not self.segmenter.multi_head:
+            result = {self.heads[0].name: result}
+        shape = data[0].shape[:2]
+        for head, label in result.items():
+            if label.shape != shape:
+                raise FCNError(f"{self.path}: prediction of shape {label.shape} for an image of "
+                               f"{shape}; expected the input's height and width")
+        return result
 
     def close(self) -> None:
-        self.runner.close()
+        self.segmenter.close()
 
 
 def _open(path: Path, *, backend: str | None, threads: int | None, device: str | None,
@@ -212,7 +280,7 @@ def _open_dataset(dataset: Any, *, seed: int | None, meta=None):
     if isinstance(dataset, str):
         scheme = dataset.partition(":")[0].strip().lower()
         kwargs: dict[str, Any] = {}
-        if seed is not None and scheme == "synthetic":
+        if seed is not None and scheme.startswith("synthetic"):
             kwargs["seed"] = seed
         if meta is not None and scheme == "folder":
             kwargs.update(num_classes=meta.num_classes, class_names=list(meta.class_names),
@@ -241,11 +309,10 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
         if total < 1:
             raise FCNError(f"dataset {spec!r} is empty; expected labelled images")
         for pred in predictors:
-            if pred.meta.num_classes != data.num_classes:
-                raise FCNError(f"{pred.path} predicts {pred.meta.num_classes} classes but dataset "
-                               f"{spec!r} has {data.num_classes}; expected the same classes")
+            pred.check_dataset(data, str(spec))
         ignore = getattr(data, "ignore_label", 255)
-        matrices = [ConfusionMatrix(data.num_classes, ignore_label=ignore) for _ in predictors]
+        matrices = [{head.name: ConfusionMatrix(head.num_classes, ignore_label=ignore)
+                     for head in pred.heads} for pred in predictors]
         agree = [0] * len(predictors)
         seconds = [0.0] * len(predictors)
         pixels = 0
@@ -257,20 +324,28 @@ def _run(paths: Sequence[str | os.PathLike], dataset: Any, *, backend: str | Non
             reference = None
             for k, pred in enumerate(predictors):
                 t0 = time.perf_counter()
-                label = pred.predict(sample.image)
+                per_head = pred.predict(sample)
                 seconds[k] += time.perf_counter() - t0
-                matrices[k].update(sample.label, label)
+                for j, (head, label) in enumerate(per_head.items()):
+                    matrices[k][head].update(sample.label if j == 0 else sample.labels[head],
+                                             label)
+                label = per_head[pred.heads[0].name]  # agreement: on the first head
                 if reference is None:
                     reference = label
                 agree[k] += int(np.count_nonzero(label == reference))
             pixels += reference.size
         results = []
         for k, pred in enumerate(predictors):
+            first = matrices[k][pred.heads[0].name]
+            others = {head.name: HeadResult(class_names=list(data.extra_heads[head.name]),
+                                            metrics=matrices[k][head.name].compute(),
+                                            confusion=matrices[k][head.name].matrix.copy())
+                      for head in pred.heads[1:]}
             results.append(EvalResult(
-                path=pred.path, precision=str(pred.meta.precision), metrics=matrices[k].compute(),
-                confusion=matrices[k].matrix.copy(), num_images=total, seconds=seconds[k],
+                path=pred.path, precision=str(pred.meta.precision), metrics=first.compute(),
+                confusion=first.matrix.copy(), num_images=total, seconds=seconds[k],
                 agreement=None if k == 0 else agree[k] / pixels, agreement_pixels=pixels,
-                int8_kernels=pred.int8_kernels))
+                int8_kernels=pred.int8_kernels, heads=others))
     finally:
         for pred in predictors:
             pred.close()

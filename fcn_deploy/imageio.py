@@ -80,6 +80,33 @@ def collect_images(paths: Sequence[str | os.PathLike], *, recursive: bool = Fals
     return found, missing
 
 
+def match_input_files(images: Sequence[tuple[Path, str]], folders: dict[str, Path]
+                 ) -> tuple[list[tuple[Path, str]], dict[Path, dict[str, Path]],
+                            list[tuple[Path, str]]]:
+    """Each image's other inputs: the file in every input folder with the image's output stem
+    (``sub/a`` -> ``DIR/sub/a.png``, any image extension). Returns the images that have all of
+    them, {image: {input name: file}}, and (image, why) for those that miss one."""
+    kept, matched, failed = [], {}, []
+    for path, stem in images:
+        found, why = {}, None
+        for name, folder in folders.items():
+            hits = [folder / f"{stem}{ext}" for ext in IMAGE_EXTENSIONS
+                    if (folder / f"{stem}{ext}").is_file()]
+            if len(hits) != 1:
+                why = (f"no {name} input for it: expected {folder / stem}.png (or another image "
+                       "extension)" if not hits else
+                       f"{len(hits)} {name} inputs match it ({', '.join(map(str, hits))}); "
+                       "expected one")
+                break
+            found[name] = hits[0]
+        if why is None:
+            kept.append((path, stem))
+            matched[path] = found
+        else:
+            failed.append((path, why))
+    return kept, matched, failed
+
+
 def to_bgr8(image: np.ndarray, *, rgb: bool = False, name: str = "image") -> np.ndarray:
     """Convert an array as apps hold it into uint8 HxWx3 BGR, or say why it cannot be.
 

@@ -196,6 +196,35 @@ def random_images(shape: Sequence[int], *, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
 
 
+def random_inputs(specs: Sequence[Any], shape: Sequence[int], *,
+                  seed: int = 0) -> np.ndarray | dict[str, np.ndarray]:
+    """Random data for every input of a net (``meta.input_specs()``) at ``shape``'s N, H, W, as
+    the datasets hold it: images uint8 N x H x W x C, depth uint16 N x H x W in millimetres
+    (0.5..10 m). A single-input net gets :func:`random_images` itself."""
+    if len(specs) == 1:
+        return random_images(shape, seed=seed)
+    n, _, h, w = shape
+    out = {}
+    for k, spec in enumerate(specs):
+        rng = np.random.default_rng([seed, k])
+        if spec.encoding == "log_depth":
+            out[spec.name] = rng.integers(500, 10000, size=(n, h, w), dtype=np.uint16)
+        else:
+            out[spec.name] = rng.integers(0, 256, size=(n, h, w, spec.channels), dtype=np.uint8)
+    return out
+
+
+def segmenter_inputs(seg: Any, shape: Sequence[int], *,
+                     seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`random_inputs` for a Segmenter's ``predict_batch(first, **others)``: the first
+    input's batch and {name: batch} of the others (empty for a single-input net)."""
+    data = random_inputs(seg.input_specs, shape, seed=seed)
+    if not isinstance(data, dict):
+        return data, {}
+    first, *others = seg.input_names
+    return data[first], {name: data[name] for name in others}
+
+
 @dataclass
 class PipelineTiming:
     """What :func:`time_pipeline` measured. ``cpu_per_wall``: process CPU seconds per wall
@@ -229,9 +258,9 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
     check_counts(warmup=warmup, runs=runs)
     if not pipelines:
         raise ValueError("no pipelines to time")
-    images = random_images(shape, seed=seed)
     n, _, h, w = shape
     names = list(pipelines)
+    inputs = {name: random_inputs(pipelines[name].inputs, shape, seed=seed) for name in names}
     # every call's stage times (warm-ups first); the timer measures wall and CPU around the call
     stages: dict[str, list[dict[str, float]]] = {k: [] for k in names}
     labels: dict[str, np.ndarray] = {}
@@ -244,7 +273,7 @@ def time_interleaved(pipelines: Mapping[str, StagePipeline], shape: Sequence[int
 
     def call(name: str) -> Callable[[], None]:
         def run() -> None:
-            labels[name], times = pipelines[name].run(images)
+            labels[name], times = pipelines[name].run(inputs[name])
             stages[name].append(times)
             if bar is not None:
                 prefix = f"{name}: " if len(names) > 1 else ""

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from fcn_deploy.bench.artifact import random_images
+from fcn_deploy.bench.artifact import segmenter_inputs
 from fcn_deploy.bench.report import environment
 from fcn_deploy.errors import FCNError
 from fcn_deploy.runtime.registry import default_backend
@@ -74,9 +74,9 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
     if len(shape) != 4 or shape[1] != 3 or min(shape) < 1:
         raise FCNError(f"shape {'x'.join(map(str, shape))} must be Nx3xHxW with positive sizes")
     backend = backend or default_backend(target)
-    images = random_images(shape, seed=seed)
     segs = [Segmenter.open(target, backend=backend, **(options or {}))
             for _ in range(concurrency)]
+    images, extra = segmenter_inputs(segs[0], shape, seed=seed)  # every input of the net
     latencies: list[float] = []
     errors: list[BaseException] = []
     counter = iter(range(requests))
@@ -86,7 +86,7 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
     def client(seg: Segmenter) -> None:
         try:
             for _ in range(warmup):
-                seg.predict_batch(images)
+                seg.predict_batch(images, **extra)
         except BaseException as exc:  # reported after the barrier, from the main thread
             errors.append(exc)
         start.wait()
@@ -97,7 +97,7 @@ def bench_concurrent(target: str | os.PathLike, *, shape: Sequence[int], concurr
                 return
             t0 = time.perf_counter()
             try:
-                seg.predict_batch(images)
+                seg.predict_batch(images, **extra)
             except BaseException as exc:
                 errors.append(exc)
                 return

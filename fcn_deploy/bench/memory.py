@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from fcn_deploy.bench.artifact import segmenter_inputs
 from fcn_deploy.bench.report import Column, markdown_table
 from fcn_deploy.errors import FCNError
 from fcn_deploy.runtime.memory import peak_rss_bytes
@@ -81,17 +82,23 @@ def _child(job: dict[str, Any]) -> MemoryRecord:
     seg = Segmenter.open(job["path"], backend=backend, device=job["device"],
                          **thread_options(backend, job["threads"]))
     height, width, tile = job["height"], job["width"], job["tile"]
-    seg.predict(np.zeros((64, 64, 3), np.uint8), tile=0)  # libraries and threads loaded
+    warm, warm_others = segmenter_inputs(seg, (1, 3, 64, 64))  # every input of the net
+    seg.predict_batch(warm, tile=0, **warm_others)  # libraries and threads loaded
     record = MemoryRecord(mode="whole" if tile == 0 else "tiled", height=height, width=width,
                           tile=tile or None, model_rss=_current_rss())
-    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    if len(seg.input_specs) == 1:
+        image, others = np.random.default_rng(0).integers(0, 256, (height, width, 3),
+                                                          dtype=np.uint8), {}
+    else:
+        batch, others = segmenter_inputs(seg, (1, 3, height, width))
+        image, others = batch[0], {name: data[0] for name, data in others.items()}
     record.estimate = seg.runner.activation_bytes(
         (1, 3, height, width) if seg.meta.input_layout == "NCHW" else (1, height, width, 3))
     if tile:
         record.tiles = len(plan_tiles(height, width, tile, seg.tile_geometry))
     start = time.perf_counter()
     try:
-        seg.predict(image, tile=tile)
+        seg.predict(image, tile=tile, **others)
         record.seconds = time.perf_counter() - start
     except FCNError as exc:
         record.refused = str(exc)

@@ -17,11 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate models on a labelled dataset with the four FCN metrics (mean IU, "
                     "pixel accuracy, mean accuracy, frequency weighted IU). With several models "
                     "the first is the reference: the table adds the label-map agreement with it "
-                    "and the per-class IU change (e.g. FP32 vs FP16 vs INT8).")
+                    "and the per-class IU change (e.g. FP32 vs FP16 vs INT8). Multi-input nets "
+                    "get every input from the dataset (synthetic-rgbd, nyud:); multi-head nets "
+                    "are scored per head (the first head's figures are the headline).")
     p.add_argument("models", nargs="+", help=".onnx graphs (any precision) or model.pt checkpoints")
     p.add_argument("--dataset", required=True,
                    help="dataset spec, e.g. synthetic:50, voc:/data/VOCdevkit:val, "
-                        "folder:images,masks")
+                        "folder:images,masks, siftflow:DIR:test, nyud:DIR:val, synthetic-rgbd:20")
     p.add_argument("-o", "--output", default=None,
                    help="write the Markdown report here and its JSON next to it (.json); "
                         "a .json path gets the JSON, the Markdown beside it (.md)")

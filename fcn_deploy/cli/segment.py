@@ -6,10 +6,16 @@ Writes ``<name>.png`` (VOC-style palette PNG of class indices), ``<name>_overlay
 colours over the image plus a legend) with --overlay, ``<name>_scores.npy`` (float32 CxHxW) with
 --scores. A bad image is reported by name and the rest continue; the exit status is 1 when any
 image failed, 0 otherwise.
+
+A multi-input net (NYUDv2's colour + HHA or depth) takes its other inputs from folders,
+``--input hha=DIR``, the file matched to each image by its stem (``DIR/<stem>.<any image
+extension>``; a depth PNG is read as 16-bit millimetres). A multi-head net (SIFT Flow) writes
+every file once per head, ``<name>_<head>.png`` and so on, each in its head's palette.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -21,7 +27,8 @@ from fcn_deploy.cli.common import (add_device_option, add_int8_kernels_option, a
                                    run_main)
 from fcn_deploy.cli.segment_ray import add_ray_options, maybe_run_ray, normalize_ray_argv
 from fcn_deploy.errors import FCNError
-from fcn_deploy.imageio import collect_images, read_image  # collect_images: still importable here
+from fcn_deploy.imageio import (collect_images, match_input_files,  # collect_images: still
+                                read_image)  # importable from here as before
 from fcn_deploy.runtime.outputs import SegmentOutputs
 from fcn_deploy.runtime.registry import (default_backend, int8_kernel_options, list_backends,
                                          thread_options, url_scheme)
@@ -46,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=list_backends(), default=None,
                    help="runtime backend (default: from the model file and what is installed)")
     p.add_argument("--recursive", action="store_true", help="look for images in subfolders too")
+    p.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME=DIR",
+                   type=_named_folder,
+                   help="another input of a multi-input net (e.g. hha=DIR, depth=DIR): the file "
+                        "in DIR with each image's stem; repeat for every input after the first")
     add_device_option(p)
     add_threads_option(p)
     add_ray_options(p)
@@ -54,11 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _named_folder(text: str) -> tuple[str, Path]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name.isidentifier() or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR (e.g. hha=data/hha), got {text!r}")
+    if not Path(folder).is_dir():
+        raise argparse.ArgumentTypeError(f"{name}: {folder} is not a folder")
+    return name, Path(folder)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     from tqdm import tqdm
 
     args = build_parser().parse_args(normalize_ray_argv(argv))
     check_tile_options(args)
+    folders = dict(args.inputs)
+    if len(folders) != len(args.inputs):
+        raise FCNError(f"--input names an input twice: {', '.join(n for n, _ in args.inputs)}")
+    if folders and args.ray is not None:
+        raise FCNError("--input (a multi-input net's other inputs) is not supported with --ray; "
+                       "run fcn-segment without --ray")
     outputs = SegmentOutputs(overlay=args.overlay, opacity=args.opacity,
                              legend=not args.no_legend, scores=args.scores)
     images, failures = collect_images(args.images, recursive=args.recursive,
@@ -78,10 +104,31 @@ def _main(argv: Sequence[str] | None) -> int:
     seg = Segmenter.open(args.engine, backend=backend, device=args.device,
                          **thread_options(backend, args.threads),
                          **int8_kernel_options(backend, args.int8_kernels))
-    for path, why in failures:
-        print(f"error: {path}: {why}", file=sys.stderr)
-    latencies: list[float] = []
+    matched: dict[Path, dict[str, Path]] = {}
     with seg:
+        expected = seg.input_names[1:]
+        if sorted(folders) != sorted(expected):
+            takes = (f"its other inputs {', '.join(expected)} (--input "
+                     f"{' --input '.join(n + '=DIR' for n in expected)})" if expected
+                     else "no input besides the images")
+            raise FCNError(f"{args.engine} ({seg.meta.arch}) takes {takes}; got "
+                           f"{', '.join(f'--input {n}=' for n in folders) or 'no --input'}")
+        if seg.multi_head or folders:  # per-head files, other inputs' files: plan again
+            outputs = dataclasses.replace(outputs, heads=tuple(seg.head_names)
+                                          if seg.multi_head else ())
+            images, failures = collect_images(args.images, recursive=args.recursive,
+                                              suffixes=outputs.suffixes)
+            images, matched, unmatched = match_input_files(images, folders)
+            failures += unmatched
+            outputs.run_files(model=None if url_scheme(args.engine) else args.engine,
+                              inputs=args.images, images=images, out_dir=out_dir,
+                              recursive=args.recursive,
+                              extra_inputs={n: [m[n] for m in matched.values()]
+                                            for n in folders}).check()
+            missing = len(failures)
+        for path, why in failures:
+            print(f"error: {path}: {why}", file=sys.stderr)
+        latencies: list[float] = []
         if args.scores and not seg.has_scores:
             raise FCNError(f"--scores: {args.engine} has only a 'labels' output; export the model "
                            "with scores to write them")
@@ -92,9 +139,13 @@ def _main(argv: Sequence[str] | None) -> int:
                 image = read_image(path)
                 start = time.perf_counter()
                 result = seg.predict(image, scores=args.scores, tile=args.tile,
-                                     max_pixels=args.max_pixels)
+                                     max_pixels=args.max_pixels, **matched.get(path, {}))
                 latencies.append(time.perf_counter() - start)
-                labels, scores = result if args.scores else (result, None)
+                if seg.multi_head and args.scores:
+                    labels = {head: r[0] for head, r in result.items()}
+                    scores = {head: r[1] for head, r in result.items()}
+                else:
+                    labels, scores = result if args.scores else (result, None)
                 outputs.write(seg, image, labels, scores, out_dir, stem)
             except (FCNError, MemoryError) as exc:
                 why = str(exc) if isinstance(exc, FCNError) else "out of memory for this image"

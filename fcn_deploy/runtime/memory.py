@@ -42,8 +42,10 @@ def peak_rss_bytes() -> int:
 def infer_shapes_at(model_or_path: Any, input_shape: Sequence[int], *,
                     input_name: str | None = None, purpose: str = "infer shapes"):
     """The ONNX model (a path, read without external data, or a ModelProto, copied) with its
-    image input fixed to ``input_shape`` and every tensor shape inferred. Raises FCNError naming
-    ``purpose`` when the graph has not exactly one image input of that rank."""
+    image input fixed to ``input_shape`` and every tensor shape inferred. A multi-input graph's
+    first input (or ``input_name``) takes ``input_shape`` and the others its named dims (batch,
+    height, width are shared). Raises FCNError naming ``purpose`` when the graph has no such
+    input of that rank."""
     import onnx
     from onnx import shape_inference
 
@@ -61,9 +63,10 @@ def infer_shapes_at(model_or_path: Any, input_shape: Sequence[int], *,
     inputs = [i for i in graph.input if i.name not in inits]
     if input_name is not None:
         inputs = [i for i in inputs if i.name == input_name]
-    if len(inputs) != 1:
-        raise FCNError(f"cannot {purpose}: expected one image input, the graph has "
-                       f"{[i.name for i in inputs]}")
+    if not inputs:
+        raise FCNError(f"cannot {purpose}: expected an image input"
+                       f"{f' named {input_name!r}' if input_name else ''}, the graph has "
+                       f"{[i.name for i in graph.input if i.name not in inits]}")
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != len(shape):
         raise FCNError(f"cannot {purpose} at shape {shape}: input {inputs[0].name!r} has rank "
@@ -72,8 +75,9 @@ def infer_shapes_at(model_or_path: Any, input_shape: Sequence[int], *,
     for d, v in zip(dims, shape):
         d.Clear()
         d.dim_value = v
-    for out in graph.output:  # "height"/"width" of the outputs are the input's (after crops,
-        for d in out.type.tensor_type.shape.dim:  # which inference cannot follow)
+    others = [i for i in graph.input if i.name not in inits and i.name != inputs[0].name]
+    for out in list(graph.output) + others:  # "height"/"width" of the outputs are the input's
+        for d in out.type.tensor_type.shape.dim:  # (after crops, which inference cannot follow)
             if d.dim_param in named:
                 value = named[d.dim_param]
                 d.Clear()
@@ -119,8 +123,9 @@ def estimate_onnx_activation_bytes(path: str | os.PathLike, shape: Sequence[int]
     for out in graph.output:
         last_use[out.name] = end
     dims = {t.name: list(t.dims) for t in graph.initializer}
-    live = {input_name: sizes.get(input_name, 0)}
-    current = peak = live[input_name]
+    live = {i.name: sizes.get(i.name, 0) for i in graph.input  # every input, from the start
+            if i.name not in weights}
+    current = peak = sum(live.values())
     for i, node in enumerate(graph.node):
         for name in node.output:
             if name and name not in weights:

@@ -2,7 +2,9 @@
 
 The model comes from :func:`fcn_deploy.models.checkpoint.load_model`; its forward gives "scores"
 and the runner adds "labels" by an argmax on the host, so it offers the same outputs as an ONNX
-graph exported with both.
+graph exported with both. A multi-input net takes every input by its name (the first positional,
+the others as keywords, as in training); a multi-head net gives ``scores_<head>`` and
+``labels_<head>`` for every head, named as in the exported graph (``meta.head_specs()``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 from fcn_deploy.devices import parse_device
 from fcn_deploy.errors import FCNError
 from fcn_deploy.ortsession import cap_threads
-from fcn_deploy.runtime.base import LABELS, SCORES, Runner, TensorInfo, argmax_labels
+from fcn_deploy.runtime.base import Runner, TensorInfo, argmax_labels
 
 
 class TorchRunner(Runner):
@@ -54,34 +56,55 @@ class TorchRunner(Runner):
         model, meta = load_model(self.path, map_location="cpu")
         self.model = model.to(self.device).eval()
         self.meta = meta
-        classes = int(getattr(model, "num_classes", meta.num_classes))
-        self.inputs = [TensorInfo("image", (None, 3, None, None), np.dtype(np.float32),
-                                  ("batch", None, "height", "width"))]
-        self.outputs = [
-            TensorInfo(SCORES, (None, classes, None, None), np.dtype(np.float32),
-                       ("batch", None, "height", "width")),
-            TensorInfo(LABELS, (None, None, None), np.dtype(np.uint8 if classes <= 256 else np.int32),
-                       ("batch", "height", "width")),
-        ]
+        dims = ("batch", None, "height", "width")
+        self.inputs = [TensorInfo(spec.name, (None, spec.channels, None, None),
+                                  np.dtype(np.float32), dims) for spec in meta.input_specs()]
+        # each head's classes as the model has them, so a model whose metadata disagrees is
+        # refused at open (check_class_count), as an exported graph would be
+        model_classes = dict(getattr(model, "head_classes", {}) or {})
+        self._heads = [(head, int(model_classes.get(head.name, head.num_classes)
+                                  if meta.multi_head else getattr(model, "num_classes",
+                                                                  head.num_classes)))
+                       for head in meta.head_specs()]
+        self.outputs = [TensorInfo(head.scores_output, (None, classes, None, None),
+                                   np.dtype(np.float32), dims) for head, classes in self._heads]
+        self.outputs += [TensorInfo(head.labels_output, (None, None, None),
+                                    np.dtype(np.uint8 if classes <= 256 else np.int32),
+                                    ("batch", "height", "width")) for head, classes in self._heads]
 
     def _infer(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         torch = self._torch
+        names = [t.name for t in self.inputs]
         with torch.inference_mode():
-            x = torch.from_numpy(feeds["image"]).to(self.device)
+            x = torch.from_numpy(feeds[names[0]]).to(self.device)
+            others = {name: torch.from_numpy(feeds[name]).to(self.device) for name in names[1:]}
             try:
-                scores = self.model(x)
+                out = self.model(x, **others)
             except RuntimeError as exc:  # out of memory (CPU allocator, CUDA), too small a size
                 raise FCNError(f"PyTorch failed on {self.path} with input shape "
                                f"{tuple(x.shape)}: {str(exc).strip().splitlines()[0][:300]}"
                                ) from None
-            if isinstance(scores, dict):  # torchvision-style {"out": ...}
-                scores = scores["out"]
-            scores = scores.float().cpu().numpy()
+            if self.meta.multi_head:
+                if not isinstance(out, dict):
+                    raise FCNError(f"{self.path}: the metadata lists the heads "
+                                   f"{', '.join(h.name for h, _ in self._heads)} but the model "
+                                   "returns one score map; the model and its metadata disagree")
+                per_head = {head.name: out.get(head.name) for head, _ in self._heads}
+                lost = [name for name, scores in per_head.items() if scores is None]
+                if lost:
+                    raise FCNError(f"{self.path}: the model returns the heads {sorted(out)}, not "
+                                   f"{', '.join(lost)} that its metadata lists")
+            else:
+                if isinstance(out, dict):  # torchvision-style {"out": ...}
+                    out = out["out"]
+                per_head = {self._heads[0][0].name: out}
+            scores = {name: s.float().cpu().numpy() for name, s in per_head.items()}
         result = {}
-        if SCORES in outputs:
-            result[SCORES] = scores
-        if LABELS in outputs:
-            result[LABELS] = argmax_labels(scores)
+        for head, _ in self._heads:
+            if head.scores_output in outputs:
+                result[head.scores_output] = scores[head.name]
+            if head.labels_output in outputs:
+                result[head.labels_output] = argmax_labels(scores[head.name])
         return result
 
     def close(self) -> None:

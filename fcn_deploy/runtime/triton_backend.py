@@ -156,9 +156,11 @@ class TritonRunner(Runner):
         batch = (None,) if self.max_batch_size > 0 else ()
         self.inputs = [self._info(t, batch) for t in config.get("input", [])]
         self.outputs = [self._info(t, batch) for t in config.get("output", [])]
-        if [t.name for t in self.inputs] != ["image"]:
+        expected = self.meta.input_names
+        if sorted(t.name for t in self.inputs) != sorted(expected):
             raise FCNError(f"{self.url}: inputs are {[t.name for t in self.inputs]}; expected "
-                           "one input 'image' [N, 3, H, W]")
+                           + (f"the inputs {', '.join(map(repr, expected))} its metadata lists"
+                              if len(expected) > 1 else "one input 'image' [N, 3, H, W]"))
         self.max_hw = tuple(int(params[k]) if params.get(k) else None
                             for k in ("fcn_serve.max_height", "fcn_serve.max_width"))
         self.profiles = []
@@ -183,7 +185,7 @@ class TritonRunner(Runner):
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = super().check_feeds(feeds)
-        shape = feeds["image"].shape
+        shape = feeds[self.inputs[0].name].shape
         height, width = shape[-2:]
         max_h, max_w = self.max_hw
         if (max_h and height > max_h) or (max_w and width > max_w):
@@ -206,11 +208,13 @@ class TritonRunner(Runner):
             import tritonclient.grpc as client
         else:
             import tritonclient.http as client
-        image = feeds["image"]
-        request = client.InferInput("image", list(image.shape), "FP32")
-        request.set_data_from_numpy(image.astype(np.float32, copy=False))
+        requests = []
+        for name, data in feeds.items():  # every input by its name (NYUDv2's image + hha)
+            request = client.InferInput(name, list(data.shape), "FP32")
+            request.set_data_from_numpy(data.astype(np.float32, copy=False))
+            requests.append(request)
         wanted = [client.InferRequestedOutput(name) for name in outputs]
-        result = self._call("run", self._client.infer, self.url.model, [request],
+        result = self._call("run", self._client.infer, self.url.model, requests,
                             model_version=self.url.version, outputs=wanted, **self._timeout_kw())
         return {name: np.array(result.as_numpy(name)) for name in outputs}
 

@@ -125,3 +125,61 @@ def onnx_factory(tmp_path):
         return make_tiny_onnx(tmp_path / name, **kwargs)
 
     return make
+
+
+# -- multi-input / multi-head FCNs (registered nets, width 1/16) -----------------------------------
+#: The nets the multi-IO tests export: two heads, two 3-channel inputs, image + depth, and the
+#: HHA-only net (one input named hha); (arch, factory kwargs).
+MULTI_IO_NETS = {"siftflow_fcn16s": {"geo_classes": 3}, "nyud_fcn16s_color_hha": {},
+                 "nyud_fcn32s_color_d": {}, "nyud_fcn32s_hha": {}}
+
+
+def make_multi_io_net(folder: Path, arch: str, *, num_classes: int = 5):
+    """A tiny ``arch`` (width 1/16, seeded random score layers) saved as ``<arch>.pt`` and
+    exported to ``<arch>.onnx`` with scores and labels; returns (model, meta, pt, onnx)."""
+    import torch
+
+    from fcn_deploy.export import export_model
+    from fcn_deploy.models import create_model, save_checkpoint
+
+    from fcn_deploy.preprocess import preprocess_input
+
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=num_classes, width=1 / 16, **MULTI_IO_NETS[arch])
+    meta = ModelMeta.default(arch, num_classes, arch_kwargs=dict(model.arch_kwargs),
+                             **model.io_description())
+    model.eval()
+    params = dict(model.named_parameters())
+    with torch.no_grad():  # score layers start at zero; give them weights so labels vary
+        for name, p in params.items():  # fusion nets: "color.score_fr", ...
+            if any(part.startswith("score") for part in name.split(".")):
+                p.normal_(0.0, 0.5)
+        # random VGG features share a large constant part, which alone would pick the class
+        # everywhere: centre each head's scores on a sample so that labels vary over the image
+        sample = {s.name: torch.from_numpy(preprocess_input(s, data)[None]) for s, data in
+                  zip(meta.input_specs(), random_inputs_for(meta, 96, 96, seed=11).values())}
+        first, *others = sample
+        out = model(sample[first], **{n: sample[n] for n in others})
+        for head, scores in (out if isinstance(out, dict) else {"": out}).items():
+            suffix = f"score_fr_{head}.bias" if head else "score_fr.bias"
+            bias = next(p for n, p in params.items() if n.endswith(suffix))
+            bias -= scores.mean(dim=(0, 2, 3))
+    pt = save_checkpoint(folder / f"{arch}.pt", model=model, meta=meta)
+    onnx_path = folder / f"{arch}.onnx"
+    export_model(model, meta, onnx_path, outputs="both", verify=False,
+                 sample_shape=(1, 3, 64, 64))
+    return model, meta, pt, onnx_path
+
+
+def random_inputs_for(meta: ModelMeta, h: int, w: int, seed: int = 1) -> dict[str, np.ndarray]:
+    """{input name: data as the datasets hold it} for every input of ``meta``: images with
+    smooth structure, depth as uint16 millimetres (0.5..5 m, smooth)."""
+    out = {}
+    for k, spec in enumerate(meta.input_specs()):
+        if spec.encoding == "log_depth":
+            yy, xx = np.mgrid[0:h, 0:w]
+            depth = 2500 + 1500 * np.sin(xx / 6.0 + k) * np.cos(yy / 9.0)
+            out[spec.name] = np.clip(depth, 500, 5000).astype(np.uint16)
+        else:
+            out[spec.name] = random_image(h, w, seed=seed + k)
+    return out
