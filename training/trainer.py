@@ -37,7 +37,7 @@ from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.models import (capture_rng_state, create_model, load_checkpoint, restore_rng_state,
                                save_checkpoint)
 from fcn_deploy.models.layers import SINGLE_HEAD, head_scores
-from fcn_deploy.models.surgery import init_from_coarser, load_imagenet_weights
+from fcn_deploy.models.surgery import init_from_coarser, load_imagenet_weights, transplant_streams
 from fcn_deploy.ortsession import cap_threads
 from .data import LoadError, ResumableBatchSampler, TorchSegmentation, make_loader
 from .distributed import Collectives, World, rank_seed
@@ -424,8 +424,6 @@ def _start_model(config: TrainConfig, data, resume_ckpt: dict[str, Any] | None):
         except FCNError as exc:
             raise FCNError(f"--imagenet {config.imagenet}: {exc}") from None
     elif config.init_streams:
-        from fcn_deploy.models.surgery import transplant_streams
-
         flags = " ".join(f"--init-stream {k}={v}" for k, v in config.init_streams.items())
         try:
             transplant_streams(model, config.init_streams)
