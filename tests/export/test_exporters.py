@@ -26,14 +26,15 @@ def test_a_registered_exporter_is_used_by_export_torch(monkeypatch):
     calls = []
 
     @register_exporter("recording")
-    def recording(model, sample, path, *, opset):
-        calls.append((tuple(sample.shape), opset))
-        torch_export.EXPORTERS["legacy"](model, sample, path, opset=opset)
+    def recording(model, samples, path, *, opset, input_names, output_names):
+        calls.append(([tuple(s.shape) for s in samples], opset, input_names, output_names))
+        torch_export.EXPORTERS["legacy"](model, samples, path, opset=opset,
+                                         input_names=input_names, output_names=output_names)
 
     assert get_exporter("recording") is recording
     proto = export_torch(TinyFCN().eval(), sample_shape=(1, 3, 40, 48), opset=17,
                          exporter="recording")
-    assert calls == [((1, 3, 40, 48), 17)]
+    assert calls == [([(1, 3, 40, 48)], 17, ["image"], ["scores"])]
     assert [i.name for i in proto.graph.input] == ["image"]
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "height", "width"]
