@@ -102,6 +102,8 @@ def export_torch(model: Any, *, sample_shape: tuple[int, int, int, int], opset: 
 
                 dims = {i: Dim(name) for i, name in DYNAMIC_AXES.items()}  # one set, shared
                 shapes = tuple(dict(dims) for _ in inputs)
+                if traced is not model:  # Positional.forward(*xs): one argument, a tuple
+                    shapes = (shapes,)
                 try:
                     program = torch.onnx.export(
                         traced, samples, dynamo=True, opset_version=opset,
