@@ -117,8 +117,8 @@ def prepare_build(onnx_path: str | os.PathLike, options: BuildOptions | None = N
     specs = graph.meta.input_specs()
     if list(graph.inputs) != [s.name for s in specs]:
         names = ", ".join(repr(n) for n in graph.inputs)
-        raise FCNError(f"{onnx_path}: the network input{'s are' if len(graph.inputs) > 1 else ' is'}"
-                       f" {names}; the runtime expects "
+        verb = "inputs are" if len(graph.inputs) > 1 else "input is"
+        raise FCNError(f"{onnx_path}: the network {verb} {names}; the runtime expects "
                        + ", ".join(f"{s.name!r} [N,{s.channels},H,W]" for s in specs)
                        + " (the inputs its metadata describes; export with fcn-export)")
     known = graph.meta.output_names("both")

@@ -115,8 +115,8 @@ class VerificationReport:
         return {"passed": self.passed, "checker": self.checker, "precision": self.precision,
                 "atol": self.tolerance.atol, "rtol": self.tolerance.rtol,
                 "interface": list(self.interface),
-                "cases": [{"shape": list(c.shape), "head": c.head, "max_ref": c.max_ref, "max_abs": c.max_abs,
-                           "max_rel": c.max_rel, "limit": c.limit, "pixels": c.pixels,
+                "cases": [{"shape": list(c.shape), "head": c.head, "max_ref": c.max_ref,
+                           "max_abs": c.max_abs, "max_rel": c.max_rel, "limit": c.limit, "pixels": c.pixels,
                            "labels_differ": c.labels_differ, "ambiguous": c.ambiguous,
                            "passed": c.passed} for c in self.cases]}
 

@@ -31,8 +31,8 @@ def test_each_input_gets_the_profiles_batch_height_width_and_its_own_channels():
                                        r"32/256/512"):
         input_profiles(PROFILE, {"image": RGBD["image"], "depth": ["batch", 1, 64, "width"]},
                        index=3)
-    with pytest.raises(FCNError, match=r"input 'depth' has dims \?x\?x\?x\?; expected N x C x H x W "
-                                       r"with a fixed channel count C"):
+    with pytest.raises(FCNError, match=r"input 'depth' has dims \?x\?x\?x\?; expected N x C x H "
+                                       r"x W with a fixed channel count C"):
         input_profiles(PROFILE, {"image": RGBD["image"], "depth": [None, None, None, None]})
     # the user's profile is the first input's: its channels must be that input's
     with pytest.raises(FCNError, match=r"dimension 1 of input 'hha' is fixed at 3 .* 1/1/1"):

@@ -108,7 +108,8 @@ def test_two_input_net_is_calibrated_on_both_inputs(tmp_path):
     reader = CalibrationReader(calib, inputs=meta.input_specs(), progress=False)
     feed = reader.get_next()
     specs = {s.name: s for s in meta.input_specs()}
-    np.testing.assert_array_equal(feed["image"][0], preprocess_input(specs["image"], calib[0].image))
+    np.testing.assert_array_equal(feed["image"][0],
+                                  preprocess_input(specs["image"], calib[0].image))
     np.testing.assert_array_equal(feed["hha"][0],
                                   preprocess_input(specs["hha"], calib[0].inputs["hha"]))
     out = tmp_path / "int8.onnx"
