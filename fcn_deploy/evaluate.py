@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fcn_deploy.errors import FCNError
+from fcn_deploy.meta import ModelMeta
 
 
 @dataclass
@@ -369,8 +370,7 @@ def _refuse_multi_io(source: Any, meta: Any) -> None:
     multi-input net (SIFT Flow, NYUDv2 fusion) is refused before anything is exported (its
     FP16 and FP32 graphs compare per head with fcn-eval)."""
     if isinstance(source, (str, os.PathLike)):
-        from fcn_deploy.meta import ModelMeta
-        from fcn_deploy.models.checkpoint import load_checkpoint
+        from fcn_deploy.models.checkpoint import load_checkpoint  # torch: heavy, optional here
 
         meta = ModelMeta.from_dict(load_checkpoint(source, mmap=True)["meta"])
     if meta is None or (not meta.multi_head and meta.input_names == ["image"]):
