@@ -30,6 +30,7 @@ from fcn_deploy.cpu import cpu_features
 from fcn_deploy.datasets import create_dataset
 from fcn_deploy.errors import FCNError
 from fcn_deploy.fileio import RunFiles, atomic_write_text, check_output_dir, scratch_dir
+from fcn_deploy.meta import ModelMeta
 from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.preprocess import preprocess
 from fcn_deploy.runtime import open_runner
@@ -417,6 +418,7 @@ def export_compared(source: Any, output_path: str | os.PathLike, *, eval_dataset
     if (o.precision or "fp32") == "fp32":
         raise FCNError("--eval-dataset measures what FP16 changes against FP32; use it with "
                        "precision fp16")
+    _refuse_multi_io(source, meta)
     if not Path(output_path).is_dir():  # export_model names a folder given as -o itself
         check_output_dir(output_path)  # the scratch folder goes next to the output
     with scratch_dir(output_path) as staging:
@@ -431,3 +433,20 @@ def export_compared(source: Any, output_path: str | os.PathLike, *, eval_dataset
     comparison.name_b = report.precision
     report.comparison = comparison
     return report
+
+
+def _refuse_multi_io(source: Any, meta: Any) -> None:
+    """--eval-dataset compares one label map per image from one image input; a multi-head or
+    multi-input net (SIFT Flow, NYUDv2 fusion) is refused before anything is exported (its
+    FP16 and FP32 graphs compare per head with fcn-eval)."""
+    if isinstance(source, (str, os.PathLike)):
+        from fcn_deploy.models.checkpoint import load_checkpoint  # torch: heavy, optional here
+
+        meta = ModelMeta.from_dict(load_checkpoint(source, mmap=True)["meta"])
+    if meta is None or (not meta.multi_head and meta.input_names == ["image"]):
+        return
+    what = (f"heads {', '.join(h.name for h in meta.head_specs())}" if meta.multi_head
+            else f"inputs {', '.join(meta.input_names)}")
+    raise FCNError(f"--eval-dataset compares one label map from one image input; {meta.arch} has "
+                   f"{what}. Export the FP16 and FP32 graphs and compare them with fcn-eval, "
+                   "which evaluates every head and feeds every input")

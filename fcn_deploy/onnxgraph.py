@@ -114,6 +114,62 @@ def write_meta(model: onnx.ModelProto, meta: ModelMeta) -> None:
         entry.key, entry.value = key, value
 
 
+# -- the network's interface -----------------------------------------------------------------
+def graph_inputs(model: onnx.ModelProto) -> list[Any]:
+    """The network inputs (ValueInfoProto) in order: graph inputs that are not initializers."""
+    inits = {t.name for t in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def value_dims(value: Any) -> list[int | str | None]:
+    """A graph input/output's dims: int when static, its dim_param when named, else None."""
+    return [int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or None)
+            for d in value.type.tensor_type.shape.dim]
+
+
+def interface_problems(model: onnx.ModelProto, meta: ModelMeta,
+                       outputs: str | None = None) -> list[str]:
+    """How the graph's inputs and outputs differ from what ``meta`` describes (empty: none).
+
+    Inputs: ``meta.input_specs()`` in order, float32 ``[batch, C, height, width]`` with each
+    input's own channels. Outputs: ``meta.output_names(outputs)`` in order, scores float32
+    ``[batch, C_head, height, width]``, labels uint8 ``[batch, height, width]``. Every input and
+    output shares the dim names batch/height/width (all of one call have the same N, H, W).
+    """
+    problems = []
+    want: list[tuple[str, list, int]] = [
+        (s.name, ["batch", s.channels, "height", "width"], onnx.TensorProto.FLOAT)
+        for s in meta.input_specs()]
+    got_inputs = graph_inputs(model)
+    if [i.name for i in got_inputs] != [w[0] for w in want]:
+        problems.append(f"inputs are {[i.name for i in got_inputs]}; the metadata describes "
+                        f"{[w[0] for w in want]}")
+    heads = {h.scores_output: h for h in meta.head_specs()}
+    out_want = []
+    for name in meta.output_names(outputs):
+        if name in heads:
+            out_want.append((name, ["batch", heads[name].num_classes, "height", "width"],
+                             onnx.TensorProto.FLOAT))
+        else:
+            out_want.append((name, ["batch", "height", "width"], onnx.TensorProto.UINT8))
+    got_outputs = list(model.graph.output)
+    if [o.name for o in got_outputs] != [w[0] for w in out_want]:
+        problems.append(f"outputs are {[o.name for o in got_outputs]}; the metadata describes "
+                        f"{[w[0] for w in out_want]}")
+    values = {v.name: v for v in [*got_inputs, *got_outputs]}
+    for name, dims, elem in want + out_want:
+        value = values.get(name)
+        if value is None:
+            continue
+        got = value_dims(value)
+        got_type = value.type.tensor_type.elem_type
+        if got != dims or got_type != elem:
+            problems.append(f"{name} is {onnx.TensorProto.DataType.Name(got_type).lower()}"
+                            f"{got}; expected {onnx.TensorProto.DataType.Name(elem).lower()}"
+                            f"{dims}")
+    return problems
+
+
 # -- graph helpers ---------------------------------------------------------------------------
 def attr(node: Any, name: str, default: Any = None) -> Any:
     """The value of a node attribute (python/numpy/TensorProto), or ``default``."""

@@ -58,7 +58,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from fcn_deploy.engine.build import (BuildOptions, build_engine, build_run_files, parse_size,
                                          prepare_build)
     from fcn_deploy.engine.cache import EngineCache, plan_is_current
-    from fcn_deploy.engine.profiles import describe_profiles, parse_profiles
+    from fcn_deploy.engine.profiles import describe_profiles, input_profiles, parse_profiles
     from fcn_deploy.engine.sidecar import sidecar_path
 
     args = build_parser().parse_args(argv)
@@ -76,6 +76,10 @@ def _main(argv: Sequence[str] | None) -> int:
     prep = prepare_build(args.onnx, options)  # everything checkable without TensorRT
     print(f"precision: {prep.graph.precision.describe()}")
     print(f"profiles: {describe_profiles(prep.profiles)}")
+    if len(prep.graph.inputs) > 1:  # each input: the profile's N, H, W with its own channels
+        for i, profile in enumerate(prep.profiles):
+            for name, own in input_profiles(profile, prep.graph.inputs, index=i).items():
+                print(f"  #{i} input {name}: {own.describe()}")
     if args.check:
         print(f"{args.onnx}: OK for fcn-build (outputs {', '.join(prep.graph.output_names)})")
         return 0

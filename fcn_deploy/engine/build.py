@@ -20,7 +20,8 @@ from fcn_deploy.engine.cuda import (gpu_info, import_cudart, import_tensorrt, se
                                     trt_major, trt_version)
 from fcn_deploy.engine.graph import GraphInfo, inspect_onnx, sha256_file
 from fcn_deploy.engine.keys import cache_key as make_key
-from fcn_deploy.engine.profiles import DEFAULT_PROFILE, Profile, describe_profiles, validate_profiles
+from fcn_deploy.engine.profiles import (DEFAULT_PROFILE, Profile, describe_profiles, input_profiles,
+                                        validate_profiles)
 from fcn_deploy.engine.sidecar import HARDWARE_COMPAT, EngineInfo, sidecar_path, write_sidecar
 from fcn_deploy.errors import FCNError
 from fcn_deploy.fileio import RunFiles, atomic_write_bytes
@@ -110,20 +111,25 @@ def prepare_build(onnx_path: str | os.PathLike, options: BuildOptions | None = N
     options = (options or BuildOptions()).validate()
     onnx_path = Path(onnx_path)
     graph = inspect_onnx(onnx_path)
-    if graph.input_name != "image":
-        raise FCNError(f"{onnx_path}: the network input is {graph.input_name!r}; the runtime "
-                       "expects 'image' [N,3,H,W] (export with fcn-export)")
     if graph.meta is None:
         raise FCNError(f"{onnx_path} carries no fcn-deploy metadata (classes, palette, mean); "
                        "export it with fcn-export so the engine is self-describing")
-    unknown = [o for o in graph.output_names if o not in ("scores", "labels")]
+    specs = graph.meta.input_specs()
+    if list(graph.inputs) != [s.name for s in specs]:
+        names = ", ".join(repr(n) for n in graph.inputs)
+        verb = "inputs are" if len(graph.inputs) > 1 else "input is"
+        raise FCNError(f"{onnx_path}: the network {verb} {names}; the runtime expects "
+                       + ", ".join(f"{s.name!r} [N,{s.channels},H,W]" for s in specs)
+                       + " (the inputs its metadata describes; export with fcn-export)")
+    known = graph.meta.output_names("both")
+    unknown = [o for o in graph.output_names if o not in known]
     if unknown or not graph.output_names:
-        raise FCNError(f"{onnx_path}: outputs are {graph.output_names}; expected 'scores' "
-                       "and/or 'labels'")
+        raise FCNError(f"{onnx_path}: outputs are {graph.output_names}; expected some of "
+                       f"{', '.join(repr(o) for o in known)}")
     if graph.unbuildable:
         raise FCNError(f"{onnx_path}: TensorRT would reject this graph: "
                        + "; ".join(graph.unbuildable))
-    profiles = validate_profiles(options.profiles, graph.input_shape)
+    profiles = validate_profiles(options.profiles, inputs=graph.inputs)
     report = graph.precision
     if report.problems:
         shown = "; ".join(report.problems[:3])
@@ -224,11 +230,16 @@ def _serialize_with_tensorrt(prep: PreparedBuild, *, log: Log,
         previous = cache_path.read_bytes() if cache_path.is_file() else b""
         timing_cache = attach_timing_cache(config, previous, source=str(cache_path), log=log)
 
-    input_name = network.get_input(0).name
+    names = [network.get_input(k).name for k in range(network.num_inputs)]
+    if names != list(prep.graph.inputs):
+        raise FCNError(f"TensorRT's network has the inputs {names}; the ONNX graph "
+                       f"{prep.onnx_path} has {list(prep.graph.inputs)}")
     for i, profile in enumerate(prep.profiles):
         trt_profile = builder.create_optimization_profile()
-        trt_call(f"{prep.onnx_path}: optimization profile #{i} ({profile.describe()})",
-                 trt_profile.set_shape, input_name, profile.min, profile.opt, profile.max)
+        for name, own in input_profiles(profile, prep.graph.inputs, index=i).items():
+            trt_call(f"{prep.onnx_path}: optimization profile #{i} for input {name!r} "
+                     f"({own.describe()})", trt_profile.set_shape, name, own.min, own.opt,
+                     own.max)
         config.add_optimization_profile(trt_profile)
 
     started = time.perf_counter()
@@ -346,6 +357,8 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike,
                       precision=prep.precision, onnx_sha256=prep.onnx_sha256,
                       meta=prep.graph.meta.replace(precision=prep.precision).to_dict(),
                       input_name=prep.graph.input_name, outputs=prep.graph.output_names,
+                      inputs=[{"name": name, "shape": dims} for name, dims
+                              in prep.graph.inputs.items()],
                       onnx_path=str(prep.onnx_path), build_options=prep.options.key_dict(),
                       cache_key=key)
     # Drop the old sidecar first: a crash between the two writes leaves a plan without a

@@ -18,7 +18,8 @@ from fcn_deploy.errors import FCNError
 from fcn_deploy.meta import ModelMeta
 # Re-exported: documented here before the ONNX graph layer existed.
 from fcn_deploy.onnxgraph import (QDQ_OPS, PrecisionReport, attr, detect_precision,  # noqa: F401
-                                  external_data_files, load_model, producers, read_meta_if_any)
+                                  external_data_files, graph_inputs, load_model, producers,
+                                  read_meta_if_any, value_dims)
 
 
 def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20,
@@ -41,7 +42,8 @@ def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20,
 
 @dataclass
 class GraphInfo:
-    """The ONNX facts a build depends on."""
+    """The ONNX facts a build depends on. ``input_name`` / ``input_shape`` are the first input's
+    (the one the profiles are given for); ``inputs`` holds every input in order."""
 
     path: Path
     input_name: str
@@ -51,6 +53,11 @@ class GraphInfo:
     meta: ModelMeta | None
     external_files: list[Path] = field(default_factory=list)  # external-data files that exist
     unbuildable: list[str] = field(default_factory=list)  # what TensorRT's parser would reject
+    inputs: dict[str, list[int | str | None]] = field(default_factory=dict)  # name -> dims
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            self.inputs = {self.input_name: list(self.input_shape)}
 
 
 #: ONNX element types TensorRT casts to UINT8 from (it casts UINT8 only from/to FP32 and FP16).
@@ -85,26 +92,17 @@ def unbuildable_casts(model) -> list[str]:
 
 
 def inspect_onnx(path: str | os.PathLike) -> GraphInfo:
-    """Read input/output names, the input's dims, the precision and the toolkit metadata."""
+    """Read input/output names, the inputs' dims, the precision and the toolkit metadata."""
     path = Path(path)
     model = load_model(path)
-    init_names = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in init_names]
-    if len(inputs) != 1:
-        raise FCNError(f"{path}: expected one network input 'image' [N,3,H,W], found "
-                       f"{[i.name for i in inputs]}")
-    inp = inputs[0]
-    dims: list[int | str | None] = []
-    for d in inp.type.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
-        elif d.HasField("dim_param"):
-            dims.append(d.dim_param)
-        else:
-            dims.append(None)
+    inputs = {i.name: value_dims(i) for i in graph_inputs(model)}
+    if not inputs:
+        raise FCNError(f"{path}: the graph has no input; expected an image input 'image' "
+                       "[N,3,H,W] (and the other inputs of a multi-input net)")
+    first = next(iter(inputs))
     meta = read_meta_if_any(model, path)
-    return GraphInfo(path=path, input_name=inp.name, input_shape=dims,
+    return GraphInfo(path=path, input_name=first, input_shape=inputs[first],
                      output_names=[o.name for o in model.graph.output],
                      precision=detect_precision(model), meta=meta,
                      external_files=external_data_files(path, model),
-                     unbuildable=unbuildable_casts(model))
+                     unbuildable=unbuildable_casts(model), inputs=inputs)

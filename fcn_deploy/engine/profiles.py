@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from fcn_deploy.errors import FCNError
 
@@ -116,15 +116,56 @@ def parse_profiles(mins: Iterable[str] | None, opts: Iterable[str] | None,
 
 
 def validate_profiles(profiles: Sequence[Profile],
-                      input_shape: Sequence[int | str | None] | None = None) -> list[Profile]:
-    """Validate every profile (and its static dims against the ONNX input, when given)."""
+                      input_shape: Sequence[int | str | None] | None = None, *,
+                      inputs: Mapping[str, Sequence[int | str | None]] | None = None
+                      ) -> list[Profile]:
+    """Validate every profile (and its static dims against the ONNX input, when given; with
+    ``inputs``, every input's derived profile against that input, see :func:`input_profiles`)."""
     if not profiles:
         raise FCNError("an engine needs at least one optimization profile")
     for i, p in enumerate(profiles):
         p.validate(index=i)
-        if input_shape is not None:
+        if inputs:
+            input_profiles(p, inputs, index=i)
+        elif input_shape is not None:
             p.check_static(input_shape, index=i)
     return list(profiles)
+
+
+def input_profiles(profile: Profile, inputs: Mapping[str, Sequence[int | str | None]], *,
+                   index: int = 0) -> dict[str, Profile]:
+    """The profile of every network input (``{name: ONNX dims}``, in order) from ``profile``,
+    which is given for the first input: every input shares its batch, height and width (one
+    call feeds all of them at one N, H, W) and takes its own channel count from its graph dims
+    (NYUDv2's ``depth`` is 1 channel next to a 3-channel ``image``). Each input's static dims
+    are checked against its profile (FCNError naming the input)."""
+    out: dict[str, Profile] = {}
+    for k, (name, dims) in enumerate(inputs.items()):
+        if k == 0:
+            own = profile
+        else:
+            if len(dims) != 4 or not isinstance(dims[1], int) or dims[1] < 1:
+                shown = format_shape([d if isinstance(d, int) else None for d in dims])
+                raise FCNError(f"input {name!r} has dims {shown}; expected N x C x H x W with "
+                               "a fixed channel count C")
+            c = int(dims[1])
+            own = Profile(*((p[0], c, *p[2:]) for p in (profile.min, profile.opt, profile.max)))
+        own.check_static(dims, index=index, name=name)
+        out[name] = own
+    return out
+
+
+def first_input_shape(shapes: Mapping[str, Sequence[int]], *, what: str = "engine") -> Shape:
+    """The first input's shape, which picks the profile (:func:`select_profile`); every other
+    input must share its batch, height and width (FCNError naming both otherwise)."""
+    items = [(name, tuple(int(d) for d in shape)) for name, shape in shapes.items()]
+    first_name, first = items[0]
+    for name, shape in items[1:]:
+        if len(shape) != len(first) or (shape[:1] + shape[2:]) != (first[:1] + first[2:]):
+            raise FCNError(f"{what}: input {name!r} has shape {format_shape(shape)} but "
+                           f"{first_name!r} has {format_shape(first)}; expected the same batch, "
+                           "height and width for every input")
+    return first
 
 
 def describe_profiles(profiles: Sequence[Profile]) -> str:

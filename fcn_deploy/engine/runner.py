@@ -1,7 +1,8 @@
 """Native TensorRT runner (TensorRT 10/11 API, cuda-python for memory and streams).
 
-I/O by tensor name: ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3`` on a
-non-blocking stream. Device buffers and pinned host buffers are kept across calls and reallocated
+I/O by tensor name: ``set_input_shape`` for every input (a multi-input net's inputs share N, H,
+W), ``set_tensor_address`` for every input and output, ``execute_async_v3`` on a non-blocking
+stream. Device buffers and pinned host buffers are kept across calls and reallocated
 only when a larger shape arrives. An input shape picks the optimization profile that covers it
 (``set_optimization_profile_async``); a shape no profile covers is an FCNError listing what the
 engine accepts. Plans are checked against their sidecar (TensorRT version, GPU) before loading.
@@ -17,7 +18,8 @@ import numpy as np
 
 from fcn_deploy.contract import Runner, TensorInfo
 from fcn_deploy.engine import cuda
-from fcn_deploy.engine.profiles import Profile, describe_profiles, format_shape, max_batch, select_profile
+from fcn_deploy.engine.profiles import (Profile, describe_profiles, first_input_shape, format_shape,
+                                        max_batch, select_profile)
 from fcn_deploy.engine.sidecar import check_compatible, read_sidecar
 from fcn_deploy.errors import FCNError
 
@@ -86,10 +88,11 @@ class TensorRTRunner(Runner):
                 self.inputs.append(info)
             else:
                 self.outputs.append(info)
-        if len(self.inputs) != 1:
-            raise FCNError(f"{self.path}: expected one input 'image', found "
-                           f"{[t.name for t in self.inputs]}")
-        self.input_name = self.inputs[0].name
+        names = [t.name for t in self.inputs]
+        if names != self.meta.input_names:
+            raise FCNError(f"{self.path}: the engine's inputs are {names}; its metadata "
+                           f"describes {self.meta.input_names} (rebuild it with fcn-build)")
+        self.input_name = self.inputs[0].name  # the profiles are given for the first input
         self.profiles = self._read_profiles()
         self._active_profile = 0
 
@@ -105,7 +108,9 @@ class TensorRTRunner(Runner):
         return max_batch(self.profiles, shape)
 
     def describe_accepted(self) -> str:
-        return f"{self.inputs[0].describe()} within profiles {describe_profiles(self.profiles)}"
+        others = "".join(f", {t.describe()}" for t in self.inputs[1:])
+        return (f"{self.inputs[0].describe()} within profiles {describe_profiles(self.profiles)}"
+                + (f" (with {others[2:]} at the same batch, height and width)" if others else ""))
 
     def _buffers(self, name: str, nbytes: int):
         dev = self._device_buffers.setdefault(name, cuda.DeviceBuffer())
@@ -115,8 +120,8 @@ class TensorRTRunner(Runner):
         return dev, host
 
     def _infer(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-        image = feeds[self.input_name]
-        shape = tuple(int(d) for d in image.shape)
+        shape = first_input_shape({t.name: feeds[t.name].shape for t in self.inputs},
+                                  what=f"engine {self.path}")
         # The current CUDA device is per host thread: select ours on every call, since infer may
         # run on another thread than the one that opened the runner.
         cuda.set_device(self.device)
@@ -127,17 +132,19 @@ class TensorRTRunner(Runner):
                           self._context.set_optimization_profile_async, profile,
                           self._stream.handle)
             self._active_profile = profile
-        try:
-            cuda.trt_call(f"{where}: setting the shape of {self.input_name!r}",
-                          self._context.set_input_shape, self.input_name, shape)
-        except FCNError as exc:
-            raise FCNError(f"{exc}; the engine accepts {describe_profiles(self.profiles)}") from None
-
-        dev_in, host_in = self._buffers(self.input_name, image.nbytes)
-        np.copyto(host_in.view(image.shape, image.dtype), image)
-        cuda.memcpy_htod_async(dev_in.ptr, host_in.ptr, image.nbytes, self._stream)
-        cuda.trt_call(f"{where}: binding the address of {self.input_name!r}",
-                      self._context.set_tensor_address, self.input_name, dev_in.ptr)
+        for info in self.inputs:  # every input by name: shape, host -> device copy, address
+            array = feeds[info.name]
+            try:
+                cuda.trt_call(f"{where}: setting the shape of {info.name!r}",
+                              self._context.set_input_shape, info.name, tuple(array.shape))
+            except FCNError as exc:
+                raise FCNError(f"{exc}; the engine accepts "
+                               f"{describe_profiles(self.profiles)}") from None
+            dev_in, host_in = self._buffers(info.name, array.nbytes)
+            np.copyto(host_in.view(array.shape, array.dtype), array)
+            cuda.memcpy_htod_async(dev_in.ptr, host_in.ptr, array.nbytes, self._stream)
+            cuda.trt_call(f"{where}: binding the address of {info.name!r}",
+                          self._context.set_tensor_address, info.name, dev_in.ptr)
 
         out_shapes = {}
         for info in self.outputs:

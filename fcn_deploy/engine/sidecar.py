@@ -41,12 +41,24 @@ class EngineInfo:
     meta: dict[str, Any]
     input_name: str = "image"
     outputs: list[str] = field(default_factory=lambda: ["scores"])
+    #: every network input in order, [{name, shape}] with the ONNX dims (ints static, names
+    #: dynamic); the profiles are the first input's, the others share their N, H, W. Sidecars
+    #: written before it existed describe one input, ``input_name``.
+    inputs: list[dict[str, Any]] = field(default_factory=list)
     onnx_path: str = ""
     build_options: dict[str, Any] = field(default_factory=dict)
     cache_key: str = ""
     built_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
                           .isoformat(timespec="seconds"))
     toolkit_version: str = field(default_factory=lambda: __version__)
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            self.inputs = [{"name": self.input_name, "shape": ["batch", 3, "height", "width"]}]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [str(i["name"]) for i in self.inputs]
 
     def model_meta(self) -> ModelMeta:
         return ModelMeta.from_dict(self.meta)
@@ -69,6 +81,7 @@ class EngineInfo:
             "onnx_sha256": self.onnx_sha256,
             "onnx_path": self.onnx_path,
             "input_name": self.input_name,
+            "inputs": [dict(i) for i in self.inputs],
             "outputs": list(self.outputs),
             "build_options": dict(self.build_options),
             "cache_key": self.cache_key,
@@ -91,6 +104,8 @@ class EngineInfo:
                 onnx_sha256=str(data["onnx_sha256"]),
                 meta=dict(data["meta"]),
                 input_name=str(data.get("input_name", "image")),
+                inputs=[{"name": str(i["name"]), "shape": list(i.get("shape", []))}
+                        for i in data.get("inputs", [])],
                 outputs=list(data.get("outputs", ["scores"])),
                 onnx_path=str(data.get("onnx_path", "")),
                 build_options=dict(data.get("build_options", {})),

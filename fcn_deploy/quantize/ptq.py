@@ -29,15 +29,15 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from fcn_deploy.errors import FCNError
 from fcn_deploy.fileio import RunFiles, atomic_path, scratch_dir
-from fcn_deploy.meta import ModelMeta
-from fcn_deploy.onnxgraph import (QDQ_OPS, QUANTIZED_GRAPH_OPS, Graph, half_precision_parts,
-                                  load_model, meta_props, read_meta_if_any,
+from fcn_deploy.meta import InputSpec, ModelMeta
+from fcn_deploy.onnxgraph import (QDQ_OPS, QUANTIZED_GRAPH_OPS, Graph, graph_inputs,
+                                  half_precision_parts, load_model, meta_props, read_meta_if_any,
                                   remove_unused_initializers, save_model, write_meta)
 from fcn_deploy.quantize.cache import CacheKey, file_sha256, read_cache, write_cache
 from fcn_deploy.quantize.calibration import as_calibration_reader
@@ -130,11 +130,12 @@ def load_fp32_graph(path: str | os.PathLike):
     if half or casts:
         raise FCNError(f"{path} is an FP16 graph ({len(half)} half-precision weights, "
                        f"{len(casts)} casts to half); expected the FP32 export")
-    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    if len(inputs) != 1:
-        raise FCNError(f"{path} has {len(inputs)} inputs; expected one image input")
-    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise FCNError(f"{path}: input {inputs[0].name!r} is not float32; expected an FP32 graph")
+    inputs = graph_inputs(model)
+    if not inputs:
+        raise FCNError(f"{path} has no input; expected the image input(s) of an FCN graph")
+    for inp in inputs:
+        if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            raise FCNError(f"{path}: input {inp.name!r} is not float32; expected an FP32 graph")
     precision = meta_props(model).get("precision")
     if precision is not None and precision != "fp32":
         raise FCNError(f"{path} has precision {precision!r} in its metadata; expected an fp32 graph")
@@ -144,7 +145,7 @@ def load_fp32_graph(path: str | os.PathLike):
 def _infer_num_classes(model) -> int | None:
     for out in model.graph.output:
         dims = out.type.tensor_type.shape.dim
-        if out.name == "scores" and len(dims) == 4 and dims[1].HasField("dim_value"):
+        if out.name.startswith("scores") and len(dims) == 4 and dims[1].HasField("dim_value"):
             return int(dims[1].dim_value)
     g = Graph(model)
     for node in g.nodes:
@@ -256,22 +257,25 @@ def _ensure_node_names(model) -> None:
             used.add(name)
 
 
-def find_layer_kinds(model, *, num_classes: int | None = None) -> dict[str, list[str]]:
+def find_layer_kinds(model, *, num_classes: int | Sequence[int] | None = None
+                     ) -> dict[str, list[str]]:
     """Node names of each sensitive kind: ``first_conv``, ``score`` and ``upsample``.
 
-    first_conv: the Conv(s) reading the image input directly. score: 1x1 Convs producing
-    ``num_classes`` channels (score_fr, score_pool4, score_pool3). upsample: ConvTranspose and
-    Resize nodes (the bilinear upsampling).
+    first_conv: the Conv(s) reading a graph input directly (one per input stream). score: 1x1
+    Convs producing ``num_classes`` channels (score_fr, score_pool4, score_pool3; a multi-head
+    net gives each head's class count). upsample: ConvTranspose and Resize nodes (the bilinear
+    upsampling).
     """
     g = Graph(model)
     num_classes = num_classes or _infer_num_classes(model)
+    classes = set(num_classes) if isinstance(num_classes, (list, tuple, set)) else {num_classes}
     kinds: dict[str, list[str]] = {k: [] for k in KINDS}
     convs = [n for n in g.nodes if n.op_type == "Conv"]
     first = [n.name for n in convs if n.input[0] in g.graph_inputs]
     kinds["first_conv"] = first or ([convs[0].name] if convs else [])
     for node in convs:
         w = g.constant(node.input[1])
-        if w is not None and w.ndim == 4 and w.shape[0] == num_classes and w.shape[2:] == (1, 1):
+        if w is not None and w.ndim == 4 and w.shape[0] in classes and w.shape[2:] == (1, 1):
             kinds["score"].append(node.name)
     kinds["upsample"] = [n.name for n in g.nodes if n.op_type in ("ConvTranspose", "Resize")]
     return kinds
@@ -285,7 +289,7 @@ def _layer_name(param: str) -> str:
 
 
 def select_excluded_nodes(model, *, kinds: Sequence[str], names: Sequence[str],
-                          num_classes: int | None = None) -> list[str]:
+                          num_classes: int | Sequence[int] | None = None) -> list[str]:
     """Nodes kept in float: those of the given kinds plus those matching ``names``.
 
     A name matches a node by its node name or by the layer name of one of its weights
@@ -430,13 +434,12 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     _constants_to_initializers(model)
     _ensure_node_names(model)
     _untie_weights(model)
-    input_name = next(i.name for i in model.graph.input
-                      if i.name not in {t.name for t in model.graph.initializer})
-    reader = as_calibration_reader(calibration, mean=meta.mean, channel_order=meta.channel_order,
-                                   input_name=input_name, limit=config.num_images, seed=seed,
+    specs = graph_input_specs(model, meta, input_path)
+    reader = as_calibration_reader(calibration, inputs=specs, limit=config.num_images, seed=seed,
                                    progress=config.progress)
     excluded = select_excluded_nodes(model, kinds=config.exclude_kinds,
-                                     names=config.exclude_names, num_classes=meta.num_classes)
+                                     names=config.exclude_names,
+                                     num_classes=[h.num_classes for h in meta.head_specs()])
     options = trt_extra_options(model, config)
     key = ranges = None
     if cache_path is not None:
@@ -499,6 +502,10 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     extra = dict(meta.extra)
     extra["calibration"] = calib
     write_meta(qmodel, meta.replace(precision="int8", extra=extra))
+    renamed = [f"{a} -> {b}" for a, b in zip(_io_names(model), _io_names(qmodel)) if a != b]
+    if renamed or len(_io_names(model)) != len(_io_names(qmodel)):
+        raise FCNError(f"the quantized graph's inputs/outputs are {_io_names(qmodel)}, not the "
+                       f"FP32 graph's {_io_names(model)}; nothing was written")
     violations = check_trt_qdq(qmodel)
     if violations:
         shown = "\n  ".join(violations[:20])
@@ -511,6 +518,23 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
                           quantized_nodes=quantized, image_sizes=sizes,
                           seconds=time.perf_counter() - start,
                           cache_used=cache_path if ranges is not None else None)
+
+
+def graph_input_specs(model, meta: ModelMeta, path: Any = None) -> list[InputSpec]:
+    """The graph's inputs as the calibration reader feeds them: its metadata's, which must name
+    the graph's inputs in order; a graph without metadata has one image input (any name)."""
+    names = [i.name for i in graph_inputs(model)]
+    specs = meta.input_specs()
+    if not meta_props(model) and len(names) == 1:
+        return [replace(specs[0], name=names[0])]
+    if [s.name for s in specs] != names:
+        raise FCNError(f"{path}: the graph's inputs are {names} but its metadata describes "
+                       f"{[s.name for s in specs]}; re-export it with fcn-export")
+    return specs
+
+
+def _io_names(model) -> list[str]:
+    return [i.name for i in graph_inputs(model)] + [o.name for o in model.graph.output]
 
 
 def _describe_source(calibration: Any, seed: int | None) -> str:

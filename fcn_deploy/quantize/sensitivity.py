@@ -20,7 +20,8 @@ from typing import Any, Sequence
 from fcn_deploy.errors import FCNError
 from fcn_deploy.evaluate import compare_models
 from fcn_deploy.quantize.calibration import as_calibration_reader
-from fcn_deploy.quantize.ptq import KINDS, QuantizeConfig, load_fp32_graph, model_meta, quantize_onnx
+from fcn_deploy.quantize.ptq import (KINDS, QuantizeConfig, graph_input_specs, load_fp32_graph,
+                                     model_meta, quantize_onnx)
 
 
 @dataclass
@@ -54,9 +55,9 @@ def measure_sensitivity(fp32_path: str | os.PathLike, calibration: Any, dataset:
     combos = [tuple(c) for c in (combinations if combinations is not None else kind_combinations())]
     if not combos:
         raise FCNError("no layer-kind combination to measure")
-    meta = model_meta(load_fp32_graph(fp32_path), fp32_path)
-    reader = as_calibration_reader(calibration, mean=meta.mean, channel_order=meta.channel_order,
-                                   seed=seed, progress=progress)
+    graph = load_fp32_graph(fp32_path)
+    specs = graph_input_specs(graph, model_meta(graph, fp32_path), fp32_path)
+    reader = as_calibration_reader(calibration, inputs=specs, seed=seed, progress=progress)
     with tempfile.TemporaryDirectory(prefix="fcn-sensitivity.", dir=work_dir) as tmp:
         variants: list[tuple[str, tuple[str, ...], Path, int]] = []
         for method in methods:

@@ -151,6 +151,7 @@ def read_artifact(path: Path) -> ArtifactIO:
         if info.meta is None:
             raise FCNError(f"{path} carries no fcn-deploy metadata; export it with fcn-export so "
                            "a client knows the mean and classes")
+        _refuse_multi_io(path, info.meta, list(info.inputs))
         dims = info.input_shape
         if len(dims) != 4 or dims[1] != 3:
             raise FCNError(f"{path}: input {info.input_name!r} has dims {dims}; expected "
@@ -169,6 +170,7 @@ def read_artifact(path: Path) -> ArtifactIO:
         from fcn_deploy.engine.sidecar import read_sidecar
 
         info = read_sidecar(path)
+        _refuse_multi_io(path, info.model_meta(), info.input_names)
         profiles = list(info.profiles)
         if not profiles:
             raise FCNError(f"sidecar of {path} lists no shape profiles; rebuild with fcn-build")
@@ -182,6 +184,17 @@ def read_artifact(path: Path) -> ArtifactIO:
                           max_batch=max(p.max[0] for p in profiles), profiles=profiles)
     raise FCNError(f"{path}: fcn-triton takes an .onnx or a TensorRT plan "
                    f"({', '.join(PLAN_SUFFIXES)}); got {suffix or 'no extension'!r}")
+
+
+def _refuse_multi_io(path: Path, meta: ModelMeta, inputs: list[str]) -> None:
+    """The repository serves one ``image`` input and one head's ``labels``/``scores``; a
+    multi-input (NYUDv2 fusion) or multi-head (SIFT Flow) net is refused rather than served with
+    a config that leaves inputs or heads out."""
+    if len(inputs) > 1 or meta.multi_head:
+        what = (f"inputs {', '.join(inputs)}" if len(inputs) > 1
+                else f"heads {', '.join(h.name for h in meta.head_specs())}")
+        raise FCNError(f"{path}: fcn-triton serves nets with one image input and one head; this "
+                       f"one has {what} (serve it with the Python Segmenter)")
 
 
 def _parse_version_policy(text: str, pb) -> Any:

@@ -278,3 +278,50 @@ def test_cli_build_then_segment(graphs, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "big.png" in captured.err and "outside every optimization profile" in captured.err
     assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "a_overlay.png").is_file()
+
+
+@pytest.mark.parametrize("arch", ["nyud_fcn32s_color_d", "siftflow_fcn16s"])
+def test_multi_input_and_multi_head_engines_agree_with_onnxruntime(arch, tmp_path):
+    """Every input bound by name (RGB-D: a 3-channel image and a 1-channel depth at one N, H, W)
+    and every head's outputs read back by name, against the same graph in ONNX Runtime."""
+    import onnxruntime as ort
+    import torch
+
+    from fcn_deploy.engine import BuildOptions, build_engine
+    from fcn_deploy.export import export_model
+    from fcn_deploy.export.verify import random_inputs
+    from fcn_deploy.meta import ModelMeta
+    from fcn_deploy.models import create_model
+    from fcn_deploy.runtime import open_runner
+
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=5, width=1 / 16)
+    with torch.no_grad():
+        for name in model.score_layers:
+            model.get_submodule(name).weight.normal_(0.0, 0.5)
+    meta = ModelMeta.default(arch, 5, arch_kwargs=dict(model.arch_kwargs),
+                             **model.io_description())
+    onnx_path, plan = tmp_path / "m.onnx", tmp_path / "m.plan"
+    export_model(model, meta, onnx_path, outputs="both", verify=False, sample_shape=(1, 3, 64, 64))
+    info = build_engine(onnx_path, plan, BuildOptions(profiles=PROFILES), progress=False,
+                        log=lambda _: None)
+    assert info.input_names == meta.input_names and info.outputs == meta.output_names("both")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with open_runner(plan) as runner:
+        assert [t.name for t in runner.inputs] == meta.input_names
+        for i, (h, w) in enumerate(SIZES):  # both profiles
+            n = 2 if h <= 96 and w <= 96 else 1
+            feeds = random_inputs(meta.input_specs(), (n, 3, h, w), np.random.default_rng(i))
+            got = runner.infer(feeds)
+            want = dict(zip(meta.output_names("both"), session.run(None, feeds)))
+            for head in meta.head_specs():
+                scale = np.abs(want[head.scores_output]).max()
+                np.testing.assert_allclose(got[head.scores_output], want[head.scores_output],
+                                           atol=1e-2 * scale)
+                agreement = float((got[head.labels_output] == want[head.labels_output]).mean())
+                assert agreement >= 0.995, (head.name, h, w, agreement)
+        if len(meta.input_names) > 1:
+            feeds = random_inputs(meta.input_specs(), (1, 3, 64, 64), np.random.default_rng(9))
+            feeds["depth"] = feeds["depth"][:, :, :, :60]
+            with pytest.raises(FCNError, match=r"input 'depth' has shape 1x1x64x60 but 'image'"):
+                runner.infer(feeds)

@@ -74,7 +74,7 @@ def randomize_scores(model, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name in model.score_layers:
-            layer = getattr(model, name)
+            layer = model.get_submodule(name)  # "color.score_fr" in a two-stream net
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.05)
             layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen) * 0.5)
     return model
@@ -88,10 +88,20 @@ def registry_model(name: str, num_classes: int = 5, seed: int = 0):
 
 
 def meta_for(model) -> ModelMeta:
-    return ModelMeta.default(model.arch, model.num_classes, arch_kwargs=dict(model.arch_kwargs))
+    """The model's metadata as the trainer writes it: its inputs and heads included."""
+    return ModelMeta.default(model.arch, model.num_classes, arch_kwargs=dict(model.arch_kwargs),
+                             **model.io_description())
 
 
-def run_onnx(path_or_model, x: np.ndarray) -> dict[str, np.ndarray]:
+def random_feeds(meta: ModelMeta, shape, seed: int = 0) -> dict[str, np.ndarray]:
+    """Preprocessed-looking random data for every input of ``meta`` at ``shape``'s N, H, W."""
+    from fcn_deploy.export.verify import random_inputs
+
+    return random_inputs(meta.input_specs(), shape, np.random.default_rng(seed))
+
+
+def run_onnx(path_or_model, x) -> dict[str, np.ndarray]:
+    """Outputs by name; ``x`` is the first input's array or a dict of every input's."""
     import onnxruntime as ort
 
     source = path_or_model if isinstance(path_or_model, (str, bytes)) else (
@@ -99,4 +109,5 @@ def run_onnx(path_or_model, x: np.ndarray) -> dict[str, np.ndarray]:
         path_or_model.SerializeToString())
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {session.get_inputs()[0].name: x})))
+    feeds = x if isinstance(x, dict) else {session.get_inputs()[0].name: x}
+    return dict(zip(names, session.run(None, feeds)))

@@ -9,40 +9,53 @@ from fcn_deploy.export import export_model, verify_onnx
 from fcn_deploy.meta import read_onnx_meta
 from fcn_deploy.models import list_models
 
-from export_helpers import SAMPLE, SIZES, meta_for, registry_model, run_onnx
+from export_helpers import SAMPLE, SIZES, meta_for, random_feeds, registry_model, run_onnx
 
 
 def _dims(value):
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
-@pytest.mark.parametrize("name", list_models(multi=False))  # multi-head/input: next
+@pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_exports_and_verifies(name, tmp_path):
     model = registry_model(name)
     meta = meta_for(model)
+    heads = meta.head_specs()
     out = tmp_path / f"{name}.onnx"
     report = export_model(model, meta, out, outputs="both", sample_shape=SAMPLE,
                           verify_sizes=SIZES)
     ver = report.verification
-    assert ver.passed and ver.checker == "ok"
-    assert [c.shape for c in ver.cases] == SIZES  # trace size, smaller (batch 2), larger
+    assert ver.passed and ver.checker == "ok" and ver.interface == []
+    # trace size, smaller (batch 2), larger; one row per head of a multi-head net
+    assert [(c.shape, c.head) for c in ver.cases] == [
+        (s, h.name if len(heads) > 1 else None) for s in SIZES for h in heads]
     assert all(c.max_ref > 0 and c.max_rel < 1e-4 for c in ver.cases)  # non-trivial scores
 
     graph = onnx.load(str(out))
-    # one input, named after the net's modality: "image", or "hha" for the HHA-only NYUD net
-    assert [i.name for i in graph.graph.input] == list(model.input_channels)
-    assert _dims(graph.graph.input[0]) == ["batch", 3, "height", "width"]
+    # one input per modality, named after it ("image"; "hha" for the HHA-only NYUD net; "image"
+    # and "hha"/"depth" for the fusion nets), each with its own channels
+    assert [(i.name, _dims(i)) for i in graph.graph.input] == [
+        (n, ["batch", c, "height", "width"]) for n, c in model.input_channels.items()]
+    # every head's scores, then every head's labels ("scores"/"labels" for one head)
     outs = {o.name: o for o in graph.graph.output}
-    assert _dims(outs["scores"]) == ["batch", 5, "height", "width"]
-    assert _dims(outs["labels"]) == ["batch", "height", "width"]
-    assert outs["labels"].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert list(outs) == meta.output_names("both")
+    for head in heads:
+        assert _dims(outs[head.scores_output]) == ["batch", head.num_classes, "height", "width"]
+        assert _dims(outs[head.labels_output]) == ["batch", "height", "width"]
+        assert outs[head.labels_output].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    if len(heads) > 1:
+        assert [h.scores_output for h in heads] == ["scores_sem", "scores_geo"]
+        assert [h.num_classes for h in heads] == [5, 3]
     ops = {n.op_type for n in graph.graph.node}
     assert not ops & {"Dropout", "BatchNormalization"}  # eval-mode graph
     assert graph.opset_import[0].version == 18
     deconvs = [n for n in graph.graph.node if n.op_type == "ConvTranspose"]
     assert len(report.optimizations["depthwise_upsampling"]["rewritten"]) == len(deconvs) >= 1
-    assert all(a.i == 5 for n in deconvs for a in n.attribute if a.name == "group")
-    assert len(report.optimizations["fold_crops"]) == 1  # the final crop after the last deconv
+    assert sorted(a.i for n in deconvs for a in n.attribute if a.name == "group") == sorted(
+        model.get_submodule(n).out_channels for n in model.upsample_layers)
+    # the final crop after each head's last deconv (the late-fusion nets sum the streams'
+    # scores before one upsampling)
+    assert len(report.optimizations["fold_crops"]) == len(heads)
     assert report.node_counts["simplified"] < report.node_counts["exported"]
 
     # the metadata round-trips: what the runtime reads is the checkpoint's, with precision/outputs
@@ -55,11 +68,13 @@ def test_every_registered_model_exports_and_verifies(name, tmp_path):
     assert back.extra["export"]["opset"] == 18
     assert back.extra["export"]["optimizations"]["depthwise_upsampling"]["rewritten"]
 
-    # labels output == argmax of the scores output, on a size not used before
-    x = np.random.default_rng(3).uniform(-100, 100, size=(1, 3, 57, 70)).astype(np.float32)
-    result = run_onnx(out, x)
-    assert result["scores"].shape == (1, 5, 57, 70)
-    assert np.array_equal(result["labels"], result["scores"].argmax(axis=1))
+    # labels outputs == argmax of the scores outputs, on a size not used before
+    feeds = random_feeds(meta, (1, 3, 57, 70), seed=3)
+    result = run_onnx(out, feeds)
+    for head in heads:
+        assert result[head.scores_output].shape == (1, head.num_classes, 57, 70)
+        assert np.array_equal(result[head.labels_output],
+                              result[head.scores_output].argmax(axis=1))
 
 
 def test_optimizations_switch_off_and_change_nothing_numerically(tmp_path):

@@ -249,3 +249,30 @@ def test_a_failed_or_interrupted_write_leaves_no_model_folder(tiny_onnx, tmp_pat
     monkeypatch.undo()
     write_triton_repository(tiny_onnx, repo, TritonRepoOptions(name="m"))
     assert (repo / "m" / "1" / "model.onnx").read_bytes() == tiny_onnx.read_bytes()
+
+
+def test_multi_head_and_multi_input_nets_are_refused_not_half_served(onnx_factory, tmp_path):
+    """A config listing one input and one head would leave the others out: refused, by name."""
+    from fcn_deploy.engine.cuda import GpuInfo
+    from fcn_deploy.engine.profiles import Profile
+    from fcn_deploy.engine.sidecar import EngineInfo, write_sidecar
+
+    two_heads = ModelMeta.default("siftflow_fcn16s", 4, heads=[
+        {"name": "sem", "num_classes": 4}, {"name": "geo", "num_classes": 3}])
+    onnx_path = onnx_factory("sift.onnx", meta=two_heads)
+    with pytest.raises(FCNError, match=r"sift.onnx: fcn-triton serves nets with one image input "
+                                       r"and one head; this one has heads sem, geo \(serve it "
+                                       r"with the Python Segmenter\)"):
+        build_config(onnx_path)
+    plan = tmp_path / "rgbd.plan"
+    plan.write_bytes(b"not run in these tests")
+    rgbd = ModelMeta.default("nyud_fcn32s_color_d", 4, inputs=[
+        {"name": "image", "channels": 3}, {"name": "depth", "channels": 1}])
+    write_sidecar(plan, EngineInfo(
+        trt_version="10.16.1.11", gpu=GpuInfo("NVIDIA H100", "9.0"),
+        profiles=[Profile((1, 3, 64, 64), (1, 3, 128, 128), (2, 3, 256, 256))],
+        precision="fp32", onnx_sha256="ab" * 32, meta=rgbd.to_dict(), outputs=["labels"],
+        inputs=[{"name": "image", "shape": ["batch", 3, "height", "width"]},
+                {"name": "depth", "shape": ["batch", 1, "height", "width"]}]))
+    with pytest.raises(FCNError, match=r"this one has inputs image, depth"):
+        build_config(plan)
