@@ -28,7 +28,7 @@ def list_models(*, multi: bool = True) -> list[str]:
     """Names accepted by :func:`create_model`, sorted.
 
     ``multi=False`` leaves out the nets with several inputs or heads (SIFT Flow, NYUD fusion),
-    which export and the runtimes do not take yet.
+    for code that feeds one image and reads one score tensor (the pipeline takes every net).
     """
     if multi:
         return sorted(_REGISTRY)

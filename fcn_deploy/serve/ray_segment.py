@@ -97,6 +97,15 @@ class SegmentActor:
         if device is not None:
             options = dict(options, device=device)
         self.seg = Segmenter.open(model, backend=backend, **options)
+        if self.seg.multi_head or len(self.seg.input_names) > 1:
+            what = (f"the heads {', '.join(self.seg.head_names)}" if self.seg.multi_head
+                    else f"the inputs {', '.join(self.seg.input_names)}")
+            self.seg.close()
+            # the driver plans and resumes one <stem>.png per image and the actors read one
+            # image: a net with several heads or inputs would be re-run or fed wrongly
+            raise FCNError(f"{model} ({self.seg.meta.arch}) has {what}; fcn-segment --ray "
+                           "segments nets with one input and one head for now: run fcn-segment "
+                           "without --ray (it writes <stem>_<head>.png and takes --input)")
         self.outputs = outputs
         self.out_dir = Path(out_dir)
         self.tile, self.max_pixels = tile, max_pixels

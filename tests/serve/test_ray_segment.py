@@ -152,3 +152,20 @@ def test_ray_actors_segment_with_the_tile_options(tmp_path):
     assert tiled.read_bytes() == whole.read_bytes()
     error, = run("refused", max_pixels=1)
     assert "max_pixels 1 is too small to tile this model" in error
+
+
+@pytest.mark.parametrize("arch, what", [("siftflow_fcn16s", "the heads sem, geo"),
+                                        ("nyud_fcn32s_color_d", "the inputs image, depth")])
+def test_ray_actors_refuse_nets_with_several_heads_or_inputs(arch, what, tmp_path):
+    """The Ray driver plans and resumes one <stem>.png per image; a two-head net writes one file
+    per head (resume would redo or skip wrongly) and a two-input net needs its other input:
+    refused by name when an actor opens the model, which stops the run with that message."""
+    pytest.importorskip("torch")
+    from fcn_deploy.serve.ray_segment import SegmentActor
+    from runtime_fixtures import make_multi_io_net
+
+    _, _, _, model = make_multi_io_net(tmp_path, arch)
+    with pytest.raises(FCNError, match=f"has {what}; fcn-segment --ray segments nets with one "
+                                       "input and one head"):
+        SegmentActor(model=str(model), backend=None, device=None, options={},
+                     outputs=SegmentOutputs(), out_dir=str(tmp_path))
