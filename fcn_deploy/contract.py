@@ -194,7 +194,22 @@ class Runner:
                                    f"expected {np.dtype(info.dtype).name}")
                 array = array.astype(info.dtype)
             out[name] = np.ascontiguousarray(array)
+        self._check_shared_dims(out)
         return out
+
+    def _check_shared_dims(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Every input of one call has the same batch, height and width (one image's
+        modalities); the network would fail deep inside, or broadcast, otherwise."""
+        if len(feeds) < 2:
+            return
+        nhwc = self.meta is not None and self.meta.input_layout == "NHWC"
+        axes = (0, 1, 2) if nhwc else (0, 2, 3)
+        dims = {name: tuple(a.shape[k] for k in axes) for name, a in feeds.items()
+                if a.ndim == 4}
+        if len(set(dims.values())) > 1:
+            shown = ", ".join(f"{n} {'x'.join(map(str, d))}" for n, d in dims.items())
+            raise FCNError(f"{self.path}: the inputs of one call must have the same batch, "
+                           f"height and width; got (N x H x W) {shown}")
 
     def check_output_names(self, outputs: Sequence[str] | None) -> list[str]:
         names = self.output_names

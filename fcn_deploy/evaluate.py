@@ -30,7 +30,6 @@ from fcn_deploy.cpu import cpu_features
 from fcn_deploy.datasets import create_dataset
 from fcn_deploy.errors import FCNError
 from fcn_deploy.fileio import RunFiles, atomic_write_text, check_output_dir, scratch_dir
-from fcn_deploy.meta import ModelMeta
 from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.preprocess import preprocess
 from fcn_deploy.runtime import open_runner
@@ -388,15 +387,18 @@ def compare_onnx(a, b, dataset: Any, *, threads: int | None = None, limit: int |
     reference; this keeps the two-graph summary the export report prints.
     Moved from ``fcn_deploy.export`` (which does not evaluate).
     """
-    # lazy: the fcn_deploy.export package imports onnx; evaluating runtimes does not need it
+    # lazy: the fcn_deploy.export package and onnxgraph import onnx; evaluating runtimes does not
     from fcn_deploy.export.compare import CompareReport
+    from fcn_deploy.onnxgraph import read_meta
 
     report = compare_models([a, b], dataset, backend="onnxruntime", device="cpu",
                             max_images=limit, threads=threads, progress=progress)
     ref, other = report.results
+    meta = read_meta(a)
     return CompareReport(name_a=Path(a).name, name_b=Path(b).name, images=report.num_images,
                          pixels=other.agreement_pixels, agreement=float(other.agreement),
-                         miou_a=float(ref.metrics.mean_iu), miou_b=float(other.metrics.mean_iu))
+                         miou_a=float(ref.metrics.mean_iu), miou_b=float(other.metrics.mean_iu),
+                         head=meta.head_specs()[0].name if meta.multi_head else "")
 
 
 def export_compared(source: Any, output_path: str | os.PathLike, *, eval_dataset: Any,
@@ -418,7 +420,6 @@ def export_compared(source: Any, output_path: str | os.PathLike, *, eval_dataset
     if (o.precision or "fp32") == "fp32":
         raise FCNError("--eval-dataset measures what FP16 changes against FP32; use it with "
                        "precision fp16")
-    _refuse_multi_io(source, meta)
     if not Path(output_path).is_dir():  # export_model names a folder given as -o itself
         check_output_dir(output_path)  # the scratch folder goes next to the output
     with scratch_dir(output_path) as staging:
@@ -433,20 +434,3 @@ def export_compared(source: Any, output_path: str | os.PathLike, *, eval_dataset
     comparison.name_b = report.precision
     report.comparison = comparison
     return report
-
-
-def _refuse_multi_io(source: Any, meta: Any) -> None:
-    """--eval-dataset compares one label map per image from one image input; a multi-head or
-    multi-input net (SIFT Flow, NYUDv2 fusion) is refused before anything is exported (its
-    FP16 and FP32 graphs compare per head with fcn-eval)."""
-    if isinstance(source, (str, os.PathLike)):
-        from fcn_deploy.models.checkpoint import load_checkpoint  # torch: heavy, optional here
-
-        meta = ModelMeta.from_dict(load_checkpoint(source, mmap=True)["meta"])
-    if meta is None or (not meta.multi_head and meta.input_names == ["image"]):
-        return
-    what = (f"heads {', '.join(h.name for h in meta.head_specs())}" if meta.multi_head
-            else f"inputs {', '.join(meta.input_names)}")
-    raise FCNError(f"--eval-dataset compares one label map from one image input; {meta.arch} has "
-                   f"{what}. Export the FP16 and FP32 graphs and compare them with fcn-eval, "
-                   "which evaluates every head and feeds every input")

@@ -20,18 +20,23 @@ class CompareReport:
     agreement: float   # fraction of pixels with the same label in a and b
     miou_a: float
     miou_b: float
+    #: a multi-head net's head these figures are of (its first, as fcn-eval's headline); ""
+    #: for a single-head net
+    head: str = ""
 
     @property
     def miou_change(self) -> float:
         return self.miou_b - self.miou_a
 
     def summary(self) -> str:
-        return (f"{self.name_b} vs {self.name_a} on {self.images} images ({self.pixels} px): "
+        head = f", head {self.head}" if self.head else ""
+        return (f"{self.name_b} vs {self.name_a} on {self.images} images ({self.pixels} px"
+                f"{head}): "
                 f"label agreement {100 * self.agreement:.3f}%, mean IU "
                 f"{100 * self.miou_a:.2f} -> {100 * self.miou_b:.2f} "
                 f"({100 * self.miou_change:+.2f} points)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.name_a, "b": self.name_b, "images": self.images, "pixels": self.pixels,
-                "agreement": self.agreement, "miou_a": self.miou_a, "miou_b": self.miou_b,
+                "agreement": self.agreement, "miou_a": self.miou_a, "miou_b": self.miou_b, "head": self.head,
                 "miou_change": self.miou_change}

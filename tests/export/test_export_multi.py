@@ -137,19 +137,23 @@ def test_cli_exports_a_two_head_checkpoint(sift_checkpoint, tmp_path, capsys):
     assert [h["name"] for h in meta.heads] == ["sem", "geo"] and meta.precision == "fp16"
 
 
-def test_eval_dataset_refuses_multi_io_nets_before_exporting(sift_checkpoint, tmp_path, capsys):
+def test_eval_dataset_compares_multi_io_nets_on_their_first_head(sift_checkpoint, tmp_path,
+                                                                   capsys):
+    """fcn-export --eval-dataset on a two-head net: FP16 against FP32 on the dataset's images,
+    every input fed, the headline figures those of the first head (as fcn-eval's)."""
     out = tmp_path / "sift.fp16.onnx"
     assert main([str(sift_checkpoint), "-o", str(out), "--precision", "fp16", "--eval-dataset",
-                 "synthetic-twohead:2", *SMALL]) == 2
-    err = capsys.readouterr().err
-    assert err == ("error: --eval-dataset compares one label map from one image input; "
-                   "siftflow_fcn16s has heads sem, geo. Export the FP16 and FP32 graphs and "
-                   "compare them with fcn-eval, which evaluates every head and feeds every "
-                   "input\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sift.pt"]
+                 "synthetic-twohead:2:num_classes=5", *SMALL]) == 0
+    text = capsys.readouterr().out
+    line = next(ln for ln in text.splitlines() if ln.startswith("fp16 vs fp32 on 2 images"))
+    assert ", head sem): label agreement " in line
     from fcn_deploy.evaluate import export_compared
 
     model = registry_model("nyud_fcn32s_color_hha")
-    with pytest.raises(FCNError, match=r"nyud_fcn32s_color_hha has inputs image, hha\. Export"):
-        export_compared(model, out, meta=meta_for(model), eval_dataset="synthetic-rgbd:2",
-                        precision="fp16")
+    report = export_compared(model, tmp_path / "rgbhha.fp16.onnx", meta=meta_for(model),
+                             eval_dataset="synthetic-rgbd:2:num_classes=5", precision="fp16", verify=False,
+                             sample_shape=(1, 3, 48, 48))
+    cmp = report.comparison
+    assert cmp.images == 2 and cmp.head == "" and cmp.pixels > 0
+    # FP16 of the same net: labels agree almost everywhere (near-ties may flip)
+    assert cmp.agreement > 0.9

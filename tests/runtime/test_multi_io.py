@@ -99,6 +99,13 @@ def test_runners_name_every_input_and_head_output_alike(nets):
             ("image", (None, 3, None, None)), ("depth", (None, 1, None, None))]
         with pytest.raises(FCNError, match=r"inputs \['image'\] do not match.*depth float32"):
             runner.infer({"image": np.zeros((1, 3, 32, 32), np.float32)})
+    for path in (net["pt"], net["onnx"]):  # every backend: one N x H x W for all inputs
+        with open_runner(path) as runner:
+            with pytest.raises(FCNError, match=r"the inputs of one call must have the same batch, "
+                                               r"height and width; got \(N x H x W\) image "
+                                               r"1x32x32, depth 1x32x30"):
+                runner.infer({"image": np.zeros((1, 3, 32, 32), np.float32),
+                              "depth": np.zeros((1, 1, 32, 30), np.float32)})
 
 
 def test_head_class_counts_are_checked_per_head(nets, tmp_path):
