@@ -30,7 +30,7 @@ from fcn_deploy.datasets import SyntheticShapes, create_dataset
 from fcn_deploy.export import export_model
 from fcn_deploy.meta import read_onnx_meta
 from fcn_deploy.ortsession import session_options
-from fcn_deploy.preprocess import preprocess
+from fcn_deploy.preprocess import preprocess_input
 from fcn_deploy.quantize.ptq import QuantizeConfig, quantize_onnx
 from fcn_deploy.timing import TimingStats, summarize, time_interleaved_calls
 
@@ -149,26 +149,32 @@ def relative_rms(got: np.ndarray, want: np.ndarray) -> float:
                  / max(np.sqrt(np.mean(want ** 2)), 1e-30))
 
 
-def int8_score_errors(fp32: str | os.PathLike, int8: str | os.PathLike, dataset: str, *,
+def int8_score_errors(fp32: str | os.PathLike, int8: str | os.PathLike, dataset: Any, *,
                       threads: int | None = None, limit: int | None = None) -> dict[str, float]:
-    """Relative RMS of an INT8 graph's scores against its FP32 graph's over a dataset's images,
+    """Relative RMS of an INT8 graph's scores against its FP32 graph's over a dataset's samples,
     with ONNX Runtime's fast int8 kernels, its exact U8U8 kernels, and without integer kernels
-    (the Q/DQ graph evaluated in float: the reference the exact kernels should match)."""
+    (the Q/DQ graph evaluated in float: the reference the exact kernels should match). Every
+    input of a multi-input net is fed from the sample and every head's scores count.
+    ``dataset``: a create_dataset spec or a dataset object."""
     meta = read_onnx_meta(fp32)
+    specs = meta.input_specs()
+    outputs = [h.scores_output for h in meta.head_specs()]
     sessions = {"int8": cpu_session(int8, threads=threads, int8_kernels="fast"),
                 "int8 exact": cpu_session(int8, threads=threads, int8_kernels="exact"),
                 "reference": cpu_session(int8, threads=threads, opt_level="disable"),
                 "fp32": cpu_session(fp32, threads=threads)}
-    data = create_dataset(dataset)
+    data = create_dataset(dataset) if isinstance(dataset, str) else dataset
     err = {k: 0.0 for k in sessions if k != "fp32"}
     total = 0.0
     for i in range(len(data) if limit is None else min(limit, len(data))):
-        x = preprocess(data[i].image, meta.mean, channel_order=meta.channel_order)[None]
-        out = {k: s.run(["scores"], {"image": x})[0].astype(np.float64)
+        sample = data[i]
+        feeds = {s.name: preprocess_input(s, sample.image if s.name == "image"
+                                          else sample.inputs[s.name])[None] for s in specs}
+        out = {k: [o.astype(np.float64) for o in s.run(outputs, feeds)]
                for k, s in sessions.items()}
-        total += float(np.sum(out["fp32"] ** 2))
+        total += sum(float(np.sum(o ** 2)) for o in out["fp32"])
         for k in err:
-            err[k] += float(np.sum((out[k] - out["fp32"]) ** 2))
+            err[k] += sum(float(np.sum((a - b) ** 2)) for a, b in zip(out[k], out["fp32"]))
     return {k: float(np.sqrt(v / max(total, 1e-30))) for k, v in err.items()}
 
 

@@ -127,6 +127,14 @@ def test_two_input_net_is_calibrated_on_both_inputs(tmp_path):
     assert interface_problems(qmodel, read_onnx_meta(out)) == [] and check_trt_qdq(qmodel) == []
     feeds = _feeds(meta, SyntheticRGBD(num_images=1, seed=EVAL_SEED, **SMALL))
     _check_int8_computes_its_qdq_graph(fp32, out, feeds, ["scores"])
+    # the speed table's score comparison feeds both inputs too: by hand on the same sample
+    from fcn_deploy.quantize.speed import int8_score_errors
+
+    errors = int8_score_errors(fp32, out, SyntheticRGBD(num_images=1, seed=EVAL_SEED, **SMALL))
+    want = _session(fp32).run(["scores"], feeds)[0]
+    reference = _session(out, level="disable").run(["scores"], feeds)[0]
+    assert errors["reference"] == pytest.approx(relative_rms(reference, want), rel=1e-3)
+    assert abs(errors["int8 exact"] - errors["reference"]) < 0.5 * errors["reference"]
 
 
 def test_reader_feeds_an_hha_only_net_its_hha_and_depth_as_log_depth():
