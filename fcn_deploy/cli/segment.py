@@ -82,9 +82,6 @@ def _main(argv: Sequence[str] | None) -> int:
     folders = dict(args.inputs)
     if len(folders) != len(args.inputs):
         raise FCNError(f"--input names an input twice: {', '.join(n for n, _ in args.inputs)}")
-    if folders and args.ray is not None:
-        raise FCNError("--input (a multi-input net's other inputs) is not supported with --ray; "
-                       "run fcn-segment without --ray")
     outputs = SegmentOutputs(overlay=args.overlay, opacity=args.opacity,
                              legend=not args.no_legend, scores=args.scores)
     images, failures = collect_images(args.images, recursive=args.recursive,
