@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from fcn_deploy.errors import FCNError
 from fcn_deploy.imageio import collect_images, match_input_files, read_image
 from fcn_deploy.meta import ModelMeta
-from fcn_deploy.runtime.outputs import SegmentOutputs
+from fcn_deploy.runtime.outputs import SegmentOutputs, check_input_folders
 from fcn_deploy.runtime.registry import (CHECKPOINT_SUFFIXES, ONNX_SUFFIXES, PLAN_SUFFIXES,
                                          default_backend, open_runner, thread_options,
                                          url_scheme)
@@ -126,17 +126,6 @@ def read_model_meta(model: str) -> ModelMeta:
                    f"a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) or a triton:// URL")
 
 
-def _check_input_folders(model: str, meta: ModelMeta, folders: dict[str, Any]) -> None:
-    """One folder for each input after the first, by name, as fcn-segment takes them."""
-    expected = meta.input_names[1:]
-    if sorted(folders) != sorted(expected):
-        takes = (f"its other inputs {', '.join(expected)} (--input "
-                 f"{' --input '.join(n + '=DIR' for n in expected)})" if expected
-                 else "no input besides the images")
-        raise FCNError(f"{model} ({meta.arch}) takes {takes}; got "
-                       f"{', '.join(f'--input {n}=' for n in folders) or 'no --input'}")
-
-
 class SegmentActor:
     """One Segmenter per actor; ``__call__`` segments a batch of paths and writes their files.
 
@@ -230,7 +219,7 @@ def ray_segment(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
         if not folder.is_dir():
             raise FCNError(f"--input {name}: {folder} is not a folder")
     meta = read_model_meta(model)
-    _check_input_folders(model, meta, folders)
+    check_input_folders(model, meta, folders)
     extra_inputs = meta.input_names[1:]
     # a multi-head net writes every file once per head: planned, resumed and written so
     outputs = dataclasses.replace(options.outputs, heads=tuple(
