@@ -121,6 +121,24 @@ def test_multi_head_and_multi_input_nets_equal_local_onnxruntime(server, model_f
                 assert labels.shape == (h, w) and len(np.unique(ref_labels)) >= 2
                 np.testing.assert_array_equal(labels, ref_labels)
                 np.testing.assert_array_equal(scores, ref_scores)
+        # a batch of two: every input concatenated by the served model, every head split back
+        pair = [random_inputs_for(local.meta, 72, 64, seed=s) for s in (3, 4)]
+        first, *others = local.input_names
+        kwargs = {name: [p[name] for p in pair] for name in others}
+        got = seg.predict_batch([p[first] for p in pair], **kwargs)
+        want = local.predict_batch([p[first] for p in pair], **kwargs)
+        for labels, ref in ([(got[h], want[h]) for h in want] if seg.multi_head
+                            else [(got, want)]):
+            assert labels.shape == (2, 72, 64)
+            np.testing.assert_array_equal(labels, ref)
+        if len(others) == 1:  # sent past the client's checks, the server refuses unequal H, W
+            x = {first: np.zeros((1, 3, 32, 32), np.float32),
+                 others[0]: np.zeros((1, 1, 32, 40), np.float32)}
+            with pytest.raises(FCNError, match=rf"could not run model '{arch}': .*input "
+                                               r"'depth' has shape \[1, 1, 32, 40\]; the inputs of "
+                                               r"one request must share N, H and W with 'image' "
+                                               r"\[1, 3, 32, 32\]"):
+                seg.runner._infer(x, ["labels"])
     # fcn-segment --ray's driver plans per-head files and other inputs from the served config
     from fcn_deploy.serve.ray_segment import read_model_meta
 
