@@ -29,7 +29,7 @@ from fcn_deploy.cli.segment_ray import add_ray_options, maybe_run_ray, normalize
 from fcn_deploy.errors import FCNError
 from fcn_deploy.imageio import (collect_images, match_input_files,  # collect_images: still
                                 read_image)  # importable from here as before
-from fcn_deploy.runtime.outputs import SegmentOutputs
+from fcn_deploy.runtime.outputs import SegmentOutputs, check_input_folders
 from fcn_deploy.runtime.registry import (default_backend, int8_kernel_options, list_backends,
                                          thread_options, url_scheme)
 from fcn_deploy.runtime.segmenter import Segmenter
@@ -82,9 +82,6 @@ def _main(argv: Sequence[str] | None) -> int:
     folders = dict(args.inputs)
     if len(folders) != len(args.inputs):
         raise FCNError(f"--input names an input twice: {', '.join(n for n, _ in args.inputs)}")
-    if folders and args.ray is not None:
-        raise FCNError("--input (a multi-input net's other inputs) is not supported with --ray; "
-                       "run fcn-segment without --ray")
     outputs = SegmentOutputs(overlay=args.overlay, opacity=args.opacity,
                              legend=not args.no_legend, scores=args.scores)
     images, failures = collect_images(args.images, recursive=args.recursive,
@@ -106,13 +103,7 @@ def _main(argv: Sequence[str] | None) -> int:
                          **int8_kernel_options(backend, args.int8_kernels))
     matched: dict[Path, dict[str, Path]] = {}
     with seg:
-        expected = seg.input_names[1:]
-        if sorted(folders) != sorted(expected):
-            takes = (f"its other inputs {', '.join(expected)} (--input "
-                     f"{' --input '.join(n + '=DIR' for n in expected)})" if expected
-                     else "no input besides the images")
-            raise FCNError(f"{args.engine} ({seg.meta.arch}) takes {takes}; got "
-                           f"{', '.join(f'--input {n}=' for n in folders) or 'no --input'}")
+        check_input_folders(args.engine, seg.meta, folders)
         if seg.multi_head or folders:  # per-head files, other inputs' files: plan again
             outputs = dataclasses.replace(outputs, heads=tuple(seg.head_names)
                                           if seg.multi_head else ())

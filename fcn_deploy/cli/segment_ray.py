@@ -2,6 +2,8 @@
 
     fcn-segment --engine fcn8s.onnx --ray photos/ -o out/ --actors 4      # RAY_ADDRESS or local
     fcn-segment --engine fcn8s.plan --ray ray://head:10001 'imgs/*.jpg' -o /shared/out
+    fcn-segment --engine nyud_fcn16s_color_hha.onnx --ray rgb/ --input hha=hha/ -o out/
+    fcn-segment --engine siftflow_fcn16s.onnx --ray photos/ -o out/   # <stem>_sem/_geo.png
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ def run_ray(args: argparse.Namespace) -> int:
         actors=args.actors, num_cpus=args.cpus_per_actor, num_gpus=args.gpus_per_actor,
         threads=args.threads, batch_size=args.batch_size, address=args.ray or None,
         recursive=args.recursive, resume=not args.no_resume, tile=args.tile,
-        max_pixels=args.max_pixels)
+        max_pixels=args.max_pixels, input_folders=dict(args.inputs))
     report = ray_segment(args.images, args.output, options)
     for path, why in report.failed:
         print(f"error: {path}: {why}", file=sys.stderr)

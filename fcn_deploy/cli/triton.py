@@ -5,6 +5,9 @@
     fcn-triton fcn8s.plan -o models/                      # tensorrt_plan, dims from the profiles
     fcn-triton fcn8s.onnx -o models/ --backend python     # ONNX Runtime on the CPU (model.py)
 
+A multi-input net (NYUDv2's image + hha/depth) gets every input in the config, each with its
+channels; a multi-head net (SIFT Flow) every head's labels_<head> / scores_<head>.
+
 Writes <output>/<name>/config.pbtxt and <output>/<name>/<version>/model.onnx|model.plan (plus
 model.py for --backend python). The config is checked against Triton's model-config schema
 before anything is written. Serve it with `tritonserver --model-repository <output>` and use it
@@ -45,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="native: onnxruntime_onnx / tensorrt_plan platform (default); python: a "
                         "model.py running the ONNX with ONNX Runtime on the CPU")
     p.add_argument("--outputs", choices=("labels", "scores", "both"), default=None,
-                   help="outputs to serve (default: labels when the graph has them, else scores)")
+                   help="outputs to serve, every head's of a multi-head net (default: labels "
+                        "when the graph has them, else scores)")
     p.add_argument("--max-batch-size", type=int, default=None,
                    help="largest batch (default 8; for a plan, its profiles' max batch)")
     p.add_argument("--no-dynamic-batching", action="store_true",

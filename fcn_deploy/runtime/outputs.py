@@ -100,3 +100,15 @@ class SegmentOutputs:
         if self.scores and scores is not None:
             with atomic_path(out_dir / f"{base}_scores.npy", suffix=".npy") as tmp:
                 np.save(tmp, scores.astype(np.float32))
+
+
+def check_input_folders(model: str | os.PathLike, meta, folders: Mapping[str, Path]) -> None:
+    """fcn-segment's ``--input NAME=DIR``: one folder for each input after the first (``meta``:
+    the net's ModelMeta), by name; FCNError naming what the net takes otherwise."""
+    expected = meta.input_names[1:]
+    if sorted(folders) != sorted(expected):
+        takes = (f"its other inputs {', '.join(expected)} (--input "
+                 f"{' --input '.join(n + '=DIR' for n in expected)})" if expected
+                 else "no input besides the images")
+        raise FCNError(f"{model} ({meta.arch}) takes {takes}; got "
+                       f"{', '.join(f'--input {n}=' for n in folders) or 'no --input'}")

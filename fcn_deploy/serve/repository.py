@@ -3,7 +3,10 @@
     <repo>/<name>/config.pbtxt
     <repo>/<name>/<version>/model.onnx | model.plan | model.py + model.onnx (Python backend)
 
-The config is built as Triton's own ``ModelConfig`` protobuf (the schema ``tritonclient`` ships),
+Every network input is listed (``image``, and a fusion net's ``hha`` / ``depth``, each with its
+channels; all share the dynamic N, H, W) and every head's outputs (``labels`` / ``scores``, or a
+multi-head net's ``labels_<head>`` / ``scores_<head>``). The config is built as Triton's own
+``ModelConfig`` protobuf (the schema ``tritonclient`` ships),
 written as text, parsed back with that schema and checked against the rules Triton applies when it
 loads a model (batching, dims, instance groups, accelerators) before anything is written: a
 config Triton would reject is never written. The toolkit metadata (classes, palette, mean, channel
@@ -125,6 +128,8 @@ class ArtifactIO:
     height: int  # -1 = dynamic
     width: int
     outputs: list[str]
+    #: every network input in the metadata's order: (name, channels); all share N, H, W
+    inputs: list[tuple[str, int]] = field(default_factory=lambda: [("image", 3)])
     max_batch: int | None = None  # from a plan's profiles
     profiles: list[Any] = field(default_factory=list)
     extra_files: list[Path] = field(default_factory=list)  # ONNX external data
@@ -139,7 +144,7 @@ class TritonRepoResult:
 
 
 def read_artifact(path: Path) -> ArtifactIO:
-    """Input dims, outputs and metadata of an ``.onnx``, or of a ``.plan`` from its sidecar."""
+    """Inputs, outputs and metadata of an ``.onnx``, or of a ``.plan`` from its sidecar."""
     suffix = path.suffix.lower()
     if not path.is_file():
         raise FCNError(f"model file {path} does not exist")
@@ -151,26 +156,23 @@ def read_artifact(path: Path) -> ArtifactIO:
         if info.meta is None:
             raise FCNError(f"{path} carries no fcn-deploy metadata; export it with fcn-export so "
                            "a client knows the mean and classes")
-        _refuse_multi_io(path, info.meta, list(info.inputs))
-        dims = info.input_shape
-        if len(dims) != 4 or dims[1] != 3:
-            raise FCNError(f"{path}: input {info.input_name!r} has dims {dims}; expected "
-                           "[batch, 3, height, width]")
-        if info.input_name != "image":
-            raise FCNError(f"{path}: input is named {info.input_name!r}; expected 'image'")
+        inputs = _checked_inputs(path, info.meta, info.inputs)
+        dims = info.inputs[inputs[0][0]]
         if isinstance(dims[0], int):
             raise FCNError(f"{path}: the batch dimension is fixed at {dims[0]}; Triton batches "
                            "on a dynamic first dimension (export with fcn-export, which keeps "
                            "N, H, W dynamic)")
         h, w = (d if isinstance(d, int) else -1 for d in dims[2:])
-        return ArtifactIO("onnx", info.meta, h, w, list(info.output_names),
+        return ArtifactIO("onnx", info.meta, h, w, list(info.output_names), inputs=inputs,
                           extra_files=list(info.external_files))
     if suffix in PLAN_SUFFIXES:
         # lazy: fcn_deploy.engine imports onnx; only the artifact's kind needs it
         from fcn_deploy.engine.sidecar import read_sidecar
 
         info = read_sidecar(path)
-        _refuse_multi_io(path, info.model_meta(), info.input_names)
+        meta = info.model_meta()
+        inputs = _checked_inputs(path, meta, {i["name"]: list(i.get("shape") or [])
+                                              for i in info.inputs})
         profiles = list(info.profiles)
         if not profiles:
             raise FCNError(f"sidecar of {path} lists no shape profiles; rebuild with fcn-build")
@@ -179,22 +181,31 @@ def read_artifact(path: Path) -> ArtifactIO:
             values = {p.min[axis] for p in profiles} | {p.max[axis] for p in profiles}
             return values.pop() if len(values) == 1 else -1
 
+        # the profiles are the first input's; the other inputs share their N, H, W
         h, w = static(2), static(3)
-        return ArtifactIO("plan", info.model_meta(), h, w, list(info.outputs),
+        return ArtifactIO("plan", meta, h, w, list(info.outputs), inputs=inputs,
                           max_batch=max(p.max[0] for p in profiles), profiles=profiles)
     raise FCNError(f"{path}: fcn-triton takes an .onnx or a TensorRT plan "
                    f"({', '.join(PLAN_SUFFIXES)}); got {suffix or 'no extension'!r}")
 
 
-def _refuse_multi_io(path: Path, meta: ModelMeta, inputs: list[str]) -> None:
-    """The repository serves one ``image`` input and one head's ``labels``/``scores``; a
-    multi-input (NYUDv2 fusion) or multi-head (SIFT Flow) net is refused rather than served with
-    a config that leaves inputs or heads out."""
-    if len(inputs) > 1 or meta.multi_head:
-        what = (f"inputs {', '.join(inputs)}" if len(inputs) > 1
-                else f"heads {', '.join(h.name for h in meta.head_specs())}")
-        raise FCNError(f"{path}: fcn-triton serves nets with one image input and one head; this "
-                       f"one has {what} (serve it with the Python Segmenter)")
+def _checked_inputs(path: Path, meta: ModelMeta,
+                    graph: dict[str, list[Any]]) -> list[tuple[str, int]]:
+    """(name, channels) of every input, in the metadata's order, checked against the graph's
+    (or sidecar's) dims: the client feeds what the metadata lists, by name."""
+    specs = meta.input_specs()
+    if sorted(graph) != sorted(s.name for s in specs):
+        raise FCNError(f"{path}: the network's inputs are {', '.join(graph)} but its metadata "
+                       f"lists {', '.join(s.name for s in specs)}; re-export it with fcn-export "
+                       "so a client feeds every input by its name")
+    out = []
+    for spec in specs:
+        dims = graph[spec.name]
+        if dims and (len(dims) != 4 or dims[1] != spec.channels):
+            raise FCNError(f"{path}: input {spec.name!r} has dims {dims}; expected "
+                           f"[batch, {spec.channels}, height, width]")
+        out.append((spec.name, spec.channels))
+    return out
 
 
 def _parse_version_policy(text: str, pb) -> Any:
@@ -220,18 +231,25 @@ def _parse_version_policy(text: str, pb) -> Any:
     return policy
 
 
-def _chosen_outputs(io: ArtifactIO, wanted: str | None, path: Path) -> list[str]:
-    have = [o for o in ("labels", "scores") if o in io.outputs]
+def _chosen_outputs(io: ArtifactIO, wanted: str | None, path: Path) -> list[tuple[str, str]]:
+    """(kind, output name) of the served outputs: every head's labels, then every head's
+    scores, of the kinds ``wanted`` (default: labels when the graph has them, else scores)."""
+    heads = io.meta.head_specs()
+    by_kind = {"labels": [h.labels_output for h in heads],
+               "scores": [h.scores_output for h in heads]}
+    have = [k for k, names in by_kind.items() if all(n in io.outputs for n in names)]
     if not have:
-        raise FCNError(f"{path}: outputs are {io.outputs}; expected 'labels' and/or 'scores'")
+        expected = " and/or ".join(repr(n) for n in by_kind["labels"] + by_kind["scores"])
+        raise FCNError(f"{path}: outputs are {io.outputs}; expected {expected}")
     if wanted is None:
-        return have[:1]
-    names = ["labels", "scores"] if wanted == "both" else [wanted]
-    missing = [n for n in names if n not in io.outputs]
-    if missing:
-        raise FCNError(f"{path} has no {' or '.join(map(repr, missing))} output (it has "
-                       f"{', '.join(io.outputs)}); export it with --outputs {wanted}")
-    return names
+        kinds = have[:1]
+    else:
+        kinds = ["labels", "scores"] if wanted == "both" else [wanted]
+        missing = [n for k in kinds for n in by_kind[k] if n not in io.outputs]
+        if missing:
+            raise FCNError(f"{path} has no {' or '.join(map(repr, missing))} output (it has "
+                           f"{', '.join(io.outputs)}); export it with --outputs {wanted}")
+    return [(k, n) for k in kinds for n in by_kind[k]]
 
 
 def build_config(path: str | os.PathLike, options: TritonRepoOptions | None = None):
@@ -267,15 +285,18 @@ def _build(path: Path, options: TritonRepoOptions) -> tuple[Any, ArtifactIO]:
     config.version_policy.CopyFrom(_parse_version_policy(options.version_policy, pb))
     # max_batch_size 0 means no batching by Triton: the dims then include the batch dim.
     batch = [-1] if config.max_batch_size == 0 else []
-    config.input.add(name="image", data_type=pb.TYPE_FP32, dims=batch + [3, io.height, io.width])
+    for name, channels in io.inputs:  # every input; one image's inputs share N, H, W
+        config.input.add(name=name, data_type=pb.TYPE_FP32,
+                         dims=batch + [channels, io.height, io.width])
     served = _chosen_outputs(io, options.outputs, path)
-    for out in served:
-        if out == "labels":
-            config.output.add(name="labels", data_type=pb.TYPE_UINT8,
+    classes = {h.scores_output: h.num_classes for h in io.meta.head_specs()}
+    for kind, out in served:
+        if kind == "labels":
+            config.output.add(name=out, data_type=pb.TYPE_UINT8,
                               dims=batch + [io.height, io.width])
         else:
-            config.output.add(name="scores", data_type=pb.TYPE_FP32,
-                              dims=batch + [io.meta.num_classes, io.height, io.width])
+            config.output.add(name=out, data_type=pb.TYPE_FP32,
+                              dims=batch + [classes[out], io.height, io.width])
     if options.dynamic_batching:
         config.dynamic_batching.SetInParent()
         config.dynamic_batching.preferred_batch_size.extend(int(s) for s in
@@ -291,7 +312,8 @@ def _build(path: Path, options: TritonRepoOptions) -> tuple[Any, ArtifactIO]:
         accel = config.optimization.execution_accelerators.gpu_execution_accelerator.add(
             name="tensorrt")
         accel.parameters["precision_mode"] = options.ort_tensorrt.upper()
-    meta = io.meta.replace(outputs="both" if len(served) == 2 else served[0])
+    kinds = sorted({kind for kind, _ in served})
+    meta = io.meta.replace(outputs="both" if len(kinds) == 2 else kinds[0])
     for key, value in sorted(meta.to_onnx_props().items()):
         config.parameters[key].string_value = value
     max_hw = options.max_image

@@ -93,11 +93,24 @@ def test_errors_are_fcn_errors(local_ray, data, tmp_path):
     with pytest.raises(FCNError, match=r"1 actors x 1 GPU need 1 GPUs; the Ray cluster has 0"):
         ray_segment([data["extra"]], tmp_path / "q", RaySegmentOptions(model=data["model"],
                                                                          num_gpus=1))
-    # An artifact every actor fails to open stops the run with the actor's message.
+    # An artifact that is no ONNX file: its metadata is read by the driver, before Ray runs.
     bad = data["root"] / "bad.onnx"
     bad.write_bytes(b"not onnx")
-    with pytest.raises(FCNError, match=r"Ray segmentation failed: .*bad.onnx"):
+    with pytest.raises(FCNError, match=r"bad.onnx is not a readable ONNX file"):
         ray_segment([data["extra"]], tmp_path / "o", RaySegmentOptions(model=bad, progress=False))
+    assert not (tmp_path / "o").exists()
+    # One with metadata that no actor can open (an op ONNX Runtime does not know) stops the run
+    # with the actor's message.
+    import onnx
+
+    proto = onnx.load(str(data["model"]))
+    next(n for n in proto.graph.node if n.op_type == "Relu").op_type = "NoSuchOp"
+    broken = data["root"] / "broken_graph.onnx"
+    onnx.save(proto, str(broken))
+    with pytest.raises(FCNError, match=r"Ray segmentation failed: ONNX Runtime could not load "
+                                       r".*broken_graph.onnx: .*NoSuchOp"):
+        ray_segment([data["extra"]], tmp_path / "o", RaySegmentOptions(model=broken,
+                                                                        progress=False))
 
 
 def test_ray_only_options_need_ray(data, tmp_path, capsys):
@@ -154,18 +167,134 @@ def test_ray_actors_segment_with_the_tile_options(tmp_path):
     assert "max_pixels 1 is too small to tile this model" in error
 
 
-@pytest.mark.parametrize("arch, what", [("siftflow_fcn16s", "the heads sem, geo"),
-                                        ("nyud_fcn32s_color_d", "the inputs image, depth")])
-def test_ray_actors_refuse_nets_with_several_heads_or_inputs(arch, what, tmp_path):
-    """The Ray driver plans and resumes one <stem>.png per image; a two-head net writes one file
-    per head (resume would redo or skip wrongly) and a two-input net needs its other input:
-    refused by name when an actor opens the model, which stops the run with that message."""
+@pytest.fixture(scope="module")
+def multi_io(tmp_path_factory):
+    """A two-head net (SIFT Flow) and an image + depth net (NYUDv2), with colour images and,
+    for all but the last image, a 16-bit depth PNG of the same stem."""
     pytest.importorskip("torch")
-    from fcn_deploy.serve.ray_segment import SegmentActor
-    from runtime_fixtures import make_multi_io_net
+    from runtime_fixtures import make_multi_io_net, random_inputs_for
 
-    _, _, _, model = make_multi_io_net(tmp_path, arch)
-    with pytest.raises(FCNError, match=f"has {what}; fcn-segment --ray segments nets with one "
-                                       "input and one head"):
-        SegmentActor(model=str(model), backend=None, device=None, options={},
-                     outputs=SegmentOutputs(), out_dir=str(tmp_path))
+    root = tmp_path_factory.mktemp("ray_multi_io")
+    nets = {arch: make_multi_io_net(root, arch)
+            for arch in ("siftflow_fcn16s", "nyud_fcn32s_color_d")}
+    images, depth = root / "images", root / "depth"
+    images.mkdir()
+    depth.mkdir()
+    meta = nets["nyud_fcn32s_color_d"][1]
+    for i, (h, w) in enumerate([(96, 96), (80, 100), (90, 72)]):
+        data = random_inputs_for(meta, h, w, seed=11 + i)
+        cv2.imwrite(str(images / f"im{i}.png"), data["image"])
+        if i < 2:
+            cv2.imwrite(str(depth / f"im{i}.png"), data["depth"])  # uint16 millimetres
+    return {"root": root, "images": images, "depth": depth,
+            "siftflow_fcn16s.pt": nets["siftflow_fcn16s"][2],
+            **{arch: net[3] for arch, net in nets.items()}}
+
+
+def test_the_driver_reads_heads_and_inputs_from_the_artifact(multi_io, tmp_path):
+    """ONNX props, a plan's sidecar, a checkpoint's meta; for an ONNX without loading torch."""
+    import subprocess
+    import sys
+
+    from fcn_deploy.engine.cuda import GpuInfo
+    from fcn_deploy.engine.profiles import Profile
+    from fcn_deploy.engine.sidecar import EngineInfo, write_sidecar
+    from fcn_deploy.onnxgraph import read_meta
+    from fcn_deploy.serve.ray_segment import read_model_meta
+
+    for model in (multi_io["siftflow_fcn16s"], multi_io["siftflow_fcn16s.pt"]):
+        meta = read_model_meta(str(model))
+        assert [h.name for h in meta.head_specs()] == ["sem", "geo"]
+        assert meta.input_names == ["image"]
+    rgbd = read_model_meta(str(multi_io["nyud_fcn32s_color_d"]))
+    assert rgbd.input_names == ["image", "depth"] and not rgbd.multi_head
+    plan = tmp_path / "rgbd.plan"
+    plan.write_bytes(b"only the sidecar is read")
+    write_sidecar(plan, EngineInfo(
+        trt_version="10.16.1.11", gpu=GpuInfo("NVIDIA H100", "9.0"),
+        profiles=[Profile((1, 3, 64, 64), (1, 3, 128, 128), (2, 3, 256, 256))],
+        precision="fp32", onnx_sha256="ab" * 32, meta=rgbd.to_dict(), outputs=["labels"],
+        inputs=[{"name": "image", "shape": ["batch", 3, "height", "width"]},
+                {"name": "depth", "shape": ["batch", 1, "height", "width"]}]))
+    assert read_model_meta(str(plan)) == read_meta(multi_io["nyud_fcn32s_color_d"])
+    with pytest.raises(FCNError, match=r"net.bin: expected an .onnx, a TensorRT plan"):
+        read_model_meta(str(tmp_path / "net.bin"))
+    code = ("import sys; from fcn_deploy.serve.ray_segment import read_model_meta; "
+            f"m = read_model_meta({str(multi_io['siftflow_fcn16s'])!r}); "
+            "print(m.arch, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["siftflow_fcn16s", "False"]
+
+
+def test_ray_two_head_net_writes_every_heads_files_as_the_local_run(local_ray, multi_io,
+                                                                   tmp_path):
+    common = ["--engine", str(multi_io["siftflow_fcn16s"]), str(multi_io["images"]),
+              "--overlay", "--scores", "--threads", "1"]
+    assert segment_main(common + ["-o", str(tmp_path / "local")]) == 0
+    assert segment_main(["--ray", *common, "-o", str(tmp_path / "ray"), "--actors", "2",
+                         "--batch-size", "2"]) == 0
+    local, remote = _files(tmp_path / "local"), _files(tmp_path / "ray")
+    assert sorted(local) == sorted(f"im{i}_{head}{suffix}" for i in range(3)
+                                   for head in ("sem", "geo")
+                                   for suffix in (".png", "_overlay.png", "_scores.npy"))
+    assert sorted(remote) == sorted(local)
+    for name in local:
+        assert local[name] == remote[name], name
+    # resume: an image is done only when every head's files exist; only im1 is redone
+    (tmp_path / "ray" / "im1_geo_scores.npy").unlink()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ray").iterdir()}
+    report = ray_segment([multi_io["images"]], tmp_path / "ray", RaySegmentOptions(
+        model=multi_io["siftflow_fcn16s"], threads=1, progress=False,
+        outputs=SegmentOutputs(overlay=True, scores=True)))
+    assert [stem for _, stem in report.done] == ["im1"]
+    assert sorted(stem for _, stem in report.skipped) == ["im0", "im2"]
+    assert _files(tmp_path / "ray") == local
+    for name, stamp in stamps.items():
+        if not name.startswith("im1_"):
+            assert (tmp_path / "ray" / name).stat().st_mtime_ns == stamp, name
+
+
+def test_ray_two_input_net_takes_its_other_input_as_the_local_run(local_ray, multi_io,
+                                                                  tmp_path, capsys):
+    common = ["--engine", str(multi_io["nyud_fcn32s_color_d"]), str(multi_io["images"]),
+              "--input", f"depth={multi_io['depth']}", "--overlay", "--threads", "1"]
+    assert segment_main(common + ["-o", str(tmp_path / "local")]) == 1  # im2 has no depth
+    capsys.readouterr()
+    assert segment_main(["--ray", *common, "-o", str(tmp_path / "ray"), "--actors", "2",
+                         "--batch-size", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {multi_io['images'] / 'im2.png'}: no depth input for it: expected " \
+           f"{multi_io['depth'] / 'im2'}.png" in err
+    local, remote = _files(tmp_path / "local"), _files(tmp_path / "ray")
+    assert sorted(local) == ["im0.png", "im0_overlay.png", "im1.png", "im1_overlay.png"]
+    assert sorted(remote) == sorted(local)
+    for name in local:
+        assert local[name] == remote[name], name
+    # without its depth folder, the net is refused by the driver, naming what it takes
+    with pytest.raises(FCNError, match=r"nyud_fcn32s_color_d.onnx \(nyud_fcn32s_color_d\) takes "
+                                       r"its other inputs depth \(--input depth=DIR\); got no "
+                                       r"--input"):
+        ray_segment([multi_io["images"]], tmp_path / "none",
+                    RaySegmentOptions(model=multi_io["nyud_fcn32s_color_d"]))
+    with pytest.raises(FCNError, match=r"siftflow_fcn16s\) takes no input besides the images; "
+                                       r"got --input depth="):
+        ray_segment([multi_io["images"]], tmp_path / "none", RaySegmentOptions(
+            model=multi_io["siftflow_fcn16s"], input_folders={"depth": multi_io["depth"]}))
+    assert not (tmp_path / "none").exists()
+
+
+def test_ray_actor_refuses_a_model_other_than_the_planned_one(multi_io, tmp_path):
+    """An actor that opens a net with other heads or inputs than the driver planned for (a
+    served model replaced meanwhile) refuses it rather than writing unplanned files."""
+    from fcn_deploy.serve.ray_segment import SegmentActor
+
+    with pytest.raises(FCNError, match=r"siftflow_fcn16s.onnx has the heads sem, geo and the "
+                                       r"inputs image; the run was planned for heads \(one\) and "
+                                       r"inputs image"):
+        SegmentActor(model=str(multi_io["siftflow_fcn16s"]), backend=None, device=None,
+                     options={}, outputs=SegmentOutputs(), out_dir=str(tmp_path))
+    with pytest.raises(FCNError, match=r"has the heads score and the inputs image, depth; the run "
+                                       r"was planned for heads \(one\) and inputs image$"):
+        SegmentActor(model=str(multi_io["nyud_fcn32s_color_d"]), backend=None, device=None,
+                     options={}, outputs=SegmentOutputs(), out_dir=str(tmp_path))

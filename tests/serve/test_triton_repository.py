@@ -251,28 +251,92 @@ def test_a_failed_or_interrupted_write_leaves_no_model_folder(tiny_onnx, tmp_pat
     assert (repo / "m" / "1" / "model.onnx").read_bytes() == tiny_onnx.read_bytes()
 
 
-def test_multi_head_and_multi_input_nets_are_refused_not_half_served(onnx_factory, tmp_path):
-    """A config listing one input and one head would leave the others out: refused, by name."""
+@pytest.fixture(scope="module")
+def multi_io_onnx(tmp_path_factory):
+    """Real exports (width 1/16) of a two-head and an image + depth net."""
+    pytest.importorskip("torch")
+    from runtime_fixtures import make_multi_io_net
+
+    folder = tmp_path_factory.mktemp("multi_io")
+    return {arch: make_multi_io_net(folder, arch)[3]
+            for arch in ("siftflow_fcn16s", "nyud_fcn32s_color_d")}
+
+
+def test_two_head_net_serves_every_heads_outputs(multi_io_onnx, tmp_path):
+    sift = multi_io_onnx["siftflow_fcn16s"]
+    config = build_config(sift, TritonRepoOptions(outputs="both"))
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [
+        ("image", pb.TYPE_FP32, [3, -1, -1])]
+    # every head's labels, then every head's scores with that head's classes (sem 5, geo 3)
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.output] == [
+        ("labels_sem", pb.TYPE_UINT8, [-1, -1]), ("labels_geo", pb.TYPE_UINT8, [-1, -1]),
+        ("scores_sem", pb.TYPE_FP32, [5, -1, -1]), ("scores_geo", pb.TYPE_FP32, [3, -1, -1])]
+    meta = _meta_of(config)
+    assert meta.outputs == "both" and [h.name for h in meta.head_specs()] == ["sem", "geo"]
+    assert meta.head_specs()[1].class_names == ("horizontal", "vertical", "sky")
+    result = write_triton_repository(sift, tmp_path / "repo", TritonRepoOptions(
+        backend="python", max_batch_size=0, dynamic_batching=False))
+    config = _parse(result.config_path)  # default: the labels of every head
+    assert [(t.name, list(t.dims)) for t in list(config.input) + list(config.output)] == [
+        ("image", [-1, 3, -1, -1]), ("labels_sem", [-1, -1, -1]), ("labels_geo", [-1, -1, -1])]
+    assert _meta_of(config).outputs == "labels"
+
+
+def test_two_input_net_lists_every_input_with_its_channels(multi_io_onnx, tmp_path):
+    rgbd = multi_io_onnx["nyud_fcn32s_color_d"]
+    result = write_triton_repository(rgbd, tmp_path / "repo", TritonRepoOptions(
+        name="rgbd", outputs="scores", max_batch_size=4))
+    config = _parse(result.config_path)
+    assert config.platform == "onnxruntime_onnx" and config.max_batch_size == 4
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [
+        ("image", pb.TYPE_FP32, [3, -1, -1]), ("depth", pb.TYPE_FP32, [1, -1, -1])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [("scores", [5, -1, -1])]
+    meta = _meta_of(config)
+    assert [(s.name, s.channels, s.encoding) for s in meta.input_specs()] == [
+        ("image", 3, "image"), ("depth", 1, "log_depth")]
+    assert (tmp_path / "repo" / "rgbd" / "1" / "model.onnx").read_bytes() == rgbd.read_bytes()
+
+
+def test_two_input_plan_takes_every_input_from_its_sidecar(tmp_path):
     from fcn_deploy.engine.cuda import GpuInfo
     from fcn_deploy.engine.profiles import Profile
     from fcn_deploy.engine.sidecar import EngineInfo, write_sidecar
 
-    two_heads = ModelMeta.default("siftflow_fcn16s", 4, heads=[
-        {"name": "sem", "num_classes": 4}, {"name": "geo", "num_classes": 3}])
-    onnx_path = onnx_factory("sift.onnx", meta=two_heads)
-    with pytest.raises(FCNError, match=r"sift.onnx: fcn-triton serves nets with one image input "
-                                       r"and one head; this one has heads sem, geo \(serve it "
-                                       r"with the Python Segmenter\)"):
-        build_config(onnx_path)
     plan = tmp_path / "rgbd.plan"
     plan.write_bytes(b"not run in these tests")
     rgbd = ModelMeta.default("nyud_fcn32s_color_d", 4, inputs=[
-        {"name": "image", "channels": 3}, {"name": "depth", "channels": 1}])
+        {"name": "image", "channels": 3}, {"name": "depth", "channels": 1}], heads=[
+        {"name": "sem", "num_classes": 4}, {"name": "geo", "num_classes": 3}])
     write_sidecar(plan, EngineInfo(
         trt_version="10.16.1.11", gpu=GpuInfo("NVIDIA H100", "9.0"),
         profiles=[Profile((1, 3, 64, 64), (1, 3, 128, 128), (2, 3, 256, 256))],
-        precision="fp32", onnx_sha256="ab" * 32, meta=rgbd.to_dict(), outputs=["labels"],
+        precision="fp32", onnx_sha256="ab" * 32, meta=rgbd.to_dict(),
+        outputs=["scores_sem", "scores_geo", "labels_sem", "labels_geo"],
         inputs=[{"name": "image", "shape": ["batch", 3, "height", "width"]},
                 {"name": "depth", "shape": ["batch", 1, "height", "width"]}]))
-    with pytest.raises(FCNError, match=r"this one has inputs image, depth"):
-        build_config(plan)
+    config = build_config(plan, TritonRepoOptions(outputs="both"))
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 2
+    assert [(t.name, list(t.dims)) for t in config.input] == [
+        ("image", [3, -1, -1]), ("depth", [1, -1, -1])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [
+        ("labels_sem", [-1, -1]), ("labels_geo", [-1, -1]),
+        ("scores_sem", [4, -1, -1]), ("scores_geo", [3, -1, -1])]
+    assert config.parameters["fcn_serve.max_height"].string_value == "256"
+
+
+def test_inputs_or_heads_the_graph_lacks_are_refused(onnx_factory):
+    """The config lists what the metadata says; a graph that disagrees is refused by name."""
+    rgbd = ModelMeta.default("nyud_fcn32s_color_d", 4, inputs=[
+        {"name": "image", "channels": 3}, {"name": "depth", "channels": 1}])
+    with pytest.raises(FCNError, match=r"only_image.onnx: the network's inputs are image but its "
+                                       r"metadata lists image, depth"):
+        build_config(onnx_factory("only_image.onnx", meta=rgbd))
+    depth_only = ModelMeta.default("nyud_fcn32s_d", 4, inputs=[{"name": "depth", "channels": 1}])
+    with pytest.raises(FCNError, match=r"input 'depth' has dims \['batch', 3, 'height', "
+                                       r"'width'\]; expected \[batch, 1, height, width\]"):
+        build_config(onnx_factory("d.onnx", meta=depth_only, input_name="depth"))
+    two_heads = ModelMeta.default("siftflow_fcn16s", 4, heads=[
+        {"name": "sem", "num_classes": 4}, {"name": "geo", "num_classes": 3}])
+    with pytest.raises(FCNError, match=r"sift.onnx: outputs are \['scores', 'labels'\]; expected "
+                                       r"'labels_sem' and/or 'labels_geo' and/or 'scores_sem'"):
+        build_config(onnx_factory("sift.onnx", meta=two_heads))

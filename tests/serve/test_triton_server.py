@@ -6,6 +6,7 @@ here is stopped (its whole process group) when the module or test ends.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import threading
@@ -19,10 +20,12 @@ from fcn_deploy.errors import FCNError
 from fcn_deploy.runtime import Segmenter, open_runner
 from fcn_deploy.serve.local_server import LocalTritonServer
 from fcn_deploy.serve.repository import TritonRepoOptions, write_triton_repository
-from runtime_fixtures import make_tiny_onnx, random_image
+from runtime_fixtures import make_tiny_onnx, random_image, random_inputs_for
 
 pytestmark = pytest.mark.triton
 SIZES = [(40, 52), (33, 47), (64, 64)]
+#: a two-head net (SIFT Flow sem + geo) and a two-input one (NYUDv2 image + 1-channel depth)
+MULTI_IO = ("siftflow_fcn16s", "nyud_fcn32s_color_d")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,16 @@ def model_files(tmp_path_factory):
     write_triton_repository(onnx_path, repo, TritonRepoOptions(
         name="unbatched", backend="python", max_batch_size=0, dynamic_batching=False,
         intra_op_threads=1))
-    return {"onnx": onnx_path, "repo": repo, "folder": folder}
+    # The multi-IO nets (exported with torch, where it is installed) join the same server.
+    multi = {}
+    if importlib.util.find_spec("torch") is not None:
+        from runtime_fixtures import make_multi_io_net
+
+        for arch in MULTI_IO:
+            multi[arch] = make_multi_io_net(folder, arch)[3]
+            write_triton_repository(multi[arch], repo, TritonRepoOptions(
+                name=arch, backend="python", outputs="both", intra_op_threads=1))
+    return {"onnx": onnx_path, "repo": repo, "folder": folder, "multi": multi}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +91,60 @@ def test_triton_labels_equal_local_onnxruntime(server, local, protocol):
             np.testing.assert_array_equal(scores, ref_scores)  # same ORT, same graph, same input
         batch = [random_image(30, 30, seed=s) for s in range(3)]
         np.testing.assert_array_equal(seg.predict_batch(batch), local.predict_batch(batch))
+
+
+@pytest.mark.parametrize("arch", MULTI_IO)
+def test_multi_head_and_multi_input_nets_equal_local_onnxruntime(server, model_files, arch):
+    """Every input sent by name, every head's labels and scores back: equal to the local
+    ONNX Runtime Segmenter's on the same graph."""
+    if arch not in model_files["multi"]:
+        pytest.skip("exporting the multi-IO nets needs torch")
+    onnx_path = model_files["multi"][arch]
+    with Segmenter.open(onnx_path, backend="onnxruntime", intra_op_threads=1) as local, \
+            Segmenter.open(f"triton://{server.http_url}/{arch}", timeout_s=20) as seg:
+        assert seg.input_names == local.input_names and seg.head_names == local.head_names
+        channels = {"image": 3, "depth": 1}
+        assert [(t.name, t.shape) for t in seg.runner.inputs] == [
+            (name, (None, channels[name], None, None)) for name in local.input_names]
+        assert sorted(seg.runner.output_names) == sorted(local.runner.output_names)
+        for i, (h, w) in enumerate([(96, 96), (80, 100)]):
+            first, *others = random_inputs_for(local.meta, h, w, seed=11 + i).items()
+            extra = dict(others)
+            got = seg.predict(first[1], scores=True, **extra)
+            want = local.predict(first[1], scores=True, **extra)
+            if seg.multi_head:
+                assert list(got) == list(want) == ["sem", "geo"]
+                pairs = [(got[head], want[head]) for head in want]
+            else:
+                pairs = [(got, want)]
+            for (labels, scores), (ref_labels, ref_scores) in pairs:
+                assert labels.shape == (h, w) and len(np.unique(ref_labels)) >= 2
+                np.testing.assert_array_equal(labels, ref_labels)
+                np.testing.assert_array_equal(scores, ref_scores)
+        # a batch of two: every input concatenated by the served model, every head split back
+        pair = [random_inputs_for(local.meta, 72, 64, seed=s) for s in (3, 4)]
+        first, *others = local.input_names
+        kwargs = {name: [p[name] for p in pair] for name in others}
+        got = seg.predict_batch([p[first] for p in pair], **kwargs)
+        want = local.predict_batch([p[first] for p in pair], **kwargs)
+        for labels, ref in ([(got[h], want[h]) for h in want] if seg.multi_head
+                            else [(got, want)]):
+            assert labels.shape == (2, 72, 64)
+            np.testing.assert_array_equal(labels, ref)
+        if len(others) == 1:  # sent past the client's checks, the server refuses unequal H, W
+            x = {first: np.zeros((1, 3, 32, 32), np.float32),
+                 others[0]: np.zeros((1, 1, 32, 40), np.float32)}
+            with pytest.raises(FCNError, match=rf"could not run model '{arch}': .*input "
+                                               r"'depth' has shape \[1, 1, 32, 40\]; the inputs of "
+                                               r"one request must share N, H and W with 'image' "
+                                               r"\[1, 3, 32, 32\]"):
+                seg.runner._infer(x, ["labels"])
+    # fcn-segment --ray's driver plans per-head files and other inputs from the served config
+    from fcn_deploy.serve.ray_segment import read_model_meta
+
+    served = read_model_meta(f"triton://{server.http_url}/{arch}")
+    assert served.input_names == local.input_names
+    assert [h.name for h in served.head_specs()] == [h.name for h in local.heads]
 
 
 def test_model_without_triton_batching(server, local):
