@@ -15,7 +15,7 @@ import warnings
 from typing import Mapping
 
 from fcn_deploy.cpu import X64_QUANT_PRECISION, Int8Kernels, int8_kernels as resolve_int8_kernels
-from fcn_deploy.errors import FCNError
+from fcn_deploy.errors import FCNError, require_int
 
 
 def available_cores() -> int:
@@ -68,10 +68,9 @@ def session_options(*, intra_op_threads: int | None = None,
 
     options = ort.SessionOptions()
     if intra_op_threads is not None:
-        if intra_op_threads < 0:
-            raise FCNError(f"intra_op_threads must be >= 0 (0 = ONNX Runtime's default), "
-                           f"got {intra_op_threads}")
-        options.intra_op_num_threads = int(cap_threads(intra_op_threads))
+        threads = require_int(intra_op_threads, what="intra_op_threads",
+                              expected="an integer >= 0 (0 = ONNX Runtime's default)", minimum=0)
+        options.intra_op_num_threads = int(cap_threads(threads))
     level = graph_optimization_level or "all"
     levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
