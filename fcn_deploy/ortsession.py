@@ -50,8 +50,16 @@ def cap_threads(threads: int | None) -> int | None:
 def session_options(*, intra_op_threads: int | None = None,
                     graph_optimization_level: str | None = None,
                     session_config: Mapping[str, str] | None = None,
-                    int8_kernels: str | Int8Kernels | None = None):
+                    int8_kernels: str | Int8Kernels | None = None,
+                    dynamic_shapes: bool = False):
     """``onnxruntime.SessionOptions`` from a runner's options (every ONNX Runtime session uses it).
+
+    ``dynamic_shapes``: the session's input shape changes between calls (the runtime's runner:
+    images of any size, tiles of one size per image). ONNX Runtime's memory pattern is then
+    turned off: it plans one block for all of a run's intermediates and caches a plan per input
+    shape, which only pays off for one fixed shape and raises the peak memory tiled inference
+    exists to bound (docs/runtime.md). Fixed-shape sessions (benchmarks, export checks) keep
+    ONNX Runtime's default.
 
     ``int8_kernels`` ("auto" when None, "fast", "exact", or a resolved
     :class:`~fcn_deploy.cpu.Int8Kernels`): on x86 CPUs without VNNI "auto" adds
@@ -83,6 +91,8 @@ def session_options(*, intra_op_threads: int | None = None,
                        f"{', '.join(levels)}")
     options.graph_optimization_level = levels[level]
     options.log_severity_level = 3  # errors only; our own messages say what went wrong
+    if dynamic_shapes:
+        options.enable_mem_pattern = False
     for key, value in {**kernels.session_config(), **(session_config or {})}.items():
         try:
             options.add_session_config_entry(str(key), str(value))

@@ -294,6 +294,24 @@ def test_session_options_and_the_thread_cap_live_on_the_ground_floor():
         ortsession.session_options(intra_op_threads=-1)
 
 
+def test_the_runner_turns_the_memory_pattern_off_for_changing_shapes(tiny_onnx):
+    """The runner takes images of any size and tiles of one size per image: ONNX Runtime's memory
+    pattern (one block per input shape, cached per shape) raises the peak memory tiling exists
+    to bound, so the runner's session has it off; fixed-shape sessions (benchmarks, export
+    checks) keep ONNX Runtime's default (on)."""
+    from fcn_deploy import ortsession
+
+    assert ortsession.session_options().enable_mem_pattern is True
+    assert ortsession.session_options(dynamic_shapes=True).enable_mem_pattern is False
+    with open_runner(tiny_onnx) as runner:
+        assert runner.session.get_session_options().enable_mem_pattern is False
+        # still computes the same on shapes that change from call to call
+        for h, w in ((20, 24), (37, 41), (20, 24)):
+            x = _x(h=h, w=w)
+            np.testing.assert_allclose(runner.infer({"image": x})["scores"],
+                                       reference_scores(x), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("options,message", [
     # A config file gives strings: refused by name, not a TypeError from inside ONNX Runtime.
     (dict(intra_op_threads="2"), r"intra_op_threads must be an integer >= 0 \(0 = ONNX "
