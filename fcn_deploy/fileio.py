@@ -88,7 +88,10 @@ def _probe_writable(folder: Path, *, what: str) -> None:
             probe.unlink()
 
 
-def _check_folder(folder: Path, *, what: str, create: bool, probe: bool) -> None:
+def _check_folder(folder: Path, *, what: str, create: bool, probe: bool,
+                  dry: bool = False) -> None:
+    """``dry``: a missing folder is not created, only checked that it could be (its nearest
+    existing folder is writable)."""
     if folder.is_dir():
         if probe:
             _probe_writable(folder, what=what)
@@ -98,6 +101,10 @@ def _check_folder(folder: Path, *, what: str, create: bool, probe: bool) -> None
         raise FCNError(f"{what} {folder} cannot be created: {ancestor} is a file, not a folder")
     if not create:
         raise FCNError(f"{what} {folder} does not exist; create it first")
+    if dry:
+        if probe:
+            _probe_writable(ancestor, what=f"{what} {folder} cannot be created: folder")
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -286,16 +293,21 @@ class RunFiles:
                 written.setdefault(k, (what, out))
         return problems
 
-    def check(self) -> None:
-        """Refuse (FCNError) any conflict, then create/probe the output folders."""
+    def check(self, *, create: bool = True) -> None:
+        """Refuse (FCNError) any conflict, then create/probe the output folders.
+
+        ``create=False`` checks the same and creates nothing (a missing output folder: that it
+        could be made), for a command that opens its model first and calls ``check()`` after:
+        a model or server that fails then leaves no empty folder behind.
+        """
         problems = self.conflicts()
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise FCNError(f"{self.command}: {problems[0]}{more}; choose another output path")
-        for what, folder, create in self.out_folders:
+        for what, folder, may_create in self.out_folders:
             if folder.exists() and not folder.is_dir():
                 raise FCNError(f"{what} {folder} is a file; expected a folder")
-            _check_folder(folder, what=what, create=create, probe=True)
+            _check_folder(folder, what=what, create=may_create, probe=True, dry=not create)
         checked = {_key(f) for _, f, _ in self.out_folders}
         for what, out in self.outputs:
             parent = out.parent if str(out.parent) else Path(".")

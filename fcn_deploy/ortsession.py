@@ -15,7 +15,7 @@ import warnings
 from typing import Mapping
 
 from fcn_deploy.cpu import X64_QUANT_PRECISION, Int8Kernels, int8_kernels as resolve_int8_kernels
-from fcn_deploy.errors import FCNError
+from fcn_deploy.errors import FCNError, require_int
 
 
 def available_cores() -> int:
@@ -50,8 +50,16 @@ def cap_threads(threads: int | None) -> int | None:
 def session_options(*, intra_op_threads: int | None = None,
                     graph_optimization_level: str | None = None,
                     session_config: Mapping[str, str] | None = None,
-                    int8_kernels: str | Int8Kernels | None = None):
+                    int8_kernels: str | Int8Kernels | None = None,
+                    dynamic_shapes: bool = False):
     """``onnxruntime.SessionOptions`` from a runner's options (every ONNX Runtime session uses it).
+
+    ``dynamic_shapes``: the session's input shape changes between calls (the runtime's runner:
+    images of any size, tiles of one size per image). ONNX Runtime's memory pattern is then
+    turned off: it plans one block for all of a run's intermediates and caches a plan per input
+    shape, which only pays off for one fixed shape and raises the peak memory tiled inference
+    exists to bound (docs/runtime.md). Fixed-shape sessions (benchmarks, export checks) keep
+    ONNX Runtime's default.
 
     ``int8_kernels`` ("auto" when None, "fast", "exact", or a resolved
     :class:`~fcn_deploy.cpu.Int8Kernels`): on x86 CPUs without VNNI "auto" adds
@@ -68,10 +76,9 @@ def session_options(*, intra_op_threads: int | None = None,
 
     options = ort.SessionOptions()
     if intra_op_threads is not None:
-        if intra_op_threads < 0:
-            raise FCNError(f"intra_op_threads must be >= 0 (0 = ONNX Runtime's default), "
-                           f"got {intra_op_threads}")
-        options.intra_op_num_threads = int(cap_threads(intra_op_threads))
+        threads = require_int(intra_op_threads, what="intra_op_threads",
+                              expected="an integer >= 0 (0 = ONNX Runtime's default)", minimum=0)
+        options.intra_op_num_threads = int(cap_threads(threads))
     level = graph_optimization_level or "all"
     levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -84,6 +91,8 @@ def session_options(*, intra_op_threads: int | None = None,
                        f"{', '.join(levels)}")
     options.graph_optimization_level = levels[level]
     options.log_severity_level = 3  # errors only; our own messages say what went wrong
+    if dynamic_shapes:
+        options.enable_mem_pattern = False
     for key, value in {**kernels.session_config(), **(session_config or {})}.items():
         try:
             options.add_session_config_entry(str(key), str(value))

@@ -141,3 +141,21 @@ def test_an_interrupt_inside_a_temp_file_creation_is_raised_after_it(tmp_path):
                 common._raise_interrupted(2, None)
             assert True  # still inside the outer section: nothing raised yet
     common._term_received.clear()
+
+
+def test_check_without_create_makes_no_folder_but_finds_what_would_fail(tmp_path):
+    out = tmp_path / "a" / "b"
+    plan = RunFiles("fcn-test")
+    plan.write_folder("output folder", out)
+    plan.write("output", out / "x.png")
+    plan.check(create=False)
+    assert not (tmp_path / "a").exists()  # nothing made, no probe file left behind
+    assert list(tmp_path.iterdir()) == []
+    plan.check()
+    assert out.is_dir()
+    (tmp_path / "file").write_text("x")
+    blocked = RunFiles("fcn-test")
+    blocked.write_folder("output folder", tmp_path / "file" / "out")
+    with pytest.raises(FCNError, match=r"output folder .*file/out cannot be created: .*file is a "
+                                       r"file, not a folder"):
+        blocked.check(create=False)

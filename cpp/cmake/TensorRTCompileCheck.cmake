@@ -35,7 +35,9 @@ function(fcn_tensorrt_compile_check include_dir)
   # Usage requirements only (include folders): an OBJECT library links nothing.
   target_link_libraries(${_target} PRIVATE opencv_core nlohmann_json::nlohmann_json)
   target_compile_definitions(${_target} PRIVATE fcn_runtime_EXPORTS)
-  target_compile_options(${_target} PRIVATE $<$<CXX_COMPILER_ID:GNU,Clang>:-Wall -Wextra>)
+  # -Werror here only: this check stands in for the GPU build, so a warning in the TensorRT
+  # backend fails it (TensorRT's and CUDA's own headers are SYSTEM includes, not checked).
+  target_compile_options(${_target} PRIVATE $<$<CXX_COMPILER_ID:GNU,Clang>:-Wall -Wextra -Werror>)
   message(STATUS "fcn_runtime: TensorRT sources compiled (not linked) against TensorRT "
                  "${_version} headers in ${include_dir} (target ${_target})")
 endfunction()

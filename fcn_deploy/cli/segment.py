@@ -91,16 +91,24 @@ def _main(argv: Sequence[str] | None) -> int:
         raise FCNError(f"no images found in {', '.join(map(str, args.images))}")
     out_dir = args.output
     # Before any work, locally or on Ray: never write over an input or one output twice.
-    outputs.run_files(model=None if url_scheme(args.engine) else args.engine,
-                      inputs=args.images, images=images, out_dir=out_dir,
-                      recursive=args.recursive).check()
-    if (rc := maybe_run_ray(args)) is not None:
+    plan = outputs.run_files(model=None if url_scheme(args.engine) else args.engine,
+                             inputs=args.images, images=images, out_dir=out_dir,
+                             recursive=args.recursive)
+    plan.check(create=False)  # the output folder is made once the model has opened
+    if (rc := maybe_run_ray(args)) is not None:  # ray_segment checks (and creates) on its own
         return rc
 
     backend = args.backend or default_backend(args.engine)
     seg = Segmenter.open(args.engine, backend=backend, device=args.device,
                          **thread_options(backend, args.threads),
                          **int8_kernel_options(backend, args.int8_kernels))
+    # The output folder is created only once the model opened (a served one answered): a model
+    # or server that fails leaves nothing behind.
+    try:
+        plan.check()
+    except BaseException:
+        seg.close()
+        raise
     matched: dict[Path, dict[str, Path]] = {}
     with seg:
         check_input_folders(args.engine, seg.meta, folders)

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="the .onnx or .plan to serve")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="model repository folder (created; other models in it are kept)")
-    p.add_argument("--name", default=None, help="model name (default: the file's stem)")
+    p.add_argument("--name", default=None,
+                   help="model name: letters, digits, _, - and . (default: the file's stem)")
     p.add_argument("--version", type=int, default=1, help="version folder (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     p.add_argument("--backend", choices=("native", "python"), default="native",

@@ -23,7 +23,7 @@ from fcn_deploy.engine.keys import cache_key as make_key
 from fcn_deploy.engine.profiles import (DEFAULT_PROFILE, Profile, describe_profiles, input_profiles,
                                         validate_profiles)
 from fcn_deploy.engine.sidecar import HARDWARE_COMPAT, EngineInfo, sidecar_path, write_sidecar
-from fcn_deploy.errors import FCNError
+from fcn_deploy.errors import FCNError, require_int
 from fcn_deploy.fileio import RunFiles, atomic_write_bytes
 
 Log = Callable[[str], None]
@@ -52,10 +52,14 @@ class BuildOptions:
     device: int = 0
 
     def validate(self) -> "BuildOptions":
-        if self.workspace_bytes is not None and self.workspace_bytes < 1:
-            raise FCNError(f"workspace limit must be positive, got {self.workspace_bytes} bytes")
-        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
-            raise FCNError(f"builder optimization level must be 0..5, got {self.optimization_level}")
+        if self.workspace_bytes is not None:
+            require_int(self.workspace_bytes, what="workspace limit", minimum=1,
+                        expected="a positive integer number of bytes")
+        if self.optimization_level is not None:
+            level = require_int(self.optimization_level, what="builder optimization level",
+                                expected="an integer 0..5")
+            if not 0 <= level <= 5:
+                raise FCNError(f"builder optimization level must be 0..5, got {level}")
         if self.hardware_compatibility not in HARDWARE_COMPAT:
             raise FCNError(f"hardware compatibility must be one of {', '.join(HARDWARE_COMPAT)}; "
                            f"got {self.hardware_compatibility!r}")

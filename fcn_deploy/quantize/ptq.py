@@ -41,7 +41,7 @@ from fcn_deploy.onnxgraph import (QDQ_OPS, QUANTIZED_GRAPH_OPS, Graph, graph_inp
                                   remove_unused_initializers, save_model, write_meta)
 from fcn_deploy.quantize.cache import CacheKey, file_sha256, read_cache, write_cache
 from fcn_deploy.quantize.calibration import as_calibration_reader
-from fcn_deploy.quantize.trt_rules import check_trt_qdq
+from fcn_deploy.quantize.trt_rules import check_trt_qdq, int8_group_misfits
 
 METHODS = ("minmax", "entropy", "percentile")
 #: Layer kinds that can be kept in float by kind.
@@ -440,6 +440,9 @@ def quantize_onnx(input_path: str | os.PathLike, output_path: str | os.PathLike,
     excluded = select_excluded_nodes(model, kinds=config.exclude_kinds,
                                      names=config.exclude_names,
                                      num_classes=[h.num_classes for h in meta.head_specs()])
+    # Grouped Convs TensorRT cannot run in INT8 (channels per group not a multiple of 4, e.g. a
+    # narrow FCN-AlexNet's conv2) stay in float, like the kinds asked for.
+    excluded += [n for n in int8_group_misfits(model) if n not in excluded]
     options = trt_extra_options(model, config)
     key = ranges = None
     if cache_path is not None:

@@ -60,45 +60,67 @@ def check_trt_qdq(model_or_path: Any, *, require_qdq: bool = True) -> list[str]:
 INT8_GROUP_MULTIPLE = 4
 
 
-#: Ops the grouped-INT8 rule is enforced on. The header note covers grouped Conv too, but the
-#: reference nets' grouped convolutions (FCN-AlexNet's, 48-192 channels per group) satisfy it;
-#: only the narrow test widths break it, and the ONNX Runtime CPU path quantizes them.
-GROUPED_INT8_OPS = ("ConvTranspose",)
+#: Ops the grouped-INT8 rule is enforced on: the header states it for both. The reference
+#: nets' grouped convolutions (FCN-AlexNet's conv2/4/5, 48-192 channels per group) satisfy it;
+#: narrow widths may not (width 1/16: conv2 has 3 input channels per group), and fcn-quantize
+#: keeps those in float (:func:`int8_group_misfits`).
+GROUPED_INT8_OPS = ("Conv", "ConvTranspose")
+
+
+def _group_channels(g: Graph, node: Any) -> tuple[int, int, int] | None:
+    """``(groups, input channels per group, output channels per group)`` of a grouped Conv or
+    ConvTranspose whose weight is a constant (directly or behind a DequantizeLinear); None for
+    an ungrouped layer or an unknown weight."""
+    groups = int(attr(node, "group", 1))
+    if groups <= 1 or len(node.input) < 2:
+        return None
+    weight = g.constant(node.input[1])
+    dq = g.producer.get(node.input[1])
+    if weight is None and dq is not None and dq.op_type == "DequantizeLinear":
+        weight = g.constant(dq.input[0])
+    if weight is None or weight.ndim < 2:
+        return None
+    if node.op_type == "Conv":  # [Cout, Cin/group, kH, kW]
+        return groups, int(weight.shape[1]), int(weight.shape[0]) // groups
+    return groups, int(weight.shape[0]) // groups, int(weight.shape[1])  # [Cin, Cout/group, ..]
+
+
+def _misfit(channels: tuple[int, int, int] | None) -> bool:
+    return channels is not None and any(c % INT8_GROUP_MULTIPLE for c in channels[1:])
+
+
+def int8_group_misfits(model: Any, ops: tuple[str, ...] = ("Conv",)) -> list[str]:
+    """Names of the grouped layers (of ``ops``) TensorRT cannot run in INT8, quantized or not:
+    channels per group not a multiple of 4. fcn-quantize keeps these in float."""
+    g = Graph(model)
+    return [n.name for n in g.nodes if n.op_type in ops and _misfit(_group_channels(g, n))]
 
 
 def _check_grouped_int8(g: Graph, ops: tuple[str, ...] = GROUPED_INT8_OPS) -> list[str]:
     """Grouped (de)convolutions that would run in INT8 (a DequantizeLinear feeds their data or
     weight) with channels per group not a multiple of 4: TensorRT cannot build them. FCN's
-    depthwise upsampling (one channel per group) is the case this catches."""
+    depthwise upsampling (one channel per group) and narrow FCN-AlexNets' conv2 are the cases
+    this catches."""
     out: list[str] = []
     for node in g.nodes:
-        if node.op_type not in ops or len(node.input) < 2:
+        if node.op_type not in ops:
             continue
-        groups = int(attr(node, "group", 1))
-        if groups <= 1:
-            continue
+        channels = _group_channels(g, node)
         fed = [g.producer.get(name) for name in node.input[:2]]
-        if not any(p is not None and p.op_type == "DequantizeLinear" for p in fed):
+        if not _misfit(channels) or not any(
+                p is not None and p.op_type == "DequantizeLinear" for p in fed):
             continue
-        weight = g.constant(node.input[1])
-        if weight is None and fed[1] is not None and fed[1].op_type == "DequantizeLinear":
-            weight = g.constant(fed[1].input[0])
-        if weight is None or weight.ndim < 2:
-            continue
-        if node.op_type == "Conv":  # [Cout, Cin/group, kH, kW]
-            per_in, per_out = int(weight.shape[1]), int(weight.shape[0]) // groups
-        else:  # ConvTranspose: [Cin, Cout/group, kH, kW]
-            per_in, per_out = int(weight.shape[0]) // groups, int(weight.shape[1])
-        if per_in % INT8_GROUP_MULTIPLE or per_out % INT8_GROUP_MULTIPLE:
-            kind = "depthwise " if per_in == 1 and per_out == 1 else "grouped "
-            out.append(f"{label(node)}: {kind}{node.op_type} ({groups} groups, {per_in} input and "
-                       f"{per_out} output channels per group) is quantized; TensorRT runs grouped "
-                       f"(de)convolutions in INT8 only with channels per group a multiple of "
-                       f"{INT8_GROUP_MULTIPLE}. " + (
-                           "Keep upsampling in float (fcn-quantize --keep-float upsample, the "
-                           "default) or export without the depthwise rewrite (fcn-export "
-                           "--no-depthwise-upsampling)" if node.op_type == "ConvTranspose" else
-                           f"Keep it in float (fcn-quantize --exclude {node.name or '<node>'})"))
+        groups, per_in, per_out = channels
+        kind = "depthwise " if per_in == 1 and per_out == 1 else "grouped "
+        out.append(f"{label(node)}: {kind}{node.op_type} ({groups} groups, {per_in} input and "
+                   f"{per_out} output channels per group) is quantized; TensorRT runs grouped "
+                   f"(de)convolutions in INT8 only with channels per group a multiple of "
+                   f"{INT8_GROUP_MULTIPLE}. " + (
+                       "Keep upsampling in float (fcn-quantize --keep-float upsample, the "
+                       "default) or export without the depthwise rewrite (fcn-export "
+                       "--no-depthwise-upsampling)" if node.op_type == "ConvTranspose" else
+                       "Keep it in float (fcn-quantize does so by itself; with another "
+                       f"quantizer exclude {node.name or 'the node'})"))
     return out
 
 

@@ -101,7 +101,8 @@ class OnnxRuntimeRunner(Runner):
         self.int8_kernels = resolve_int8_kernels(int8_kernels)
         options = session_options(intra_op_threads=intra_op_threads,
                                   graph_optimization_level=graph_optimization_level,
-                                  session_config=session_config, int8_kernels=self.int8_kernels)
+                                  session_config=session_config, int8_kernels=self.int8_kernels,
+                                  dynamic_shapes=True)
 
         available = ort.get_available_providers()
         chosen = list(providers) if providers is not None else choose_providers(device, available)

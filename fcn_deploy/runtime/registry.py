@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,25 @@ class BackendSpec:
         if isinstance(opener, str):
             module, _, attr = opener.partition(":")
             opener = getattr(importlib.import_module(module), attr)
+        _check_option_names(self.name, opener, options)
         return opener(path, **options)
+
+
+def _check_option_names(backend: str, opener: Callable[..., Runner], options: dict) -> None:
+    """FCNError naming an option the opener does not take (a config file's typo, or another
+    backend's option), with the ones it does take, instead of Python's TypeError."""
+    try:
+        params = inspect.signature(opener).parameters
+    except (TypeError, ValueError):  # no signature to read: the opener itself decides
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    takes = [n for n, p in list(params.items())[1:]  # after the path
+             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for name in options:
+        if name not in takes:
+            raise FCNError(f"backend {backend!r} has no option {name!r}; its options are "
+                           f"{', '.join(takes) or 'none'}")
 
 
 _REGISTRY: dict[str, BackendSpec] = {}

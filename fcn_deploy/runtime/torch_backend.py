@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn_deploy.devices import parse_device
-from fcn_deploy.errors import FCNError
+from fcn_deploy.errors import FCNError, require_int
 from fcn_deploy.ortsession import cap_threads
 from fcn_deploy.runtime.base import Runner, TensorInfo, argmax_labels
 
@@ -50,7 +50,8 @@ class TorchRunner(Runner):
         if text != "cpu" and not torch.cuda.is_available():
             raise FCNError(f"device {device!r}: this PyTorch has no usable CUDA; use device='cpu'")
         if threads is not None:
-            torch.set_num_threads(cap_threads(max(1, int(threads))))
+            threads = require_int(threads, what="threads", minimum=0)
+            torch.set_num_threads(cap_threads(max(1, threads)))
         self._torch = torch
         self.device = torch.device(text)
         model, meta = load_model(self.path, map_location="cpu")

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from fcn_deploy.errors import FCNError
+from fcn_deploy.errors import FCNError, require_positive_number
 from fcn_deploy.meta import ONNX_PREFIX, ModelMeta
 from fcn_deploy.runtime.base import Runner, TensorInfo
 
@@ -74,8 +74,7 @@ class TritonRunner(Runner):
         if device is not None:
             raise FCNError(f"--device {device} does not apply to a served model: the server's "
                            "instance_group decides where it runs (fcn-triton --instance-kind)")
-        if timeout_s <= 0:
-            raise FCNError(f"timeout_s must be > 0, got {timeout_s}")
+        timeout_s = require_positive_number(timeout_s, what="timeout_s")
         self.url = TritonURL.parse(str(location))
         self.path = str(self.url)
         self.timeout_s = float(timeout_s)

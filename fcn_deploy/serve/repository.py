@@ -340,6 +340,11 @@ def check_config(config, *, profiles: Sequence[Any] = ()) -> None:
     where = f"model {config.name!r}"
     if not config.name or "/" in config.name or config.name in (".", ".."):
         raise FCNError(f"model name {config.name!r} must be a non-empty folder name")
+    if not all(c.isascii() and (c.isalnum() or c in "_-.") for c in config.name):
+        # It is a folder and part of every URL (/v2/models/<name>/infer): spaces, '#', '?',
+        # '%' and the like break clients, shells and Triton's own model loading.
+        raise FCNError(f"model name {config.name!r} may contain only letters, digits, '_', '-' "
+                       "and '.'; choose another --name")
     if bool(config.platform) == bool(config.backend):
         raise FCNError(f"{where}: set exactly one of platform and backend")
     if config.platform and config.platform not in PLATFORMS.values():

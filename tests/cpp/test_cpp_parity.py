@@ -262,6 +262,21 @@ def test_cpp_refuses_outputs_over_inputs_before_any_work(models, images, tmp_pat
     assert image.read_bytes() == before
 
 
+def test_cpp_masks_and_overlays_in_one_folder_are_refused_not_overwritten(models, images,
+                                                                           tmp_path):
+    """In a folder, masks and overlays are both named <stem>.png (each kind has its own folder
+    option); pointing both at one folder is refused before any work, so nothing is overwritten."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_cpp("--model", models["bgr_scores"], images[0], images[1], "-o", out,
+                   "--overlay", out, check=False)
+    stem = images[0].stem
+    assert proc.returncode == 2
+    assert proc.stderr == (f"error: mask of {images[0]} and overlay of {images[0]} would both be "
+                           f"written to {out / (stem + '.png')}; give them different names\n")
+    assert list(out.iterdir()) == []
+
+
 def test_cpp_and_python_agree_on_exif_and_truncated_jpegs(models, tmp_path):
     """Both decode with the EXIF orientation applied and refuse a JPEG cut short."""
     from PIL import Image

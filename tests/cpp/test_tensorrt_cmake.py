@@ -152,3 +152,35 @@ def test_tensorrt_sources_were_compiled_against_both_header_sets():
             obj = folder / f"{src.name}.o"
             assert obj.is_file(), f"{obj} missing: the compile check against {include} did not run"
             assert obj.stat().st_mtime >= src.stat().st_mtime, f"{obj} is older than {src}"
+
+
+def _object_flags(build: Path, target: str, source: str) -> str | None:
+    """The compiler flags CMake wrote for ``target``'s object of ``source`` (Ninja or Makefiles)."""
+    ninja = build / "build.ninja"
+    if ninja.is_file():
+        lines = ninja.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith(f"build CMakeFiles/{target}.dir/src/{source}.o:"):
+                for follow in lines[i + 1:i + 12]:
+                    if follow.strip().startswith("FLAGS = "):
+                        return follow.split("=", 1)[1]
+        return None
+    make = build / "CMakeFiles" / f"{target}.dir" / "flags.make"
+    if make.is_file():
+        return " ".join(line.split("=", 1)[1] for line in make.read_text().splitlines()
+                        if line.startswith("CXX_FLAGS"))
+    return None
+
+
+def test_the_tensorrt_compile_check_turns_warnings_into_errors():
+    """The compile-only check exists to catch what would break on a GPU machine; a warning in the
+    TensorRT backend (an unused result, a narrowing, a deprecated call) must fail the build there
+    too, so its targets compile with -Wall -Wextra -Werror (TensorRT's own headers are -isystem)."""
+    targets = sorted(p.name[:-len(".dir")] for p in (BUILD / "CMakeFiles").glob("fcn_trt_check_*.dir"))
+    if not targets:
+        pytest.skip(f"no TensorRT compile check in {BUILD} (no header sets, or no build)")
+    for target in targets:
+        for source in ("tensorrt_backend.cpp", "segmenter.cpp"):
+            flags = _object_flags(BUILD, target, source)
+            assert flags is not None, f"no compile flags for {target}'s {source}"
+            assert {"-Wall", "-Wextra", "-Werror"} <= set(flags.split()), f"{target}: {flags}"

@@ -25,10 +25,16 @@ def test_parse_size():
 
 @pytest.mark.parametrize("options,message", [
     (BuildOptions(optimization_level=6), "builder optimization level must be 0..5, got 6"),
-    (BuildOptions(workspace_bytes=0), "workspace limit must be positive"),
+    (BuildOptions(workspace_bytes=0), "workspace limit must be a positive integer number of "
+                                      "bytes, got 0"),
     (BuildOptions(hardware_compatibility="turing"), "hardware compatibility must be one of none, "
                                                     "ampere_plus, same_compute_capability"),
     (BuildOptions(exclude_lean_runtime=True), "exclude_lean_runtime needs version_compatible"),
+    # Strings from a config file: named, not a TypeError from the comparison.
+    (BuildOptions(optimization_level="3"), r"builder optimization level must be an integer "
+                                           r"0\.\.5, got '3' \(str\)"),
+    (BuildOptions(workspace_bytes="1G"), r"workspace limit must be a positive integer number of "
+                                         r"bytes, got '1G' \(str\)"),
 ])
 def test_build_options_are_validated(options, message):
     with pytest.raises(FCNError, match=message):

@@ -162,17 +162,62 @@ def test_int8_depthwise_upsampling_is_refused_with_the_reason():
         "channels per group a multiple of 4. Keep upsampling in float (fcn-quantize --keep-float "
         "upsample, the default) or export without the depthwise rewrite (fcn-export "
         "--no-depthwise-upsampling)"]
-    from fcn_deploy.onnxgraph import Graph
-    from fcn_deploy.quantize.trt_rules import _check_grouped_int8
-
-    assert check_trt_qdq(_grouped("Conv", 12, 2)) == []  # grouped Conv: not enforced (see rules)
-    conv = _check_grouped_int8(Graph(_grouped("Conv", 12, 2)), ("Conv",))
-    assert len(conv) == 1 and conv[0].startswith("Conv upscore: grouped Conv (2 groups, 6 input "
-                                                 "and 6 output channels per group)")
-    assert conv[0].endswith("Keep it in float (fcn-quantize --exclude upscore)")
     assert check_trt_qdq(_grouped("ConvTranspose", 16, 4)) == []   # 4 per group: fine
     assert check_trt_qdq(_grouped("ConvTranspose", 21, 21, quantized=False),
                          require_qdq=False) == []                 # float: fine
+
+
+def test_int8_grouped_conv_needs_channels_per_group_a_multiple_of_4():
+    """The same NvInfer.h note (IConvolutionLayer::setNbGroups) covers grouped Conv: FCN-AlexNet's
+    conv2/conv4/conv5 (2 groups) pass at full width but not at every narrow one."""
+    from fcn_deploy.quantize.trt_rules import int8_group_misfits
+
+    assert check_trt_qdq(_grouped("Conv", 12, 2)) == [
+        "Conv upscore: grouped Conv (2 groups, 6 input and 6 output channels per group) is "
+        "quantized; TensorRT runs grouped (de)convolutions in INT8 only with channels per group a "
+        "multiple of 4. Keep it in float (fcn-quantize does so by itself; with another quantizer "
+        "exclude upscore)"]
+    assert check_trt_qdq(_grouped("Conv", 16, 2)) == []  # 8 per group
+    assert check_trt_qdq(_grouped("Conv", 12, 2, quantized=False), require_qdq=False) == []
+    # on the float graph, before quantizing: the layers fcn-quantize keeps in float
+    assert int8_group_misfits(_grouped("Conv", 12, 2, quantized=False)) == ["upscore"]
+    assert int8_group_misfits(_grouped("Conv", 16, 2, quantized=False)) == []
+    assert int8_group_misfits(_grouped("Conv", 6, 6, quantized=False)) == ["upscore"]  # depthwise
+
+
+def _export_tiny(arch: str, tmp_path):
+    """``arch`` at width 1/16 exported to ONNX (3 classes), its INT8 output path and two
+    calibration images."""
+    from fcn_deploy.export import export_model
+    from fcn_deploy.meta import ModelMeta
+    from fcn_deploy.models import create_model
+
+    model = create_model(arch, num_classes=3, width=1 / 16)
+    meta = ModelMeta.default(arch, 3, arch_kwargs=dict(model.arch_kwargs))
+    src, out = tmp_path / f"{arch}.onnx", tmp_path / f"{arch}.int8.onnx"
+    export_model(model, meta, src, verify=False, sample_shape=(1, 3, 32, 32))
+    images = [np.random.default_rng(s).integers(0, 255, (32, 32, 3), np.uint8) for s in range(2)]
+    return src, out, images
+
+
+def test_a_narrow_fcn_alexnet_keeps_its_misfit_grouped_conv_in_float(tmp_path):
+    """FCN-AlexNet at width 1/16: conv2 reads 6 channels in 2 groups (3 per group), which TensorRT
+    cannot run in INT8; conv4 (12/12) and conv5 (12/8) can. fcn-quantize keeps conv2 in float,
+    says so, and the result passes the rules (it used to quantize conv2 and pass the check)."""
+    pytest.importorskip("torch")
+    from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
+
+    src, out, images = _export_tiny("fcn_alexnet", tmp_path)
+    result = quantize_onnx(src, out, images, config=QuantizeConfig(progress=False))
+    assert "/conv2/Conv" in result.excluded_nodes
+    assert "/conv2/Conv" not in result.quantized_nodes
+    assert {"/conv4/Conv", "/conv5/Conv"} <= set(result.quantized_nodes)
+    assert check_trt_qdq(out) == []
+    q = onnx.load(out)
+    producer = {o: n.op_type for n in q.graph.node for o in n.output}
+    conv2 = next(n for n in q.graph.node if n.name == "/conv2/Conv")
+    assert [producer.get(i) for i in conv2.input[:2]] != ["DequantizeLinear"] * 2
+    assert producer.get(conv2.input[1]) is None  # its weight is the float initializer
 
 
 def test_quantizing_fcn_upsampling_is_refused_naming_the_layers(tmp_path):
@@ -180,16 +225,9 @@ def test_quantizing_fcn_upsampling_is_refused_naming_the_layers(tmp_path):
     (--keep-float with no kinds) is refused before anything is written."""
     pytest.importorskip("torch")
     from fcn_deploy.errors import FCNError
-    from fcn_deploy.export import export_model
-    from fcn_deploy.meta import ModelMeta
-    from fcn_deploy.models import create_model
     from fcn_deploy.quantize import QuantizeConfig, quantize_onnx
 
-    model = create_model("fcn8s_vgg16", num_classes=3, width=1 / 16)
-    meta = ModelMeta.default("fcn8s_vgg16", 3, arch_kwargs=dict(model.arch_kwargs))
-    src, out = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
-    export_model(model, meta, src, verify=False, sample_shape=(1, 3, 32, 32))
-    images = [np.random.default_rng(s).integers(0, 255, (32, 32, 3), np.uint8) for s in range(2)]
+    src, out, images = _export_tiny("fcn8s_vgg16", tmp_path)
     with pytest.raises(FCNError, match=r"(?s)breaks TensorRT's Q/DQ rules \(3 problems\).*/upscore8/"
                                        r"ConvTranspose: depthwise "
                                        r"ConvTranspose \(3 groups, 1 input and 1 output channels "

@@ -107,6 +107,16 @@ def test_torch_runner_contract(artifacts):
             open_runner(artifacts["checkpoint"], device="cuda")
 
 
+@pytest.mark.parametrize("threads,message", [
+    ("2", r"threads must be an integer >= 0, got '2' \(str\)"),
+    (1.5, r"threads must be an integer >= 0, got 1\.5 \(float\)"),
+    (-1, r"threads must be an integer >= 0, got -1$"),
+])
+def test_torch_threads_must_be_an_integer(artifacts, threads, message):
+    with pytest.raises(FCNError, match=message):
+        Segmenter.open(artifacts["checkpoint"], backend="torch", threads=threads)
+
+
 def test_corrupt_checkpoint_is_a_user_error(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"garbage")

@@ -157,7 +157,7 @@ def test_infer_refuses_bad_feeds_with_what_the_network_accepts(tiny_onnx, onnx_f
 def test_options_are_checked(tiny_onnx):
     with pytest.raises(FCNError, match="graph_optimization_level 'max' is not one of disable, basic"):
         open_runner(tiny_onnx, graph_optimization_level="max")
-    with pytest.raises(FCNError, match="intra_op_threads must be >= 0"):
+    with pytest.raises(FCNError, match="intra_op_threads must be an integer >= 0"):
         open_runner(tiny_onnx, intra_op_threads=-2)
     with pytest.raises(FCNError, match="device 'tpu' is not understood"):
         open_runner(tiny_onnx, device="tpu")
@@ -290,8 +290,57 @@ def test_session_options_and_the_thread_cap_live_on_the_ground_floor():
     assert registry.cap_threads is ortsession.cap_threads
     assert registry.available_cores is ortsession.available_cores
     assert ortsession.session_options(intra_op_threads=1).intra_op_num_threads == 1
-    with pytest.raises(FCNError, match=r"intra_op_threads must be >= 0 .* got -1"):
+    with pytest.raises(FCNError, match=r"intra_op_threads must be an integer >= 0 .* got -1"):
         ortsession.session_options(intra_op_threads=-1)
+
+
+def test_the_runner_turns_the_memory_pattern_off_for_changing_shapes(tiny_onnx):
+    """The runner takes images of any size and tiles of one size per image: ONNX Runtime's memory
+    pattern (one block per input shape, cached per shape) raises the peak memory tiling exists
+    to bound, so the runner's session has it off; fixed-shape sessions (benchmarks, export
+    checks) keep ONNX Runtime's default (on)."""
+    from fcn_deploy import ortsession
+
+    assert ortsession.session_options().enable_mem_pattern is True
+    assert ortsession.session_options(dynamic_shapes=True).enable_mem_pattern is False
+    with open_runner(tiny_onnx) as runner:
+        assert runner.session.get_session_options().enable_mem_pattern is False
+        # still computes the same on shapes that change from call to call
+        for h, w in ((20, 24), (37, 41), (20, 24)):
+            x = _x(h=h, w=w)
+            np.testing.assert_allclose(runner.infer({"image": x})["scores"],
+                                       reference_scores(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("options,message", [
+    # A config file gives strings: refused by name, not a TypeError from inside ONNX Runtime.
+    (dict(intra_op_threads="2"), r"intra_op_threads must be an integer >= 0 \(0 = ONNX "
+                                 r"Runtime's default\), got '2' \(str\)"),
+    (dict(intra_op_threads=2.5), r"intra_op_threads must be an integer >= 0 .* got 2\.5 "
+                                 r"\(float\)"),
+    (dict(intra_op_threads=True), r"intra_op_threads must be an integer >= 0 .* got True \(bool\)"),
+    (dict(intra_op_threads=-1), r"intra_op_threads must be an integer >= 0 .* got -1$"),
+    # Options the backend does not have: named, with the ones it has.
+    (dict(inter_op_threads=2), r"backend 'onnxruntime' has no option 'inter_op_threads'; its "
+                               r"options are device, providers, intra_op_threads, "
+                               r"graph_optimization_level, session_config, int8_kernels"),
+    (dict(device_id=0), r"backend 'onnxruntime' has no option 'device_id'"),
+])
+def test_segmenter_open_refuses_bad_options_by_name(tiny_onnx, options, message):
+    from fcn_deploy.runtime import Segmenter
+
+    with pytest.raises(FCNError, match=message):
+        Segmenter.open(tiny_onnx, **options)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tritonclient") is None, reason="no tritonclient")
+@pytest.mark.parametrize("timeout", ["30", 0, float("nan")])
+def test_triton_timeout_must_be_a_positive_number(timeout):
+    from fcn_deploy.runtime import Segmenter
+
+    # Refused before any connection is tried (port 9 is closed: no server is needed).
+    with pytest.raises(FCNError, match=rf"timeout_s must be a number > 0, got {timeout!r}"):
+        Segmenter.open("triton://127.0.0.1:9/m", timeout_s=timeout)
 
 
 def test_int8_kernel_errors(tiny_onnx):

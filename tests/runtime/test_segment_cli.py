@@ -1,8 +1,12 @@
 """fcn-segment on a folder: label PNGs, overlays, scores, a corrupt file reported and skipped."""
 from __future__ import annotations
 
+import importlib.util
+import socket
+
 import cv2
 import numpy as np
+import pytest
 
 from fcn_deploy.cli.segment import collect_images, main
 from fcn_deploy.imageio import read_label
@@ -74,6 +78,36 @@ def test_user_errors_exit_2_with_one_line(tmp_path, tiny_onnx, onnx_factory, cap
     assert main(["--engine", str(tiny_onnx), str(tmp_path / "empty_dir_missing"), "-o",
                  str(tmp_path / "o"), "--opacity", "2"]) == 2
     assert "--opacity must be between 0 and 1" in capsys.readouterr().err
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tritonclient") is None, reason="no tritonclient")
+def test_an_unreachable_server_fails_before_the_output_folder_is_made(tmp_path, capsys):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), random_image(16, 16))
+    out = tmp_path / "out"
+    url = f"triton://127.0.0.1:{_closed_port()}/m"
+    assert main(["--engine", url, str(img), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "127.0.0.1" in err
+    assert not out.exists()  # a failed run leaves no empty folder behind
+
+
+def test_a_model_that_fails_to_open_leaves_no_output_folder(tmp_path, capsys):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), random_image(16, 16))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    out = tmp_path / "out"
+    assert main(["--engine", str(broken), str(img), "-o", str(out)]) == 2
+    assert "error: ONNX Runtime could not load" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_collect_images_keeps_subfolders_and_deduplicates(tmp_path):

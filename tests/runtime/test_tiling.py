@@ -286,7 +286,8 @@ def test_fcn_bench_memory_errors_are_one_line_before_any_work(tmp_path, tiny_til
     assert main(["--engine", str(tiny_tiled), "--memory", "--shape", "1x3x64x64", "--tile", "32",
                  "--threads", "-1", "-o", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err == "error: intra_op_threads must be >= 0 (0 = ONNX Runtime's default), got -1\n"
+    assert err == ("error: intra_op_threads must be an integer >= 0 (0 = ONNX Runtime's "
+                   "default), got -1\n")
     # A report under a missing folder is refused before measuring, not after.
     assert main(["--engine", str(tiny_tiled), "--memory", "--shape", "1x3x64x64", "--tile", "32",
                  "--name", "missing/report", "-o", str(tmp_path)]) == 2

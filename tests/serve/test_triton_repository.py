@@ -152,6 +152,13 @@ def test_preferred_batch_outside_the_profiles_is_refused(tmp_path):
     (dict(backend="python", intra_op_threads=-3), r"intra-op threads .* got -3"),
     (dict(version_policy="newest"), r"version policy 'newest' is not understood"),
     (dict(name="a/b"), r"model name 'a/b' must be a non-empty folder name"),
+    # Names that break Triton's URLs (/v2/models/<name>/infer) and shell-friendly folder names.
+    (dict(name="my model"), r"model name 'my model' may contain only letters, digits, '_', "
+                            r"'-' and '\.'"),
+    (dict(name="m#1"), r"model name 'm#1' may contain only"),
+    (dict(name="m?x"), r"model name 'm\?x' may contain only"),
+    (dict(name="m%20"), r"model name 'm%20' may contain only"),
+    (dict(name=".."), r"model name '\.\.' must be a non-empty folder name"),
     (dict(intra_op_threads=2), r"intra-op threads apply to the python backend"),
 ])
 def test_onnx_configs_triton_would_refuse_are_not_written(tiny_onnx, tmp_path, options, message):
@@ -211,6 +218,10 @@ def test_cli_writes_and_reports_errors(tiny_onnx, tmp_path, capsys):
     rc = triton_main([str(tiny_onnx), "-o", str(tmp_path / "r3"), "--no-dynamic-batching",
                       "--preferred-batch", "2"])
     assert rc == 2 and "drop --no-dynamic-batching" in capsys.readouterr().err
+    rc = triton_main([str(tiny_onnx), "-o", str(tmp_path / "r4"), "--name", "my model"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: model name 'my model' may contain only letters")
+    assert not (tmp_path / "r4").exists()
 
 
 def test_a_hard_link_of_the_model_is_not_overwritten(tiny_onnx, tmp_path):
