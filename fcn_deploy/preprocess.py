@@ -1,6 +1,7 @@
 """Preprocessing exactly as the reference nets expect, driven by the artifact's metadata."""
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -60,11 +61,19 @@ def preprocess_input(spec: InputSpec, data: np.ndarray) -> np.ndarray:
     raise FCNError(f"input {spec.name!r}: no preprocessing for encoding {spec.encoding!r}")
 
 
+@functools.lru_cache(maxsize=1)
+def _modality_specs() -> dict[str, InputSpec]:
+    """{modality: InputSpec} of the known modalities, as ModelMeta completes them (built once:
+    the training loader preprocesses every sample's modalities through this)."""
+    meta = ModelMeta.default("nyud", 1, inputs=[{"name": "hha", "channels": 3},
+                                                {"name": "depth", "channels": 1}])
+    return {s.name: s for s in meta.input_specs()}
+
+
 def preprocess_modality(name: str, data: np.ndarray) -> np.ndarray:
     """A second input of a multi-input net (NYUDv2's ``hha`` or ``depth``) as the reference's
     data layer feeds it: :func:`preprocess_input` with the modality's reference mean."""
-    specs = {s.name: s for s in ModelMeta.default("nyud", 1, inputs=[
-        {"name": "hha", "channels": 3}, {"name": "depth", "channels": 1}]).input_specs()}
+    specs = _modality_specs()
     if name not in specs:
         raise FCNError(f"no preprocessing for an input named {name!r}; known: hha, depth")
     return preprocess_input(specs[name], data)
